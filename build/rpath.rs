@@ -1,0 +1,12 @@
+//! Shared build script of the crates that produce binaries linked against libtorch:
+//! torch-sys gives final binaries no rpath, so `target/*/niftyhost` (and test binaries)
+//! would not find `libtorch_cpu.so` outside `cargo run`. Embed the libtorch lib dir.
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    // Set by torch-sys (links = "tch") for crates that depend on it directly.
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .or_else(|_| std::env::var("LIBTORCH").map(|l| format!("{l}/lib")))
+        .expect("depend on torch-sys directly, or set LIBTORCH (scripts/install-libtorch.sh)");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+}

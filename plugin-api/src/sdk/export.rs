@@ -1,0 +1,175 @@
+//! Declaring a plugin library and exporting its root module.
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use tch::nn::VarStore;
+use tch::Device;
+
+use super::adapters::{AugmentationAdapter, LossAdapter, NetworkAdapter};
+use super::{guard, AugmentFn, Host, LossFn, NetworkModel, Param, Params, TORCH_ABI_TAG};
+use crate::{
+    AugmentationBox, Augmentation_TO, ComponentInfo, ComponentKind, HostModule_Ref, LossBox, Loss_TO,
+    NetworkBox, Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
+};
+
+/// A network component: its name, schema and constructor.
+pub struct NetworkDef {
+    /// Name used in configs.
+    pub name: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+    /// Its hyper-parameters (besides [`HOST_NETWORK_KEYS`], always given).
+    pub params: &'static [Param],
+    /// Builds the network under `root` (a fresh CPU `VarStore`) from validated parameters.
+    pub build: fn(root: &tch::nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, PluginError>,
+}
+
+/// A loss component.
+pub struct LossDef {
+    /// Name used in configs.
+    pub name: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+    /// Its hyper-parameters.
+    pub params: &'static [Param],
+    /// Builds the loss from validated parameters.
+    pub build: fn(params: &Params) -> Result<Box<dyn LossFn>, PluginError>,
+}
+
+/// An augmentation component.
+pub struct AugmentationDef {
+    /// Name used in configs.
+    pub name: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+    /// Its hyper-parameters.
+    pub params: &'static [Param],
+    /// Builds the augmentation from validated parameters.
+    pub build: fn(params: &Params) -> Result<Box<dyn AugmentFn>, PluginError>,
+}
+
+/// Everything a plugin library provides.
+pub struct PluginDef {
+    /// The library's name.
+    pub name: &'static str,
+    /// Its version (`env!("CARGO_PKG_VERSION")`).
+    pub version: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+    /// Its networks.
+    pub networks: &'static [NetworkDef],
+    /// Its losses.
+    pub losses: &'static [LossDef],
+    /// Its augmentations.
+    pub augmentations: &'static [AugmentationDef],
+}
+
+fn component(name: &str, kind: ComponentKind, description: &str, params: &[Param]) -> ComponentInfo {
+    ComponentInfo {
+        name: RString::from(name),
+        kind,
+        description: RString::from(description),
+        params: params.iter().map(Param::spec).collect(),
+    }
+}
+
+impl PluginDef {
+    /// The description sent to the host at initialisation.
+    pub fn info(&self) -> PluginInfo {
+        let networks = self.networks.iter().map(|d| component(d.name, ComponentKind::Network, d.description, d.params));
+        let losses = self.losses.iter().map(|d| component(d.name, ComponentKind::Loss, d.description, d.params));
+        let augs = self
+            .augmentations
+            .iter()
+            .map(|d| component(d.name, ComponentKind::Augmentation, d.description, d.params));
+        PluginInfo {
+            name: RString::from(self.name),
+            version: RString::from(self.version),
+            description: RString::from(self.description),
+            torch_abi_tag: RString::from(TORCH_ABI_TAG),
+            components: networks.chain(losses).chain(augs).collect::<RVec<_>>(),
+        }
+    }
+
+    fn unknown(&self, kind: ComponentKind, name: &str) -> PluginError {
+        PluginError::new(format!("plugin `{}` has no {} named `{name}`", self.name, kind.as_str()))
+    }
+}
+
+/// Body of the root module's `init`.
+pub fn init(def: &'static PluginDef, host: HostModule_Ref) -> RResult<PluginInfo, PluginError> {
+    guard(|| {
+        Host::install(host, def.name);
+        Ok(def.info())
+    })
+}
+
+/// Body of the root module's `new_network`.
+pub fn new_network(def: &'static PluginDef, name: RStr<'_>, config: RStr<'_>) -> RResult<NetworkBox, PluginError> {
+    guard(|| {
+        let d = def.networks.iter().find(|d| d.name == name.as_str());
+        let d = d.ok_or_else(|| def.unknown(ComponentKind::Network, name.as_str()))?;
+        let params = Params::parse(d.name, config.as_str(), d.params, &HOST_NETWORK_KEYS)?;
+        let vs = VarStore::new(Device::Cpu);
+        let model = (d.build)(&vs.root(), &params)?;
+        let adapter = NetworkAdapter { name: d.name, vs, model };
+        Ok(Network_TO::from_value(adapter, TD_Opaque))
+    })
+}
+
+/// Body of the root module's `new_loss`.
+pub fn new_loss(def: &'static PluginDef, name: RStr<'_>, config: RStr<'_>) -> RResult<LossBox, PluginError> {
+    guard(|| {
+        let d = def.losses.iter().find(|d| d.name == name.as_str());
+        let d = d.ok_or_else(|| def.unknown(ComponentKind::Loss, name.as_str()))?;
+        let params = Params::parse(d.name, config.as_str(), d.params, &[])?;
+        Ok(Loss_TO::from_value(LossAdapter((d.build)(&params)?), TD_Opaque))
+    })
+}
+
+/// Body of the root module's `new_augmentation`.
+pub fn new_augmentation(
+    def: &'static PluginDef,
+    name: RStr<'_>,
+    config: RStr<'_>,
+) -> RResult<AugmentationBox, PluginError> {
+    guard(|| {
+        let d = def.augmentations.iter().find(|d| d.name == name.as_str());
+        let d = d.ok_or_else(|| def.unknown(ComponentKind::Augmentation, name.as_str()))?;
+        let params = Params::parse(d.name, config.as_str(), d.params, &[])?;
+        Ok(Augmentation_TO::from_value(AugmentationAdapter((d.build)(&params)?), TD_Opaque))
+    })
+}
+
+/// Exports a `static` [`PluginDef`] as this library's root module.
+///
+/// Use it once per cdylib, at the crate root.
+#[macro_export]
+macro_rules! export_plugin {
+    ($def:path) => {
+        #[$crate::abi_stable::export_root_module]
+        fn niftyhost_root_module() -> $crate::PluginModule_Ref {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            use $crate::abi_stable::std_types::{RResult, RStr};
+            use $crate::{AugmentationBox, HostModule_Ref, LossBox, NetworkBox, PluginError, PluginInfo};
+
+            extern "C" fn init(host: HostModule_Ref) -> RResult<PluginInfo, PluginError> {
+                $crate::sdk::export::init(&$def, host)
+            }
+            extern "C" fn new_network(n: RStr<'_>, c: RStr<'_>, _h: HostModule_Ref) -> RResult<NetworkBox, PluginError> {
+                $crate::sdk::export::new_network(&$def, n, c)
+            }
+            extern "C" fn new_loss(n: RStr<'_>, c: RStr<'_>, _h: HostModule_Ref) -> RResult<LossBox, PluginError> {
+                $crate::sdk::export::new_loss(&$def, n, c)
+            }
+            extern "C" fn new_augmentation(
+                n: RStr<'_>,
+                c: RStr<'_>,
+                _h: HostModule_Ref,
+            ) -> RResult<AugmentationBox, PluginError> {
+                $crate::sdk::export::new_augmentation(&$def, n, c)
+            }
+            $crate::PluginModule { init, new_network, new_loss, new_augmentation }.leak_into_prefix()
+        }
+    };
+}
