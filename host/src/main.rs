@@ -1,1 +1,169 @@
-fn main(){}
+//! `niftyhost`: parse the command line, set up logging, run the job, map errors to exit
+//! codes (2: usage or configuration, 1: everything else).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, FromArgMatches};
+use niftyhost::cli::{Cli, Command, JobArgs, PluginArgs};
+use niftyhost::config::{self, ConfigError, Settings};
+use niftyhost::engine::{evaluation, inference, trainer, EngineError};
+use niftyhost::plugins::Registry;
+use niftyhost::{help, telemetry};
+
+/// The plugin flags of a command line, read before clap so `-h` can list plugin parameters.
+fn prescan_plugins(args: &[OsString]) -> PluginArgs {
+    let mut out = PluginArgs::default();
+    let mut it = args.iter().filter_map(|a| a.to_str());
+    while let Some(a) = it.next() {
+        let (flag, inline) = a.split_once('=').map_or((a, None), |(f, v)| (f, Some(v.to_owned())));
+        let target = match flag {
+            "--plugin" => &mut out.plugins,
+            "--plugin-dir" => &mut out.plugin_dirs,
+            _ => continue,
+        };
+        if let Some(v) = inline.or_else(|| it.next().map(str::to_owned)) {
+            target.push(PathBuf::from(v));
+        }
+    }
+    out
+}
+
+fn command_with_parameter_help(args: &[OsString]) -> clap::Command {
+    let cmd = Cli::command();
+    let wants_help = args.iter().any(|a| a == "-h" || a == "--help");
+    if !wants_help {
+        return cmd;
+    }
+    let registry = Registry::load(&prescan_plugins(args).search_path());
+    let listing = format!("{}{}", help::host_parameters(), help::plugin_parameters(&registry));
+    cmd.mut_subcommand("train", |c| c.after_help(listing.clone()))
+        .mut_subcommand("inference", |c| c.after_help(listing.clone()))
+        .mut_subcommand("evaluation", |c| c.after_help(listing.clone()))
+        .mut_subcommand("config", |c| c.after_help(listing.clone()))
+}
+
+fn settings(args: &JobArgs) -> Result<Settings> {
+    let overrides = args.overrides()?;
+    Ok(config::load(args.config.as_deref(), &overrides)?)
+}
+
+/// Loads plugins; a library named with `--plugin` that fails ends the run.
+fn registry(args: &PluginArgs) -> Result<Registry> {
+    let search = args.search_path();
+    let registry = Registry::load(&search);
+    let explicit: Vec<String> = registry.explicit_failures(&search).map(ToString::to_string).collect();
+    if !explicit.is_empty() {
+        anyhow::bail!("{}", explicit.join("\n"));
+    }
+    Ok(registry)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let here = Path::new(".");
+    match cli.command {
+        Command::Train(args) => {
+            let s = settings(&args)?;
+            let reg = registry(&args.plugins)?;
+            let report = trainer::train(&s, &reg, here).context("training failed")?;
+            eprintln!(
+                "trained {} to iteration {} (loss {:.4}, {:.3} s/iteration, {:.1} patches/s, data wait {:.1}%)\ncheckpoint: {}\nlog: {}",
+                s.network.name,
+                report.iterations,
+                report.final_loss,
+                report.seconds_per_iteration,
+                report.patches_per_second,
+                100.0 * report.data_wait_share,
+                report.checkpoint.display(),
+                report.log.display()
+            );
+            if args.plugins.json {
+                print_json(&report)?;
+            }
+        }
+        Command::Inference(args) => {
+            let s = settings(&args)?;
+            let reg = registry(&args.plugins)?;
+            let written = inference::infer(&s, &reg, here).context("inference failed")?;
+            for w in &written {
+                eprintln!("{}: {} ({} windows, {:.2} s)", w.subject, w.output.display(), w.windows, w.seconds);
+            }
+            if args.plugins.json {
+                print_json(&written)?;
+            }
+        }
+        Command::Evaluation(args) => {
+            let s = settings(&args)?;
+            let report = evaluation::evaluate(&s, here).context("evaluation failed")?;
+            for (label, dice) in &report.mean_dice {
+                eprintln!("label {label}: mean Dice {dice:.4}");
+            }
+            eprintln!("metrics: {}", report.csv.display());
+            if args.plugins.json {
+                print_json(&report)?;
+            }
+        }
+        Command::ListPlugins(args) => {
+            let search = args.search_path();
+            let reg = Registry::load(&search);
+            let rows = reg.listing();
+            if args.json {
+                print_json(&rows)?;
+            } else {
+                println!("{:<16} {:<12} {:<8} {:<14} {:<40} status", "name", "kind", "version", "sha256", "file");
+                for r in &rows {
+                    let sha = r.sha256.get(..12).unwrap_or(&r.sha256);
+                    println!("{:<16} {:<12} {:<8} {:<14} {:<40} {}", r.name, r.kind, r.version, sha, r.file.display(), r.status);
+                }
+                if rows.is_empty() {
+                    eprintln!("no plugins found in: {}", search.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+                }
+            }
+            if reg.explicit_failures(&search).next().is_some() {
+                std::process::exit(1);
+            }
+        }
+        Command::Config(args) => {
+            let s = settings(&args)?;
+            let reg = Registry::load(&args.plugins.search_path());
+            if args.plugins.json {
+                print_json(&s)?;
+            } else {
+                println!("{}", toml::to_string_pretty(&s)?);
+                eprintln!("{}{}", help::host_parameters(), help::plugin_parameters(&reg));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let is_config = err.chain().any(|e| {
+        e.downcast_ref::<ConfigError>().is_some() || matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Config(_)))
+    });
+    if is_config { 2 } else { 1 }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let matches = command_with_parameter_help(&args).get_matches_from(&args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    telemetry::init(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The command line: `niftyhost train | inference | evaluation | list-plugins | config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigError, Overrides};
+use crate::plugins::SearchPath;
+
+/// Deep learning on 3D medical images, with networks and losses as plugins.
+#[derive(Debug, Parser)]
+#[command(name = "niftyhost", version, propagate_version = true)]
+pub struct Cli {
+    /// The job to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Warnings and errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The jobs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network on the configured data.
+    Train(JobArgs),
+    /// Segment images window by window with a trained checkpoint.
+    Inference(JobArgs),
+    /// Compare segmentations with reference labels and write a metrics CSV.
+    Evaluation(JobArgs),
+    /// List every plugin component found, with its file, sha256 and status.
+    ListPlugins(PluginArgs),
+    /// Print the merged configuration and every parameter with its default.
+    Config(JobArgs),
+}
+
+/// Where plugins are looked for.
+#[derive(Debug, Clone, Args, Default)]
+pub struct PluginArgs {
+    /// A plugin library to load (repeatable); a missing one is an error.
+    #[arg(long = "plugin", value_name = "FILE")]
+    pub plugins: Vec<PathBuf>,
+    /// A folder of plugin libraries (repeatable), searched before NIFTYHOST_PLUGIN_PATH,
+    /// ./plugins and the plugins/ folder beside the executable.
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PluginArgs {
+    /// The search path these arguments define.
+    pub fn search_path(&self) -> SearchPath {
+        SearchPath::standard(&self.plugins, &self.plugin_dirs)
+    }
+}
+
+/// Arguments shared by the jobs.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Config file: TOML, or a NiftyNet-style .ini.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Set any key: `--set training.lr=0.01` (repeatable; values are TOML literals).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Shortcut for `network.batch_size`.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Shortcut for `training.lr`.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Shortcut for `training.max_iter`.
+    #[arg(long)]
+    pub max_iter: Option<u64>,
+    /// Shortcut for `training.starting_iter` (-1 resumes from the latest checkpoint).
+    #[arg(long, allow_negative_numbers = true)]
+    pub starting_iter: Option<i64>,
+    /// Shortcut for `system.model_dir`.
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Shortcut for `system.seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Shortcut for `system.devices`, comma-separated (`cpu`, `cuda:0,cuda:1`).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<String>>,
+    /// Plugins.
+    #[command(flatten)]
+    pub plugins: PluginArgs,
+}
+
+impl JobArgs {
+    /// Flags and `--set` as config overrides, flags first so `--set` wins.
+    ///
+    /// # Errors
+    /// A `--set` without `=`.
+    pub fn overrides(&self) -> Result<Overrides, ConfigError> {
+        let mut cli: Vec<(String, String, String)> = Vec::new();
+        let mut flag = |name: &str, key: &str, value: String| cli.push((format!("--{name}"), key.to_owned(), value));
+        if let Some(v) = self.batch_size {
+            flag("batch-size", "network.batch_size", v.to_string());
+        }
+        if let Some(v) = self.lr {
+            flag("lr", "training.lr", format!("{v:?}"));
+        }
+        if let Some(v) = self.max_iter {
+            flag("max-iter", "training.max_iter", v.to_string());
+        }
+        if let Some(v) = self.starting_iter {
+            flag("starting-iter", "training.starting_iter", v.to_string());
+        }
+        if let Some(v) = &self.model_dir {
+            flag("model-dir", "system.model_dir", toml::Value::String(v.display().to_string()).to_string());
+        }
+        if let Some(v) = self.seed {
+            flag("seed", "system.seed", v.to_string());
+        }
+        if let Some(v) = &self.devices {
+            flag("devices", "system.devices", toml::Value::Array(v.iter().map(|d| toml::Value::String(d.clone())).collect()).to_string());
+        }
+        for s in &self.set {
+            let (k, v) = crate::config::parse_set(s)?;
+            cli.push((format!("--set {s}"), k, v));
+        }
+        Ok(Overrides { cli, ..Overrides::default() }.with_env(std::env::vars()))
+    }
+}

@@ -1,0 +1,65 @@
+//! Every configuration key with its default and a one-line doc: the single source of the
+//! built-in defaults, of `niftyhost train -h` and of unknown-key suggestions.
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Dotted path, `section.key`.
+    pub key: &'static str,
+    /// The default as a TOML literal.
+    pub default: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+const fn k(key: &'static str, default: &'static str, doc: &'static str) -> KeySpec {
+    KeySpec { key, default, doc }
+}
+
+/// Keys of the fixed sections. Free-form tables: `input.<name>` (keys [`INPUT_KEYS`]),
+/// `network.params` and `training.loss_params` (checked against the plugins' schemas).
+pub const KEYS: &[KeySpec] = &[
+    k("system.seed", "1", "seed of every random draw (weights are the plugin's: seeded through libtorch)"),
+    k("system.devices", "[\"cpu\"]", "devices to run on: \"cpu\", \"cuda:0\", ..."),
+    k("system.model_dir", "\"runs/model\"", "folder for checkpoints, logs, inference and evaluation outputs"),
+    k("system.loader_threads", "2", "threads that sample and batch windows"),
+    k("system.torch_threads", "0", "libtorch intra-op threads (0 = libtorch's default)"),
+    k("segmentation.image", "[\"image\"]", "input sections stacked as image channels, in order"),
+    k("segmentation.label", "\"label\"", "input section holding the labels"),
+    k("segmentation.num_classes", "2", "number of label classes (labels 0..num_classes-1)"),
+    k("network.name", "\"toynet\"", "network component (a plugin's network name)"),
+    k("network.batch_size", "2", "windows per training step"),
+    k("network.spatial_window_size", "[32, 32, 32]", "training window (i, j, k) in voxels"),
+    k("network.whitening", "true", "z-score each image volume (mean 0, std 1)"),
+    k("training.loss", "\"dice_ce\"", "loss component (a plugin's loss name)"),
+    k("training.optimiser", "\"adam\"", "optimiser: adam or sgd"),
+    k("training.lr", "0.001", "learning rate"),
+    k("training.momentum", "0.9", "momentum of sgd"),
+    k("training.weight_decay", "0.0", "L2 weight decay"),
+    k("training.max_iter", "100", "iterations to train"),
+    k("training.starting_iter", "0", "0: start fresh; -1: resume from the latest complete checkpoint; n: from checkpoint n"),
+    k("training.save_every_n", "50", "save a checkpoint every n iterations (and at the end)"),
+    k("training.max_checkpoints", "3", "checkpoints kept (the oldest are deleted)"),
+    k("training.queue_length", "8", "batches prepared ahead by the loader threads"),
+    k("training.log_every_n", "10", "log a line every n iterations"),
+    k("inference.inference_iter", "-1", "checkpoint to segment with (-1 = latest)"),
+    k("inference.spatial_window_size", "[]", "inference window (i, j, k); empty = the training window"),
+    k("inference.overlap", "0.25", "fraction of a window shared with its neighbour (0 <= overlap < 1)"),
+    k("inference.batch_size", "4", "windows per forward pass"),
+    k("inference.output_dir", "\"\"", "where segmentations go (empty = <model_dir>/inference)"),
+    k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),
+    k("evaluation.seg_dir", "\"\"", "segmentations to evaluate (empty = inference.output_dir)"),
+    k("evaluation.output_csv", "\"\"", "metrics CSV (empty = <model_dir>/evaluation/metrics.csv)"),
+];
+
+/// Keys of an `input.<name>` section (NiftyNet's modality sections).
+pub const INPUT_KEYS: &[KeySpec] = &[
+    k("path_to_search", "\"\"", "folders to search, comma-separated"),
+    k("filename_contains", "[]", "substrings every file name must contain (removed to form the subject id)"),
+    k("filename_not_contains", "[]", "substrings no file name may contain"),
+    k("filename_removefromid", "\"\"", "substring also removed from the subject id"),
+    k("csv_file", "\"\"", "CSV of subject_id,path (instead of searching folders)"),
+];
+
+/// Tables whose keys belong to a plugin's schema.
+pub const PLUGIN_TABLES: &[&str] = &["network.params", "training.loss_params"];

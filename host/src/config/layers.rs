@@ -1,0 +1,299 @@
+//! Layering: defaults ← config file ← `NIFTYHOST_*` environment ← command line. Each
+//! layer is a TOML table validated on its own (so errors name their origin), then the
+//! `config` crate merges them and deserialises [`Settings`].
+
+use std::path::Path;
+
+use config::{Config, File, FileFormat};
+use toml::{Table, Value};
+
+use super::keys::{KeySpec, INPUT_KEYS, KEYS, PLUGIN_TABLES};
+use super::{ini, ConfigError, Settings};
+
+/// Overrides from the environment and the command line, in precedence order.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `(origin, dotted key, TOML literal or bare string)` from the environment.
+    pub env: Vec<(String, String, String)>,
+    /// `(origin, dotted key, TOML literal or bare string)` from flags and `--set`.
+    pub cli: Vec<(String, String, String)>,
+}
+
+impl Overrides {
+    /// Collects `NIFTYHOST_<SECTION>__<KEY>` variables (`__` separates levels);
+    /// `NIFTYHOST_` variables without `__` (e.g. `NIFTYHOST_PLUGIN_PATH`) are not keys.
+    pub fn with_env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (name, value) in vars {
+            if let Some(rest) = name.strip_prefix("NIFTYHOST_").filter(|r| r.contains("__")) {
+                let key = rest.to_ascii_lowercase().replace("__", ".");
+                self.env.push((format!("environment variable {name}"), key, value));
+            }
+        }
+        self.env.sort();
+        self
+    }
+}
+
+/// Splits `key=value` as given to `--set`.
+///
+/// # Errors
+/// A missing `=`.
+pub fn parse_set(arg: &str) -> Result<(String, String), ConfigError> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| ConfigError::Parse { origin: format!("--set {arg}"), message: "expected key=value".into() })
+}
+
+/// A value as typed by a user: a TOML literal (`0.01`, `[32, 32, 32]`, `true`,
+/// `"x"`), else the bare text as a string.
+fn literal(text: &str) -> Value {
+    toml::from_str::<Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+fn insert(table: &mut Table, key: &str, value: Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut t = table;
+    for p in parts {
+        let entry = t.entry(p.to_owned()).or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        t = entry.as_table_mut().expect("just made a table");
+    }
+    t.insert(last.to_owned(), value);
+}
+
+fn defaults() -> Table {
+    let mut t = Table::new();
+    for spec in KEYS {
+        insert(&mut t, spec.key, literal(spec.default));
+    }
+    t
+}
+
+/// The spec of a dotted key: `Ok(Some)` for a known key, `Ok(None)` for a key inside a
+/// plugin's table (checked by the plugin), `Err` for an unknown key.
+fn spec_of(key: &str) -> Result<Option<&'static KeySpec>, ()> {
+    if let Some(spec) = KEYS.iter().find(|s| s.key == key) {
+        return Ok(Some(spec));
+    }
+    if PLUGIN_TABLES.iter().any(|t| key.strip_prefix(t).is_some_and(|r| r.starts_with('.'))) {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    if let ["input", _, field] = parts.as_slice() {
+        if let Some(spec) = INPUT_KEYS.iter().find(|s| s.key == *field) {
+            return Ok(Some(spec));
+        }
+    }
+    Err(())
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a table",
+        Value::Datetime(_) => "a date",
+    }
+}
+
+fn same_type(expected: &Value, got: &Value) -> bool {
+    matches!(
+        (expected, got),
+        (Value::Float(_), Value::Integer(_))
+    ) || std::mem::discriminant(expected) == std::mem::discriminant(got)
+}
+
+/// Checks every leaf key of one layer, naming the layer in errors.
+fn validate(table: &Table, prefix: &str, origin: &str) -> Result<(), ConfigError> {
+    for (name, value) in table {
+        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let is_section = value.is_table() && spec_of(&key).is_err();
+        if is_section {
+            validate(value.as_table().expect("checked"), &key, origin)?;
+            continue;
+        }
+        match spec_of(&key) {
+            Ok(Some(spec)) => {
+                let expected = literal(spec.default);
+                if !same_type(&expected, value) {
+                    return Err(ConfigError::WrongType {
+                        key,
+                        origin: origin.to_owned(),
+                        expected: type_name(&expected),
+                        got: value.to_string(),
+                    });
+                }
+            }
+            Ok(None) => {}
+            Err(()) => {
+                let known = KEYS.iter().map(|s| s.key);
+                let hint = niftyhost_plugin_api::sdk::nearest(&key, known)
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
+                return Err(ConfigError::UnknownKey { key, origin: origin.to_owned(), hint });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let origin = path.display().to_string();
+    let is_ini = matches!(path.extension().and_then(|e| e.to_str()), Some("ini" | "cfg"));
+    if is_ini {
+        ini::parse(&text, &origin)
+    } else {
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { origin, message: e.message().to_owned() })
+    }
+}
+
+fn layer(entries: &[(String, String, String)]) -> Result<Table, ConfigError> {
+    let mut table = Table::new();
+    for (origin, key, text) in entries {
+        let mut one = Table::new();
+        insert(&mut one, key, literal(text));
+        validate(&one, "", origin)?;
+        insert(&mut table, key, literal(text));
+    }
+    Ok(table)
+}
+
+/// Loads and validates the configuration.
+///
+/// # Errors
+/// An unreadable file, an unknown key or a wrongly typed value (naming key and origin),
+/// or an inconsistent merged configuration.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder().add_source(File::from_str(&toml_text(&defaults())?, FileFormat::Toml));
+    if let Some(path) = file {
+        let table = read_file(path)?;
+        validate(&table, "", &path.display().to_string())?;
+        builder = builder.add_source(File::from_str(&toml_text(&table)?, FileFormat::Toml));
+    }
+    for entries in [&overrides.env, &overrides.cli] {
+        let table = layer(entries)?;
+        builder = builder.add_source(File::from_str(&toml_text(&table)?, FileFormat::Toml));
+    }
+    let merged = builder.build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let settings: Settings = merged.try_deserialize().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn toml_text(table: &Table) -> Result<String, ConfigError> {
+    toml::to_string(table).map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str, ext: &str) -> (tempfile_dir::Dir, std::path::PathBuf) {
+        let dir = tempfile_dir::Dir::new();
+        let path = dir.0.join(format!("c.{ext}"));
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    mod tempfile_dir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p = std::env::temp_dir().join(format!("niftyhost-config-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const BASE: &str = "[input.image]\npath_to_search = \"d\"\n[input.label]\npath_to_search = \"d\"\n[training]\nlr = 0.5\nmax_iter = 7\n";
+
+    fn cli(key: &str, v: &str) -> (String, String, String) {
+        (format!("--set {key}={v}"), key.to_owned(), v.to_owned())
+    }
+
+    #[test]
+    fn later_layers_win_in_order_defaults_file_env_cli() {
+        let (_d, path) = write(BASE, "toml");
+        let only_file = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(only_file.training.lr, 0.5);
+        assert_eq!(only_file.training.max_iter, 7);
+        assert_eq!(only_file.network.batch_size, 2, "default kept");
+
+        let env = Overrides::default().with_env([
+            ("NIFTYHOST_TRAINING__LR".to_owned(), "0.25".to_owned()),
+            ("NIFTYHOST_TRAINING__MAX_ITER".to_owned(), "9".to_owned()),
+            ("NIFTYHOST_PLUGIN_PATH".to_owned(), "/x".to_owned()),
+        ]);
+        let s = load(Some(&path), &env).unwrap();
+        assert_eq!((s.training.lr, s.training.max_iter), (0.25, 9));
+
+        let both = Overrides { cli: vec![cli("training.lr", "0.125")], ..env };
+        let s = load(Some(&path), &both).unwrap();
+        assert_eq!((s.training.lr, s.training.max_iter), (0.125, 9), "cli beats env, env beats file");
+    }
+
+    #[test]
+    fn unknown_key_names_key_origin_and_nearest() {
+        let (_d, path) = write(&format!("{BASE}lrr = 1.0\n"), "toml");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert_eq!(err, format!("unknown key `training.lrr` in {}; did you mean `training.lr`?", path.display()));
+
+        let o = Overrides { cli: vec![cli("network.batch_sise", "4")], ..Default::default() };
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert_eq!(err, "unknown key `network.batch_sise` in --set network.batch_sise=4; did you mean `network.batch_size`?");
+
+        let o = Overrides::default().with_env([("NIFTYHOST_SYSTEM__SEDE".to_owned(), "3".to_owned())]);
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert!(err.starts_with("unknown key `system.sede` in environment variable NIFTYHOST_SYSTEM__SEDE; did you mean `system.seed`?"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_value() {
+        let (_d, path) = write(BASE, "toml");
+        let o = Overrides { cli: vec![cli("training.max_iter", "lots")], ..Default::default() };
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert_eq!(err, "key `training.max_iter` in --set training.max_iter=lots must be an integer, got \"lots\"");
+    }
+
+    #[test]
+    fn plugin_tables_are_free_form_and_unknown_input_keys_are_not() {
+        let (_d, path) = write(&format!("{BASE}[network.params]\nbase_channels = 4\n"), "toml");
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(s.network.params["base_channels"], 4);
+        let (_d, path) = write(&format!("{BASE}[input.t1]\nfilename_contain = [\"a\"]\n"), "toml");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("unknown key `input.t1.filename_contain`"), "{err}");
+    }
+
+    #[test]
+    fn niftynet_ini_with_its_section_names_is_accepted() {
+        let ini = "[T1]\npath_to_search = ./data\nfilename_contains = T1\n\n[parcellation]\npath_to_search = ./data\nfilename_contains = (seg, v2)\n\n[SYSTEM]\nmodel_dir = ./m\n\n[NETWORK]\nname = unet3d\nbatch_size = 3\nspatial_window_size = (16, 24, 32)\nwhitening = True\n\n[TRAINING]\nlr = 0.01\n\n[SEGMENTATION]\nimage = T1\nlabel = parcellation\nnum_classes = 4\n";
+        let (_d, path) = write(ini, "ini");
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(s.segmentation.image, vec!["t1".to_owned()]);
+        assert_eq!(s.segmentation.label, "parcellation");
+        assert_eq!(s.network.spatial_window_size, vec![16, 24, 32]);
+        assert_eq!(s.network.batch_size, 3);
+        assert_eq!(s.input["parcellation"].filename_contains, vec!["seg".to_owned(), "v2".to_owned()]);
+        assert_eq!(s.input["t1"].filename_contains, vec!["T1".to_owned()]);
+        assert!(s.network.whitening);
+    }
+}

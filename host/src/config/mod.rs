@@ -1,0 +1,14 @@
+//! Configuration: typed settings, the table of every key with its default and doc, and
+//! the layering defaults ← file (`-c`, TOML or NiftyNet INI) ← `NIFTYHOST_*` environment
+//! ← command line, validated layer by layer so an error names the key and its origin.
+
+mod error;
+mod ini;
+mod keys;
+mod layers;
+mod settings;
+
+pub use error::ConfigError;
+pub use keys::{KeySpec, INPUT_KEYS, KEYS};
+pub use layers::{load, parse_set, Overrides};
+pub use settings::{Evaluation, Inference, InputSection, Network, Segmentation, Settings, System, Training};

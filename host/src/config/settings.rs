@@ -1,0 +1,181 @@
+//! The typed, merged configuration.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::ConfigError;
+
+/// `[system]`: where and how to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    pub seed: u64,
+    pub devices: Vec<String>,
+    pub model_dir: PathBuf,
+    pub loader_threads: usize,
+    pub torch_threads: usize,
+}
+
+/// `[input.<name>]`: where the files of one modality (or of the labels) are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputSection {
+    pub path_to_search: String,
+    pub filename_contains: Vec<String>,
+    pub filename_not_contains: Vec<String>,
+    pub filename_removefromid: String,
+    pub csv_file: String,
+}
+
+/// `[segmentation]`: which inputs are images and labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segmentation {
+    pub image: Vec<String>,
+    pub label: String,
+    pub num_classes: usize,
+}
+
+/// `[network]`: the network component and its windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub batch_size: usize,
+    pub spatial_window_size: Vec<usize>,
+    pub whitening: bool,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+/// `[training]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    pub loss: String,
+    pub optimiser: String,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub max_iter: u64,
+    pub starting_iter: i64,
+    pub save_every_n: u64,
+    pub max_checkpoints: usize,
+    pub queue_length: usize,
+    pub log_every_n: u64,
+    #[serde(default)]
+    pub loss_params: Map<String, Value>,
+}
+
+/// `[inference]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inference {
+    pub inference_iter: i64,
+    pub spatial_window_size: Vec<usize>,
+    pub overlap: f64,
+    pub batch_size: usize,
+    pub output_dir: PathBuf,
+    pub output_postfix: String,
+}
+
+/// `[evaluation]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    pub seg_dir: PathBuf,
+    pub output_csv: PathBuf,
+}
+
+/// The whole configuration after layering.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub system: System,
+    #[serde(default)]
+    pub input: BTreeMap<String, InputSection>,
+    pub segmentation: Segmentation,
+    pub network: Network,
+    pub training: Training,
+    pub inference: Inference,
+    pub evaluation: Evaluation,
+}
+
+fn window(key: &str, w: &[usize]) -> Result<[usize; 3], ConfigError> {
+    match w {
+        [i, j, k] if *i > 0 && *j > 0 && *k > 0 => Ok([*i, *j, *k]),
+        _ => Err(ConfigError::Invalid(format!("`{key}` must be three positive sizes (i, j, k), got {w:?}"))),
+    }
+}
+
+impl Settings {
+    /// Checks what single keys cannot: consistency between keys.
+    ///
+    /// # Errors
+    /// The first inconsistency, naming the keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        window("network.spatial_window_size", &self.network.spatial_window_size)?;
+        if !self.inference.spatial_window_size.is_empty() {
+            window("inference.spatial_window_size", &self.inference.spatial_window_size)?;
+        }
+        if self.segmentation.num_classes < 2 {
+            return invalid(format!("`segmentation.num_classes` must be at least 2, got {}", self.segmentation.num_classes));
+        }
+        if self.system.devices.is_empty() {
+            return invalid("`system.devices` lists no device".into());
+        }
+        for (key, v) in [("network.batch_size", self.network.batch_size), ("inference.batch_size", self.inference.batch_size)] {
+            if v == 0 {
+                return invalid(format!("`{key}` must be positive"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.inference.overlap) {
+            return invalid(format!("`inference.overlap` must be in [0, 1), got {}", self.inference.overlap));
+        }
+        if self.training.save_every_n == 0 {
+            return invalid("`training.save_every_n` must be positive".into());
+        }
+        for name in self.segmentation.image.iter().chain([&self.segmentation.label]) {
+            if !self.input.contains_key(name) {
+                let have: Vec<&String> = self.input.keys().collect();
+                return invalid(format!("`segmentation` names input section `{name}`, but the config defines only {have:?}"));
+            }
+        }
+        if !["adam", "sgd"].contains(&self.training.optimiser.as_str()) {
+            return invalid(format!("`training.optimiser` must be adam or sgd, got \"{}\"", self.training.optimiser));
+        }
+        Ok(())
+    }
+
+    /// The training window `(i, j, k)`.
+    pub fn train_window(&self) -> [usize; 3] {
+        window("", &self.network.spatial_window_size).unwrap_or([32, 32, 32])
+    }
+
+    /// The inference window `(i, j, k)`: its own, else the training window.
+    pub fn inference_window(&self) -> [usize; 3] {
+        window("", &self.inference.spatial_window_size).unwrap_or_else(|_| self.train_window())
+    }
+
+    /// Where segmentations are written.
+    pub fn inference_dir(&self) -> PathBuf {
+        if self.inference.output_dir.as_os_str().is_empty() {
+            self.system.model_dir.join("inference")
+        } else {
+            self.inference.output_dir.clone()
+        }
+    }
+
+    /// The metrics CSV.
+    pub fn evaluation_csv(&self) -> PathBuf {
+        if self.evaluation.output_csv.as_os_str().is_empty() {
+            self.system.model_dir.join("evaluation").join("metrics.csv")
+        } else {
+            self.evaluation.output_csv.clone()
+        }
+    }
+}

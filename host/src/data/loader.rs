@@ -1,0 +1,64 @@
+//! Loader threads: build batches ahead of the trainer into a bounded queue, and hand
+//! them out in iteration order whatever the thread count.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver};
+
+use super::{Batch, WindowSampler};
+
+/// A running set of loader threads for iterations `start..end`.
+pub struct Loader {
+    rx: Option<Receiver<(u64, Batch)>>,
+    pending: BTreeMap<u64, Batch>,
+    next: u64,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Loader {
+    /// Starts `threads` workers; at most `queue_length` finished batches wait in the queue.
+    pub fn spawn(sampler: WindowSampler, start: u64, end: u64, threads: usize, queue_length: usize) -> Loader {
+        let (tx, rx) = bounded(queue_length.max(1));
+        let counter = Arc::new(AtomicU64::new(start));
+        let workers = (0..threads.max(1))
+            .map(|w| {
+                let (tx, counter, sampler) = (tx.clone(), Arc::clone(&counter), sampler.clone());
+                std::thread::Builder::new()
+                    .name(format!("loader-{w}"))
+                    .spawn(move || loop {
+                        let t = counter.fetch_add(1, Ordering::Relaxed);
+                        if t >= end || tx.send((t, sampler.batch(t))).is_err() {
+                            return;
+                        }
+                    })
+                    .expect("spawning a loader thread")
+            })
+            .collect();
+        Loader { rx: Some(rx), pending: BTreeMap::new(), next: start, workers }
+    }
+
+    /// The batch of the next iteration, waiting for it if needed; `None` past the end.
+    pub fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            if let Some(batch) = self.pending.remove(&self.next) {
+                self.next += 1;
+                return Some(batch);
+            }
+            let (t, batch) = self.rx.as_ref()?.recv().ok()?;
+            self.pending.insert(t, batch);
+        }
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Closing the queue makes blocked workers' `send` fail, so they exit.
+        self.rx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

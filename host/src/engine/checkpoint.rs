@@ -1,0 +1,149 @@
+//! Checkpoints: `iter_<n>.safetensors` (parameters and buffers by name) and
+//! `iter_<n>.json` (metadata). Each file is written to a temporary name, synced and
+//! renamed; the JSON goes last, so a checkpoint is complete exactly when its JSON exists.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::Model;
+
+/// A plugin a checkpoint depends on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginRef {
+    /// Component name.
+    pub component: String,
+    /// network / loss.
+    pub kind: String,
+    /// Library name and version.
+    pub library: String,
+    /// Library version.
+    pub version: String,
+    /// Library file when saved.
+    pub file: PathBuf,
+    /// sha256 of the library file.
+    pub sha256: String,
+}
+
+/// What a checkpoint says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointMeta {
+    /// Iterations completed.
+    pub iteration: u64,
+    /// The run's seed.
+    pub seed: u64,
+    /// Loss of the last iteration.
+    pub loss: f64,
+    /// The plugins used.
+    pub plugins: Vec<PluginRef>,
+    /// The libtorch ABI tag of the host.
+    pub torch_abi_tag: String,
+    /// The whole configuration.
+    pub config: serde_json::Value,
+}
+
+/// A checkpoint that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint {path}: {message}")]
+pub struct CheckpointError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn err(path: &Path, message: impl ToString) -> CheckpointError {
+    CheckpointError { path: path.to_owned(), message: message.to_string() }
+}
+
+/// Paths of checkpoint `iteration` in `dir`: (weights, metadata).
+pub fn paths(dir: &Path, iteration: u64) -> (PathBuf, PathBuf) {
+    (dir.join(format!("iter_{iteration:08}.safetensors")), dir.join(format!("iter_{iteration:08}.json")))
+}
+
+fn sync_rename(tmp: &Path, dst: &Path) -> Result<(), CheckpointError> {
+    File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| err(tmp, e))?;
+    std::fs::rename(tmp, dst).map_err(|e| err(dst, e))?;
+    if let Some(dir) = dst.parent() {
+        File::open(dir).and_then(|f| f.sync_all()).map_err(|e| err(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a checkpoint atomically and returns its weights file.
+///
+/// # Errors
+/// The file that could not be written and why.
+pub fn save(dir: &Path, model: &Model, meta: &CheckpointMeta) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    let (weights, json) = paths(dir, meta.iteration);
+    let tmp = weights.with_extension("safetensors.tmp");
+    let named: Vec<(&str, &Tensor)> = model.state().map(|(n, t)| (n.as_str(), t)).collect();
+    Tensor::write_safetensors(&named, &tmp).map_err(|e| err(&tmp, e))?;
+    sync_rename(&tmp, &weights)?;
+    let tmp = json.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(meta).map_err(|e| err(&json, e))?;
+    std::fs::write(&tmp, text).map_err(|e| err(&tmp, e))?;
+    sync_rename(&tmp, &json)?;
+    Ok(weights)
+}
+
+/// Complete checkpoints in `dir`, oldest first: (iteration, weights file).
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n: u64 = name.strip_prefix("iter_")?.strip_suffix(".json")?.parse().ok()?;
+            let (weights, _) = paths(dir, n);
+            weights.is_file().then_some((n, weights))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Deletes all but the newest `keep` complete checkpoints.
+pub fn prune(dir: &Path, keep: usize) {
+    let all = list(dir);
+    for (n, _) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        let (weights, json) = paths(dir, *n);
+        let _ = std::fs::remove_file(json);
+        let _ = std::fs::remove_file(weights);
+    }
+}
+
+/// Reads a checkpoint's metadata.
+///
+/// # Errors
+/// A missing or malformed file.
+pub fn read_meta(weights: &Path) -> Result<CheckpointMeta, CheckpointError> {
+    let json = weights.with_extension("json");
+    let text = std::fs::read_to_string(&json).map_err(|e| err(&json, e))?;
+    serde_json::from_str(&text).map_err(|e| err(&json, e))
+}
+
+/// Copies saved tensors into the model's parameters and buffers, by name.
+///
+/// # Errors
+/// A tensor missing from the file or from the model, or with another shape.
+pub fn load_weights(weights: &Path, model: &mut Model) -> Result<(), CheckpointError> {
+    let saved = Tensor::read_safetensors(weights).map_err(|e| err(weights, e))?;
+    let mut saved: std::collections::HashMap<String, Tensor> = saved.into_iter().collect();
+    for (name, t) in model.params.iter_mut().chain(model.buffers.iter_mut()) {
+        let src = saved
+            .remove(name)
+            .ok_or_else(|| err(weights, format!("has no tensor `{name}` that network `{}` needs", model.name)))?;
+        if src.size() != t.size() {
+            return Err(err(weights, format!("tensor `{name}` is {:?}, the network expects {:?}", src.size(), t.size())));
+        }
+        tch::no_grad(|| t.copy_(&src));
+    }
+    if let Some(extra) = saved.keys().next() {
+        return Err(err(weights, format!("holds tensor `{extra}` that network `{}` does not have", model.name)));
+    }
+    Ok(())
+}

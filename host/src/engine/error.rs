@@ -1,0 +1,54 @@
+//! Errors of the engine's jobs.
+
+use niftyhost_plugin_api::PluginError;
+
+use super::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+use crate::data::DataError;
+use crate::io::IoError;
+use crate::plugins::RegistryError;
+use crate::torch::DeviceError;
+
+/// Why a training, inference or evaluation job stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad data.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A component is missing or refused its parameters.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A device cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A plugin failed while running.
+    #[error("{context}: {error}")]
+    Plugin {
+        /// What the host was doing.
+        context: String,
+        /// What the plugin said.
+        error: PluginError,
+    },
+    /// The loss became NaN or infinite.
+    #[error("loss is {loss} at iteration {iteration}: training stopped; the last good checkpoint is {last_checkpoint}")]
+    NonFinite {
+        /// The iteration.
+        iteration: u64,
+        /// The value.
+        loss: f64,
+        /// The newest complete checkpoint (or "none").
+        last_checkpoint: String,
+    },
+    /// Anything else, with what was expected.
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,142 @@
+//! Sliding-window inference: windows on a grid with overlap, probabilities averaged
+//! where windows overlap, labels written as NIfTI in the input's geometry.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use super::trainer::{load_all, model_for_inference, predict};
+use super::{EngineError, Model};
+use crate::config::Settings;
+use crate::data::grid::corners;
+use crate::data::window::extract;
+use crate::data::SubjectVolumes;
+use crate::io::write_labels;
+use crate::plugins::Registry;
+use crate::telemetry::Progress;
+
+/// One segmentation written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Segmented {
+    /// The subject.
+    pub subject: String,
+    /// The output file.
+    pub output: PathBuf,
+    /// Windows run.
+    pub windows: usize,
+    /// Seconds for this subject.
+    pub seconds: f64,
+}
+
+/// Class probabilities of a whole volume, averaged over overlapping windows.
+///
+/// # Shapes
+/// returns `[K, k, j, i]` in memory (`K = num_classes`)
+///
+/// # Errors
+/// The plugin's error.
+pub fn segment_volume(
+    model: &mut Model,
+    volume: &SubjectVolumes,
+    window: [usize; 3],
+    overlap: f64,
+    batch_size: usize,
+    device: tch::Device,
+) -> Result<(Vec<f32>, usize), EngineError> {
+    let [di, dj, dk] = volume.dims;
+    let [wi, wj, wk] = window;
+    let voxels = di * dj * dk;
+    let grid = corners(volume.dims, window, overlap);
+    let mut sum: Vec<f32> = Vec::new();
+    let mut count = vec![0u16; voxels];
+    let mut classes = 0usize;
+    for chunk in grid.chunks(batch_size.max(1)) {
+        let mut buf = Vec::with_capacity(chunk.len() * volume.channels * wi * wj * wk);
+        for c in chunk {
+            extract(&volume.image, volume.dims, volume.channels, c.map(|v| v as isize), window, 0.0, &mut buf);
+        }
+        let shape = [chunk.len() as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
+        let probs = predict(model, &Tensor::from_slice(&buf).view(shape).to_device(device))?;
+        let probs = probs.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
+        let k = probs.size()[1] as usize;
+        if probs.size()[2..] != shape[2..] {
+            return Err(EngineError::Other(format!(
+                "network `{}` returned windows of {:?} for inputs of {:?}; inference needs same-size outputs",
+                model.name,
+                &probs.size()[2..],
+                &shape[2..]
+            )));
+        }
+        if sum.is_empty() {
+            classes = k;
+            sum = vec![0.0; k * voxels];
+        }
+        let flat: Vec<f32> = Vec::<f32>::try_from(probs.view([-1])).map_err(|e| EngineError::Other(e.to_string()))?;
+        let per_window = k * wi * wj * wk;
+        for (n, c) in chunk.iter().enumerate() {
+            let w = &flat[n * per_window..(n + 1) * per_window];
+            for z in 0..wk.min(dk - c[2]) {
+                for y in 0..wj.min(dj - c[1]) {
+                    let row = ((c[2] + z) * dj + c[1] + y) * di + c[0];
+                    let len = wi.min(di - c[0]);
+                    for cls in 0..k {
+                        let src = &w[((cls * wk + z) * wj + y) * wi..][..len];
+                        let dst = &mut sum[cls * voxels + row..][..len];
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    }
+                    count[row..row + len].iter_mut().for_each(|c| *c += 1);
+                }
+            }
+        }
+    }
+    for cls in 0..classes {
+        for (s, &c) in sum[cls * voxels..(cls + 1) * voxels].iter_mut().zip(&count) {
+            *s /= c.max(1) as f32;
+        }
+    }
+    Ok((sum, grid.len()))
+}
+
+/// The label of highest probability per voxel.
+pub fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
+    let voxels = probs.len() / classes.max(1);
+    (0..voxels)
+        .map(|v| {
+            let mut best = 0usize;
+            for c in 1..classes {
+                if probs[c * voxels + v] > probs[best * voxels + v] {
+                    best = c;
+                }
+            }
+            best as u8
+        })
+        .collect()
+}
+
+/// Segments every subject of the image sections and writes `<id><postfix>.nii.gz`.
+///
+/// # Errors
+/// Bad data, no checkpoint, a plugin failure, or an unwritable output.
+pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
+    let device = super::trainer::training_device(settings)?;
+    let (mut model, weights) = model_for_inference(settings, registry, device, settings.inference.inference_iter)?;
+    tracing::info!(checkpoint = %weights.display(), "segmenting with");
+    let volumes = load_all(settings, base_dir, false)?;
+    let out_dir = settings.inference_dir();
+    let progress = Progress::new(0, volumes.len() as u64, "infer");
+    let mut out = Vec::new();
+    for (n, v) in volumes.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let inf = &settings.inference;
+        let (probs, windows) = segment_volume(&mut model, v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
+        let labels = argmax(&probs, settings.segmentation.num_classes);
+        let output = out_dir.join(format!("{}{}.nii.gz", v.id, inf.output_postfix));
+        write_labels(&output, &v.header, v.dims, &labels)?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(subject = %v.id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
+        progress.update(n as u64 + 1, v.id.clone());
+        out.push(Segmented { subject: v.id.clone(), output, windows, seconds });
+    }
+    Ok(out)
+}

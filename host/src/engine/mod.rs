@@ -1,0 +1,13 @@
+//! The engine: a network instance on the host side, optimisers, checkpoints, the trainer,
+//! sliding-window inference and evaluation.
+
+pub mod checkpoint;
+mod error;
+pub mod evaluation;
+pub mod inference;
+pub mod model;
+pub mod optim;
+pub mod trainer;
+
+pub use error::EngineError;
+pub use model::Model;

@@ -1,0 +1,86 @@
+//! [`Model`]: a plugin network with the host's view of its parameters.
+
+use abi_stable::std_types::RStr;
+use niftyhost_plugin_api::{NamedTensor, NetworkBox, PluginError, RTensor};
+use tch::{Device, Tensor};
+
+use crate::config::Settings;
+use crate::plugins::{Registry, RegistryError};
+
+/// A network instance and shallow clones of its parameters and buffers (sharing storage
+/// and gradients with the plugin's own tensors).
+pub struct Model {
+    /// The network's name (for messages).
+    pub name: String,
+    net: NetworkBox,
+    /// Trainable parameters, sorted by name.
+    pub params: Vec<(String, Tensor)>,
+    /// Non-trainable state, sorted by name.
+    pub buffers: Vec<(String, Tensor)>,
+}
+
+fn named(list: abi_stable::std_types::RVec<NamedTensor>) -> Vec<(String, Tensor)> {
+    list.into_iter().map(|n| (n.name.into_string(), n.tensor.into_tch())).collect()
+}
+
+impl Model {
+    /// Builds the configured network through the registry, on `device`.
+    ///
+    /// # Errors
+    /// The network is not found, or the plugin refuses its parameters or the device.
+    pub fn build(registry: &Registry, settings: &Settings, device: Device) -> Result<Model, RegistryError> {
+        let mut config = serde_json::Value::Object(settings.network.params.clone());
+        config["in_channels"] = serde_json::json!(settings.segmentation.image.len());
+        config["num_classes"] = serde_json::json!(settings.segmentation.num_classes);
+        config["spatial_dims"] = serde_json::json!(3);
+        let name = settings.network.name.clone();
+        let net = registry.new_network(&name, &config)?;
+        let plugin_error = |error: PluginError| RegistryError::Plugin {
+            kind: "network",
+            name: name.clone(),
+            file: registry.find(niftyhost_plugin_api::ComponentKind::Network, &name).map(|(l, _)| l.path.clone()).unwrap_or_default(),
+            error,
+        };
+        let mut model = Model { name: name.clone(), net, params: Vec::new(), buffers: Vec::new() };
+        let device_name = match device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            Device::Mps => "mps".to_owned(),
+            _ => "cpu".to_owned(),
+        };
+        model.net.set_device(RStr::from(device_name.as_str())).into_result().map_err(plugin_error)?;
+        model.refresh().map_err(plugin_error)?;
+        Ok(model)
+    }
+
+    /// Re-fetches parameters and buffers (after the plugin moved them).
+    ///
+    /// # Errors
+    /// The plugin's error.
+    pub fn refresh(&mut self) -> Result<(), PluginError> {
+        self.params = named(self.net.named_parameters().into_result()?);
+        self.buffers = named(self.net.named_buffers().into_result()?);
+        Ok(())
+    }
+
+    /// Runs the network.
+    ///
+    /// # Shapes
+    /// `[N, C, D, H, W]` → `[N, K, D, H, W]`
+    ///
+    /// # Errors
+    /// The plugin's error, e.g. an input size the architecture cannot take.
+    pub fn forward(&mut self, input: &Tensor, train: bool) -> Result<Tensor, PluginError> {
+        let x = RTensor::from_tch(input.shallow_clone());
+        self.net.forward(&x, train).into_result().map(RTensor::into_tch)
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> i64 {
+        self.params.iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Parameters then buffers, the tensors a checkpoint holds.
+    pub fn state(&self) -> impl Iterator<Item = &(String, Tensor)> {
+        self.params.iter().chain(self.buffers.iter())
+    }
+}

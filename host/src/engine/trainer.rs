@@ -1,0 +1,266 @@
+//! The trainer: batches from the loader threads, forward and backward through the plugin
+//! network and loss, an optimiser step, progress, logs and checkpoints.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use abi_stable::std_types::ROption;
+use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
+use niftyhost_plugin_api::{ComponentKind, RTensor};
+use rayon::prelude::*;
+use serde::Serialize;
+use tch::{Device, Tensor};
+
+use super::checkpoint::{self, CheckpointMeta, PluginRef};
+use super::optim::Optimiser;
+use super::{EngineError, Model};
+use crate::config::Settings;
+use crate::data::{find_subjects, load_subject, Loader, SubjectVolumes, WindowSampler};
+use crate::plugins::Registry;
+use crate::telemetry::Progress;
+
+/// What a finished training run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Iteration reached.
+    pub iterations: u64,
+    /// Iteration it started from.
+    pub started_at: u64,
+    /// Loss of the last iteration.
+    pub final_loss: f64,
+    /// Wall time of the loop.
+    pub seconds: f64,
+    /// Mean seconds per iteration.
+    pub seconds_per_iteration: f64,
+    /// Windows per second.
+    pub patches_per_second: f64,
+    /// Share of loop time spent waiting for batches.
+    pub data_wait_share: f64,
+    /// Trainable scalars of the network.
+    pub parameters: i64,
+    /// The last checkpoint written.
+    pub checkpoint: PathBuf,
+    /// The per-iteration log.
+    pub log: PathBuf,
+}
+
+/// The checkpoint folder of a run.
+pub fn checkpoint_dir(settings: &Settings) -> PathBuf {
+    settings.system.model_dir.join("checkpoints")
+}
+
+/// Loads every subject in parallel.
+///
+/// # Errors
+/// The first subject that cannot be loaded.
+pub fn load_all(settings: &Settings, base_dir: &Path, with_labels: bool) -> Result<Vec<SubjectVolumes>, EngineError> {
+    let subjects = find_subjects(settings, base_dir, with_labels)?;
+    let (classes, whitening) = (settings.segmentation.num_classes, settings.network.whitening);
+    Ok(subjects.par_iter().map(|s| load_subject(s, classes, whitening)).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The single device training runs on.
+///
+/// # Errors
+/// Unusable devices, or more than one (the multi-device trainer is not there yet).
+pub fn training_device(settings: &Settings) -> Result<Device, EngineError> {
+    let devices = crate::torch::select_devices(&settings.system.devices)?;
+    if devices.len() > 1 {
+        return Err(EngineError::Other(format!(
+            "`system.devices` lists {} devices; this version trains on one device only",
+            devices.len()
+        )));
+    }
+    Ok(devices[0])
+}
+
+fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
+    [(ComponentKind::Network, &settings.network.name), (ComponentKind::Loss, &settings.training.loss)]
+        .into_iter()
+        .filter_map(|(kind, name)| {
+            let (lib, _) = registry.find(kind, name).ok()?;
+            Some(PluginRef {
+                component: name.clone(),
+                kind: kind.as_str().to_owned(),
+                library: lib.info.name.to_string(),
+                version: lib.info.version.to_string(),
+                file: lib.path.clone(),
+                sha256: lib.sha256.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The iteration to start from, restoring weights when resuming.
+fn restore(settings: &Settings, model: &mut Model) -> Result<u64, EngineError> {
+    let dir = checkpoint_dir(settings);
+    let wanted = settings.training.starting_iter;
+    let found = checkpoint::list(&dir);
+    let chosen = match wanted {
+        0 => return Ok(0),
+        -1 => match found.last() {
+            Some(c) => c.clone(),
+            None => {
+                tracing::info!(dir = %dir.display(), "no complete checkpoint to resume from: starting at iteration 0");
+                return Ok(0);
+            }
+        },
+        n if n > 0 => found.iter().find(|(i, _)| *i == n as u64).cloned().ok_or_else(|| {
+            let have: Vec<u64> = found.iter().map(|(i, _)| *i).collect();
+            EngineError::Other(format!("`training.starting_iter` = {n}, but {} holds checkpoints {have:?}", dir.display()))
+        })?,
+        n => return Err(EngineError::Other(format!("`training.starting_iter` must be -1, 0 or a checkpoint iteration, got {n}"))),
+    };
+    checkpoint::load_weights(&chosen.1, model)?;
+    tracing::info!(iteration = chosen.0, file = %chosen.1.display(), "resumed from checkpoint");
+    Ok(chosen.0)
+}
+
+/// Trains the configured network; relative data paths are taken from `base_dir`.
+///
+/// # Errors
+/// Bad data or configuration, a missing plugin, a plugin failure, a checkpoint that
+/// cannot be written, or a NaN/infinite loss (the last good checkpoint is kept).
+pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
+    let device = training_device(settings)?;
+    if settings.system.torch_threads > 0 {
+        tch::set_num_threads(settings.system.torch_threads as i32);
+    }
+    tch::manual_seed(settings.system.seed as i64);
+    let volumes = Arc::new(load_all(settings, base_dir, true)?);
+    tracing::info!(subjects = volumes.len(), "training data loaded");
+
+    let mut model = Model::build(registry, settings, device)?;
+    let loss_fn = registry.new_loss(&settings.training.loss, &serde_json::Value::Object(settings.training.loss_params.clone()))?;
+    let start = restore(settings, &mut model)?;
+    let t = &settings.training;
+    let mut optimiser = Optimiser::new(&t.optimiser, t.momentum, &model.params);
+    tracing::info!(network = %model.name, parameters = model.parameter_count(), device = ?device, "model ready");
+
+    let sampler = WindowSampler::new(Arc::clone(&volumes), settings.train_window(), settings.network.batch_size, settings.system.seed);
+    let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
+    std::fs::create_dir_all(&settings.system.model_dir).map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
+    let log_path = settings.system.model_dir.join("train_log.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| EngineError::Other(format!("{}: {e}", log_path.display())))?;
+
+    let ckpt_dir = checkpoint_dir(settings);
+    let mut meta = CheckpointMeta {
+        iteration: start,
+        seed: settings.system.seed,
+        loss: f64::NAN,
+        plugins: plugin_refs(registry, settings),
+        torch_abi_tag: TORCH_ABI_TAG.to_owned(),
+        config: serde_json::to_value(settings).unwrap_or_default(),
+    };
+    let mut last_checkpoint: Option<PathBuf> = checkpoint::list(&ckpt_dir).last().map(|(_, p)| p.clone());
+    let progress = Progress::new(start, t.max_iter, "train");
+    let started = Instant::now();
+    let (mut wait, mut loss_value) = (0.0f64, f64::NAN);
+    let patches = settings.network.batch_size as f64;
+    for iteration in start..t.max_iter {
+        let step_start = Instant::now();
+        let batch = loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))?;
+        let waited = step_start.elapsed().as_secs_f64();
+        wait += waited;
+        let (images, labels) = batch.to_tensors();
+        let (images, labels) = (images.to_device(device), labels.to_device(device));
+        let logits = model.forward(&images, true).map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
+        let loss = loss_fn
+            .loss(&RTensor::from_tch(logits), &RTensor::from_tch(labels), ROption::RNone)
+            .into_result()
+            .map_err(|error| EngineError::Plugin { context: format!("loss `{}`", t.loss), error })?
+            .into_tch();
+        loss_value = loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            let last = last_checkpoint.as_ref().map_or("none".to_owned(), |p| p.display().to_string());
+            return Err(EngineError::NonFinite { iteration: iteration + 1, loss: loss_value, last_checkpoint: last });
+        }
+        loss.backward();
+        optimiser.step(&mut model.params, t.lr, t.weight_decay);
+        let done = iteration + 1;
+        let step_secs = step_start.elapsed().as_secs_f64();
+        let rate = progress.rate(done);
+        let record = serde_json::json!({
+            "iteration": done, "loss": loss_value, "lr": t.lr, "patches_per_s": rate * patches,
+            "data_wait_s": waited, "step_s": step_secs,
+        });
+        let _ = writeln!(log, "{record}");
+        progress.update(done, format!("loss {loss_value:.4} | {:.1} patches/s", rate * patches));
+        if done % t.log_every_n.max(1) == 0 && !progress.is_visible() || done == t.max_iter {
+            tracing::info!(
+                "iteration {done}/{} loss {loss_value:.4} {:.1} patches/s ETA {:.0}s",
+                t.max_iter,
+                rate * patches,
+                progress.eta_secs(done)
+            );
+        }
+        if done % t.save_every_n == 0 || done == t.max_iter {
+            meta.iteration = done;
+            meta.loss = loss_value;
+            let path = checkpoint::save(&ckpt_dir, &model, &meta)?;
+            checkpoint::prune(&ckpt_dir, t.max_checkpoints);
+            tracing::debug!(file = %path.display(), "checkpoint saved");
+            last_checkpoint = Some(path);
+        }
+    }
+    drop(progress);
+    let seconds = started.elapsed().as_secs_f64();
+    let steps = (t.max_iter.saturating_sub(start)).max(1) as f64;
+    Ok(TrainReport {
+        iterations: t.max_iter.max(start),
+        started_at: start,
+        final_loss: loss_value,
+        seconds,
+        seconds_per_iteration: seconds / steps,
+        patches_per_second: steps * patches / seconds.max(1e-9),
+        data_wait_share: wait / seconds.max(1e-9),
+        parameters: model.parameter_count(),
+        checkpoint: last_checkpoint.unwrap_or_default(),
+        log: log_path,
+    })
+}
+
+/// Builds the network and restores a checkpoint for inference (`-1` = latest).
+///
+/// # Errors
+/// No such checkpoint, or one that does not fit the network.
+pub fn model_for_inference(settings: &Settings, registry: &Registry, device: Device, iteration: i64) -> Result<(Model, PathBuf), EngineError> {
+    let dir = checkpoint_dir(settings);
+    let found = checkpoint::list(&dir);
+    let chosen = if iteration < 0 { found.last() } else { found.iter().find(|(i, _)| *i == iteration as u64) };
+    let (_, weights) = chosen.cloned().ok_or_else(|| {
+        EngineError::Other(format!(
+            "no checkpoint {} in {} (have {:?}): train first, or set `inference.inference_iter`",
+            if iteration < 0 { "at all".to_owned() } else { iteration.to_string() },
+            dir.display(),
+            found.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+        ))
+    })?;
+    let meta = checkpoint::read_meta(&weights)?;
+    for p in &meta.plugins {
+        if let Ok((lib, _)) = registry.find(if p.kind == "loss" { ComponentKind::Loss } else { ComponentKind::Network }, &p.component) {
+            if lib.sha256 != p.sha256 {
+                tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, "the plugin library differs from the one the checkpoint was trained with");
+            }
+        }
+    }
+    let mut model = Model::build(registry, settings, device)?;
+    checkpoint::load_weights(&weights, &mut model)?;
+    Ok((model, weights))
+}
+
+/// Runs one batch without gradients and returns class probabilities.
+///
+/// # Errors
+/// The plugin's error.
+pub fn predict(model: &mut Model, images: &Tensor) -> Result<Tensor, EngineError> {
+    let logits = tch::no_grad(|| model.forward(images, false))
+        .map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
+    Ok(logits.softmax(1, tch::Kind::Float))
+}

@@ -1,0 +1,5 @@
+//! Reading and writing images.
+
+pub mod nifti;
+
+pub use self::nifti::{read_volume, write_labels, IoError, Volume};

@@ -1,0 +1,5 @@
+//! Segmentation metrics.
+
+pub mod overlap;
+
+pub use overlap::{confusion, LabelOverlap};

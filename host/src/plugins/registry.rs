@@ -1,0 +1,198 @@
+//! The registry: every library found on the search path, loaded or with its load error,
+//! and the lookup from (kind, component name) to the library that provides it.
+
+use std::path::PathBuf;
+
+use abi_stable::std_types::RStr;
+use niftyhost_plugin_api::sdk::nearest;
+use niftyhost_plugin_api::{ComponentInfo, ComponentKind, LossBox, NetworkBox, PluginError};
+use serde::Serialize;
+
+use super::discover::SearchPath;
+use super::load::{host_module, load_library, LoadError, LoadErrorKind, LoadedLibrary};
+
+/// A component that cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No loaded library provides it.
+    #[error("no {kind} named `{name}` in the loaded plugins{hint} (available: {available}){failures}")]
+    NotFound {
+        /// network / loss / augmentation.
+        kind: &'static str,
+        /// The requested name.
+        name: String,
+        /// "; did you mean …" or empty.
+        hint: String,
+        /// The names of that kind that are available.
+        available: String,
+        /// Libraries that failed to load, one per line, or empty.
+        failures: String,
+    },
+    /// The plugin refused to build the component.
+    #[error("{kind} `{name}` from {file}: {error}")]
+    Plugin {
+        /// network / loss / augmentation.
+        kind: &'static str,
+        /// The component.
+        name: String,
+        /// The library file.
+        file: PathBuf,
+        /// What the plugin said.
+        error: PluginError,
+    },
+}
+
+/// One row of `niftyhost list-plugins`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ListingRow {
+    /// Component name (or the library's file stem when it failed to load).
+    pub name: String,
+    /// network / loss / augmentation, or "-".
+    pub kind: String,
+    /// Library version, or "-".
+    pub version: String,
+    /// The library file.
+    pub file: PathBuf,
+    /// sha256 of the file, or "-".
+    pub sha256: String,
+    /// "ok" or the one-line reason it cannot be used.
+    pub status: String,
+    /// One line about the component.
+    pub description: String,
+}
+
+/// Every library found, loaded or failed.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Libraries that loaded, in search order.
+    pub libraries: Vec<LoadedLibrary>,
+    /// Libraries that did not, in search order.
+    pub failures: Vec<LoadError>,
+}
+
+impl Registry {
+    /// Loads every candidate of the search path. Failures are recorded, not fatal: good
+    /// plugins stay usable.
+    pub fn load(search: &SearchPath) -> Registry {
+        let mut reg = Registry::default();
+        for cand in search.candidates() {
+            match load_library(&cand.path) {
+                Ok(lib) => reg.libraries.push(lib),
+                Err(LoadError { path, kind: LoadErrorKind::NotFound { .. } }) => {
+                    let known = search.known_files();
+                    let wanted = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+                    let names = known.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()));
+                    let suggestion = nearest(&wanted, names)
+                        .and_then(|n| known.iter().find(|p| p.file_name().and_then(|f| f.to_str()) == Some(n)).cloned());
+                    let searched = search.dirs.clone();
+                    reg.failures.push(LoadError { path, kind: LoadErrorKind::NotFound { searched, suggestion } });
+                }
+                Err(e) => reg.failures.push(e),
+            }
+        }
+        for f in &reg.failures {
+            tracing::warn!("{f}");
+        }
+        reg
+    }
+
+    /// Failures of explicitly requested (`--plugin`) libraries: these end a run.
+    pub fn explicit_failures<'a>(&'a self, search: &'a SearchPath) -> impl Iterator<Item = &'a LoadError> + 'a {
+        self.failures.iter().filter(move |f| search.files.contains(&f.path))
+    }
+
+    /// All components of a kind, with their library (the first library wins a name).
+    pub fn components(&self, kind: ComponentKind) -> Vec<(&LoadedLibrary, &ComponentInfo)> {
+        let mut out: Vec<(&LoadedLibrary, &ComponentInfo)> = Vec::new();
+        for lib in &self.libraries {
+            for c in lib.info.components.iter().filter(|c| c.kind == kind) {
+                if !out.iter().any(|(_, o)| o.name == c.name) {
+                    out.push((lib, c));
+                }
+            }
+        }
+        out
+    }
+
+    /// The library providing a component.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] with the available names, a "did you mean" and every
+    /// library that failed to load.
+    pub fn find(&self, kind: ComponentKind, name: &str) -> Result<(&LoadedLibrary, &ComponentInfo), RegistryError> {
+        let all = self.components(kind);
+        if let Some(found) = all.iter().find(|(_, c)| c.name.as_str() == name) {
+            return Ok(*found);
+        }
+        let names: Vec<&str> = all.iter().map(|(_, c)| c.name.as_str()).collect();
+        let hint = nearest(name, names.iter().copied()).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
+        let failures: String = self.failures.iter().map(|f| format!("\n  {f}")).collect();
+        Err(RegistryError::NotFound {
+            kind: kind.as_str(),
+            name: name.to_owned(),
+            hint,
+            available: if names.is_empty() { "none".into() } else { names.join(", ") },
+            failures: if failures.is_empty() { failures } else { format!("\nlibraries that failed to load:{failures}") },
+        })
+    }
+
+    /// Builds a network component.
+    ///
+    /// # Errors
+    /// Not found, or the plugin's own error (e.g. a bad parameter).
+    pub fn new_network(&self, name: &str, config: &serde_json::Value) -> Result<NetworkBox, RegistryError> {
+        let (lib, _) = self.find(ComponentKind::Network, name)?;
+        let json = config.to_string();
+        (lib.module.new_network())(RStr::from(name), RStr::from(json.as_str()), host_module())
+            .into_result()
+            .map_err(|error| RegistryError::Plugin { kind: "network", name: name.to_owned(), file: lib.path.clone(), error })
+    }
+
+    /// Builds a loss component.
+    ///
+    /// # Errors
+    /// Not found, or the plugin's own error.
+    pub fn new_loss(&self, name: &str, config: &serde_json::Value) -> Result<LossBox, RegistryError> {
+        let (lib, _) = self.find(ComponentKind::Loss, name)?;
+        let json = config.to_string();
+        (lib.module.new_loss())(RStr::from(name), RStr::from(json.as_str()), host_module())
+            .into_result()
+            .map_err(|error| RegistryError::Plugin { kind: "loss", name: name.to_owned(), file: lib.path.clone(), error })
+    }
+
+    /// The rows of `niftyhost list-plugins`: one per component, one per failed library.
+    pub fn listing(&self) -> Vec<ListingRow> {
+        let mut rows = Vec::new();
+        for lib in &self.libraries {
+            for c in lib.info.components.iter() {
+                let first = self.components(c.kind).into_iter().find(|(_, o)| o.name == c.name).map(|(l, _)| l.path.clone());
+                let status = match first {
+                    Some(p) if p != lib.path => format!("shadowed by {}", p.display()),
+                    _ => "ok".to_owned(),
+                };
+                rows.push(ListingRow {
+                    name: c.name.to_string(),
+                    kind: c.kind.as_str().to_owned(),
+                    version: lib.info.version.to_string(),
+                    file: lib.path.clone(),
+                    sha256: lib.sha256.clone(),
+                    status,
+                    description: c.description.to_string(),
+                });
+            }
+        }
+        for f in &self.failures {
+            let stem = f.path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+            rows.push(ListingRow {
+                name: stem.strip_prefix("lib").unwrap_or(stem).to_owned(),
+                kind: "-".into(),
+                version: "-".into(),
+                file: f.path.clone(),
+                sha256: "-".into(),
+                status: f.kind.to_string(),
+                description: String::new(),
+            });
+        }
+        rows
+    }
+}
