@@ -19,8 +19,7 @@ fn main() {
     let found = std::fs::read_to_string(root.join("version.py"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_owned()))
+            s.lines().find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_owned()))
         })
         .or_else(|| std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_owned()))
         .unwrap_or_else(|| "unknown".to_owned());
@@ -32,6 +31,8 @@ fn main() {
             root.display()
         );
     }
+    // Unit tests of the SDK run against libtorch: give them its folder as rpath.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     println!(
         "cargo:rustc-env=NIFTYHOST_TORCH_ABI_TAG=tch-{TORCH_SYS_VERSION}/libtorch-{LIBTORCH_VERSION}/cxx11abi={abi}"

@@ -19,14 +19,13 @@ STAMP="$HOME_DIR/.complete"
 print_env() {
     echo "export LIBTORCH='$LIBTORCH'"
     echo "export LIBTORCH_CXX11_ABI=1"
-    echo "export LIBTORCH_BYPASS_VERSION_CHECK=0"
 }
 
 installed_version() {
     sed -n "s/^__version__ = '\([^']*\)'.*/\1/p" "$LIBTORCH/version.py" 2>/dev/null | head -n1
 }
 
-if [ -f "$STAMP" ] && [ "$(installed_version)" = "$TORCH_VERSION+cu130" ] || [ -f "$STAMP" ] && [ "$(installed_version)" = "$TORCH_VERSION" ]; then
+if [ -f "$STAMP" ] && [ "$(installed_version | cut -d+ -f1)" = "$TORCH_VERSION" ]; then
     [ "${1:-}" = "--env" ] && print_env || echo "libtorch $TORCH_VERSION already installed at $LIBTORCH" >&2
     exit 0
 fi

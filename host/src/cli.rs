@@ -121,7 +121,11 @@ impl JobArgs {
             flag("seed", "system.seed", v.to_string());
         }
         if let Some(v) = &self.devices {
-            flag("devices", "system.devices", toml::Value::Array(v.iter().map(|d| toml::Value::String(d.clone())).collect()).to_string());
+            flag(
+                "devices",
+                "system.devices",
+                toml::Value::Array(v.iter().map(|d| toml::Value::String(d.clone())).collect()).to_string(),
+            );
         }
         for s in &self.set {
             let (k, v) = crate::config::parse_set(s)?;

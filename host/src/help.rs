@@ -10,7 +10,8 @@ use crate::plugins::Registry;
 
 /// The host's keys, section by section.
 pub fn host_parameters() -> String {
-    let mut out = String::from("Parameters (config keys; override with --set key=value or NIFTYHOST_<SECTION>__<KEY>=value):\n");
+    let mut out =
+        String::from("Parameters (config keys; override with --set key=value or NIFTYHOST_<SECTION>__<KEY>=value):\n");
     for spec in KEYS {
         let _ = writeln!(out, "  {:<34} {:<18} {}", spec.key, spec.default, spec.doc);
     }
@@ -31,7 +32,14 @@ pub fn plugin_parameters(registry: &Registry) -> String {
                 let _ = writeln!(out, "  (no parameters)");
             }
             for p in c.params.iter() {
-                let _ = writeln!(out, "  {:<34} {:<18} {} ({})", format!("{table}.{}", p.name), p.default_json, p.doc, p.ty);
+                let _ = writeln!(
+                    out,
+                    "  {:<34} {:<18} {} ({})",
+                    format!("{table}.{}", p.name),
+                    p.default_json,
+                    p.doc,
+                    p.ty
+                );
             }
         }
     }

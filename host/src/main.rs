@@ -120,10 +120,21 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{:<16} {:<12} {:<8} {:<14} {:<40} status", "name", "kind", "version", "sha256", "file");
                 for r in &rows {
                     let sha = r.sha256.get(..12).unwrap_or(&r.sha256);
-                    println!("{:<16} {:<12} {:<8} {:<14} {:<40} {}", r.name, r.kind, r.version, sha, r.file.display(), r.status);
+                    println!(
+                        "{:<16} {:<12} {:<8} {:<14} {:<40} {}",
+                        r.name,
+                        r.kind,
+                        r.version,
+                        sha,
+                        r.file.display(),
+                        r.status
+                    );
                 }
                 if rows.is_empty() {
-                    eprintln!("no plugins found in: {}", search.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+                    eprintln!(
+                        "no plugins found in: {}",
+                        search.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                    );
                 }
             }
             if reg.explicit_failures(&search).next().is_some() {
@@ -146,9 +157,14 @@ fn run(cli: Cli) -> Result<()> {
 
 fn exit_code(err: &anyhow::Error) -> u8 {
     let is_config = err.chain().any(|e| {
-        e.downcast_ref::<ConfigError>().is_some() || matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Config(_)))
+        e.downcast_ref::<ConfigError>().is_some()
+            || matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Config(_)))
     });
-    if is_config { 2 } else { 1 }
+    if is_config {
+        2
+    } else {
+        1
+    }
 }
 
 fn main() -> ExitCode {

@@ -39,9 +39,24 @@ mod tests {
 
     #[test]
     fn same_keys_give_same_draws_and_different_keys_differ() {
-        let a: Vec<u64> = (0..4).map({ let mut s = Stream::new(&[1, 2]); move |_| s.next_u64() }).collect();
-        let b: Vec<u64> = (0..4).map({ let mut s = Stream::new(&[1, 2]); move |_| s.next_u64() }).collect();
-        let c: Vec<u64> = (0..4).map({ let mut s = Stream::new(&[2, 1]); move |_| s.next_u64() }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut s = Stream::new(&[1, 2]);
+                move |_| s.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut s = Stream::new(&[1, 2]);
+                move |_| s.next_u64()
+            })
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .map({
+                let mut s = Stream::new(&[2, 1]);
+                move |_| s.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

@@ -47,7 +47,13 @@ pub fn init(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(BarAwareStderr).with_target(false).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(BarAwareStderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 /// Progress of a long job on stderr: a bar on a terminal, periodic log lines otherwise.
@@ -78,13 +84,21 @@ impl Progress {
     /// Steps per second since the start.
     pub fn rate(&self, position: u64) -> f64 {
         let secs = self.started.elapsed().as_secs_f64();
-        if secs > 0.0 { (position - self.first) as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            (position - self.first) as f64 / secs
+        } else {
+            0.0
+        }
     }
 
     /// Seconds left at the current rate.
     pub fn eta_secs(&self, position: u64) -> f64 {
         let rate = self.rate(position);
-        if rate > 0.0 { (self.total - position) as f64 / rate } else { f64::INFINITY }
+        if rate > 0.0 {
+            (self.total - position) as f64 / rate
+        } else {
+            f64::INFINITY
+        }
     }
 
     /// Moves to `position` with a status message.

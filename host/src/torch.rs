@@ -46,7 +46,10 @@ pub fn load_cuda() -> Result<(), String> {
             let path = dir.join("libtorch_cuda.so");
             // SAFETY: libtorch_cuda's initialisers only register CUDA kernels and hooks.
             let lib = unsafe {
-                libloading::os::unix::Library::open(Some(&path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL)
+                libloading::os::unix::Library::open(
+                    Some(&path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
             }
             .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
             std::mem::forget(lib); // never unloaded
@@ -60,8 +63,10 @@ pub fn load_cuda() -> Result<(), String> {
 /// # Errors
 /// An unknown name, or a CUDA device that is not there.
 pub fn select_devices(names: &[String]) -> Result<Vec<Device>, DeviceError> {
-    let devices: Vec<Device> =
-        names.iter().map(|n| parse_device(n).map_err(|e| DeviceError::Name(e.message.to_string()))).collect::<Result<_, _>>()?;
+    let devices: Vec<Device> = names
+        .iter()
+        .map(|n| parse_device(n).map_err(|e| DeviceError::Name(e.message.to_string())))
+        .collect::<Result<_, _>>()?;
     for (name, device) in names.iter().zip(&devices) {
         if let Device::Cuda(index) = device {
             load_cuda().map_err(|why| DeviceError::Unavailable { device: name.clone(), why })?;

@@ -35,7 +35,7 @@ mod root;
 mod schema;
 mod tensor;
 
-pub use augment::{AugmentedSample, Augmentation, AugmentationBox, Augmentation_TO, Spacing};
+pub use augment::{Augmentation, AugmentationBox, Augmentation_TO, AugmentedSample, Spacing};
 pub use error::PluginError;
 pub use host::{HostModule, HostModule_Ref, LogLevel};
 pub use loss::{Loss, LossBox, Loss_TO};

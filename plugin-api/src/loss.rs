@@ -19,12 +19,7 @@ pub trait Loss: Send {
     /// # Errors
     /// Mismatched shapes name both shapes.
     #[sabi(last_prefix_field)]
-    fn loss(
-        &self,
-        logits: &RTensor,
-        labels: &RTensor,
-        weight: ROption<&RTensor>,
-    ) -> RResult<RTensor, PluginError>;
+    fn loss(&self, logits: &RTensor, labels: &RTensor, weight: ROption<&RTensor>) -> RResult<RTensor, PluginError>;
 }
 
 /// An owned, type-erased loss.

@@ -18,17 +18,11 @@ pub struct PluginModule {
     /// Initialises the library and describes it. Called once, before any factory.
     pub init: extern "C" fn(host: HostModule_Ref) -> RResult<PluginInfo, PluginError>,
     /// Builds the network component `name` from its JSON configuration object.
-    pub new_network: extern "C" fn(
-        name: RStr<'_>,
-        config_json: RStr<'_>,
-        host: HostModule_Ref,
-    ) -> RResult<NetworkBox, PluginError>,
+    pub new_network:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, host: HostModule_Ref) -> RResult<NetworkBox, PluginError>,
     /// Builds the loss component `name` from its JSON configuration object.
-    pub new_loss: extern "C" fn(
-        name: RStr<'_>,
-        config_json: RStr<'_>,
-        host: HostModule_Ref,
-    ) -> RResult<LossBox, PluginError>,
+    pub new_loss:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, host: HostModule_Ref) -> RResult<LossBox, PluginError>,
     /// Builds the augmentation component `name` from its JSON configuration object.
     #[sabi(last_prefix_field)]
     pub new_augmentation: extern "C" fn(

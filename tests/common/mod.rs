@@ -1,1 +1,103 @@
+//! Helpers of the integration tests: where the built binary and plugins are, building
+//! fixture plugins outside the host's build, and running the CLI.
 
+pub mod fixtures;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The cargo target folder.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The profile folder the tests were built in (`target/debug`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test binary>
+    exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, or scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// The `niftyhost` binary of this build.
+pub fn niftyhost_bin() -> PathBuf {
+    built(profile_dir().join("niftyhost"))
+}
+
+/// A plugin library of this workspace's build (`unet3d`, `toynet`, `seglosses`).
+pub fn workspace_plugin(name: &str) -> PathBuf {
+    built(profile_dir().join(format!("lib{name}.so")))
+}
+
+/// A folder holding copies of the given plugin files.
+pub fn plugin_dir(dir: &Path, plugins: &[PathBuf]) -> PathBuf {
+    let out = dir.join("plugins");
+    std::fs::create_dir_all(&out).unwrap();
+    for p in plugins {
+        std::fs::copy(p, out.join(p.file_name().unwrap())).unwrap();
+    }
+    out
+}
+
+/// Runs `niftyhost` in `cwd` with no plugin path from the environment.
+pub fn run(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(niftyhost_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("NIFTYHOST_PLUGIN_PATH")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("niftyhost runs")
+}
+
+/// stdout and stderr of a run as text.
+pub fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Writes the bundled 2 mm tissue task config into `dir` (data paths absolute).
+pub fn tissue_config(dir: &Path, network: &str, extra: &str) -> PathBuf {
+    let data = repo_root().join("data/mni152");
+    let text = format!(
+        r#"[system]
+seed = 3
+model_dir = "{model}"
+loader_threads = 2
+
+[input.t1]
+path_to_search = "{data}"
+filename_contains = ["t1_"]
+
+[input.label]
+path_to_search = "{data}"
+filename_contains = ["tissue_"]
+
+[segmentation]
+image = ["t1"]
+label = "label"
+num_classes = 3
+
+[network]
+name = "{network}"
+{extra}
+"#,
+        model = dir.join("model").display(),
+        data = data.display(),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

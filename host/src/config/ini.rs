@@ -35,7 +35,9 @@ fn convert(raw: &str, default: Option<&Value>) -> Value {
     };
     // A string key given a number-like value stays a string (e.g. a folder named `1`).
     match (default, &value) {
-        (Some(Value::String(_)), Value::Integer(_) | Value::Float(_) | Value::Boolean(_)) => Value::String(raw.trim().to_owned()),
+        (Some(Value::String(_)), Value::Integer(_) | Value::Float(_) | Value::Boolean(_)) => {
+            Value::String(raw.trim().to_owned())
+        }
         (Some(Value::String(_)), Value::Array(_)) => Value::String(raw.trim().to_owned()),
         _ => value,
     }
@@ -67,7 +69,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Table, ConfigError> {
             continue;
         }
         let parse_error = |message: String| ConfigError::Parse { origin: format!("{origin}:{}", n + 1), message };
-        let (key, raw) = line.split_once(['=', ':']).ok_or_else(|| parse_error(format!("expected `key = value`, got `{line}`")))?;
+        let (key, raw) =
+            line.split_once(['=', ':']).ok_or_else(|| parse_error(format!("expected `key = value`, got `{line}`")))?;
         let sec = section.clone().ok_or_else(|| parse_error("a key before any [section]".into()))?;
         let key = key.trim().to_ascii_lowercase();
         let mut value = convert(raw, default_of(&sec, &key).as_ref());

@@ -37,7 +37,11 @@ pub const KEYS: &[KeySpec] = &[
     k("training.momentum", "0.9", "momentum of sgd"),
     k("training.weight_decay", "0.0", "L2 weight decay"),
     k("training.max_iter", "100", "iterations to train"),
-    k("training.starting_iter", "0", "0: start fresh; -1: resume from the latest complete checkpoint; n: from checkpoint n"),
+    k(
+        "training.starting_iter",
+        "0",
+        "0: start fresh; -1: resume from the latest complete checkpoint; n: from checkpoint n",
+    ),
     k("training.save_every_n", "50", "save a checkpoint every n iterations (and at the end)"),
     k("training.max_checkpoints", "3", "checkpoints kept (the oldest are deleted)"),
     k("training.queue_length", "8", "batches prepared ahead by the loader threads"),

@@ -106,10 +106,8 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn same_type(expected: &Value, got: &Value) -> bool {
-    matches!(
-        (expected, got),
-        (Value::Float(_), Value::Integer(_))
-    ) || std::mem::discriminant(expected) == std::mem::discriminant(got)
+    matches!((expected, got), (Value::Float(_), Value::Integer(_)))
+        || std::mem::discriminant(expected) == std::mem::discriminant(got)
 }
 
 /// Checks every leaf key of one layer, naming the layer in errors.
@@ -256,13 +254,23 @@ mod tests {
         let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
         assert_eq!(err, format!("unknown key `training.lrr` in {}; did you mean `training.lr`?", path.display()));
 
+        let (_d, path) = write(BASE, "toml");
+
         let o = Overrides { cli: vec![cli("network.batch_sise", "4")], ..Default::default() };
         let err = load(Some(&path), &o).unwrap_err().to_string();
-        assert_eq!(err, "unknown key `network.batch_sise` in --set network.batch_sise=4; did you mean `network.batch_size`?");
+        assert_eq!(
+            err,
+            "unknown key `network.batch_sise` in --set network.batch_sise=4; did you mean `network.batch_size`?"
+        );
 
         let o = Overrides::default().with_env([("NIFTYHOST_SYSTEM__SEDE".to_owned(), "3".to_owned())]);
         let err = load(Some(&path), &o).unwrap_err().to_string();
-        assert!(err.starts_with("unknown key `system.sede` in environment variable NIFTYHOST_SYSTEM__SEDE; did you mean `system.seed`?"), "{err}");
+        assert!(
+            err.starts_with(
+                "unknown key `system.sede` in environment variable NIFTYHOST_SYSTEM__SEDE; did you mean `system.seed`?"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -123,12 +123,17 @@ impl Settings {
             window("inference.spatial_window_size", &self.inference.spatial_window_size)?;
         }
         if self.segmentation.num_classes < 2 {
-            return invalid(format!("`segmentation.num_classes` must be at least 2, got {}", self.segmentation.num_classes));
+            return invalid(format!(
+                "`segmentation.num_classes` must be at least 2, got {}",
+                self.segmentation.num_classes
+            ));
         }
         if self.system.devices.is_empty() {
             return invalid("`system.devices` lists no device".into());
         }
-        for (key, v) in [("network.batch_size", self.network.batch_size), ("inference.batch_size", self.inference.batch_size)] {
+        for (key, v) in
+            [("network.batch_size", self.network.batch_size), ("inference.batch_size", self.inference.batch_size)]
+        {
             if v == 0 {
                 return invalid(format!("`{key}` must be positive"));
             }
@@ -142,7 +147,9 @@ impl Settings {
         for name in self.segmentation.image.iter().chain([&self.segmentation.label]) {
             if !self.input.contains_key(name) {
                 let have: Vec<&String> = self.input.keys().collect();
-                return invalid(format!("`segmentation` names input section `{name}`, but the config defines only {have:?}"));
+                return invalid(format!(
+                    "`segmentation` names input section `{name}`, but the config defines only {have:?}"
+                ));
             }
         }
         if !["adam", "sgd"].contains(&self.training.optimiser.as_str()) {

@@ -77,7 +77,11 @@ fn subject_id(stem: &str, section: &InputSection) -> String {
         }
     }
     let id = id.trim_matches(|c: char| c == '_' || c == '-' || c == '.' || c == ' ');
-    if id.is_empty() { stem.to_owned() } else { id.to_owned() }
+    if id.is_empty() {
+        stem.to_owned()
+    } else {
+        id.to_owned()
+    }
 }
 
 fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
@@ -85,7 +89,8 @@ fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files = BTreeMap::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let csv_error = |message: &str| DataError::Csv { path: path.to_owned(), line: n + 1, message: message.to_owned() };
+        let csv_error =
+            |message: &str| DataError::Csv { path: path.to_owned(), line: n + 1, message: message.to_owned() };
         let (id, file) = line.split_once(',').ok_or_else(|| csv_error("expected `subject_id,path`"))?;
         if n == 0 && id.trim() == "subject_id" {
             continue;
@@ -96,14 +101,19 @@ fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
 }
 
 /// The files of one input section, by subject id.
-fn section_files(config_dir: &Path, name: &str, section: &InputSection) -> Result<BTreeMap<String, PathBuf>, DataError> {
+fn section_files(
+    config_dir: &Path,
+    name: &str,
+    section: &InputSection,
+) -> Result<BTreeMap<String, PathBuf>, DataError> {
     if !section.csv_file.is_empty() {
         return read_csv(&config_dir.join(&section.csv_file));
     }
     let mut files = BTreeMap::new();
     for dir in section.path_to_search.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let dir = config_dir.join(dir);
-        let entries = std::fs::read_dir(&dir).map_err(|e| IoError { path: dir.clone(), message: format!("cannot list folder: {e}") })?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| IoError { path: dir.clone(), message: format!("cannot list folder: {e}") })?;
         for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
             let Some(stem) = strip_extension(name) else { continue };
@@ -115,7 +125,10 @@ fn section_files(config_dir: &Path, name: &str, section: &InputSection) -> Resul
         }
     }
     if files.is_empty() {
-        return Err(DataError::NoFiles { section: name.to_owned(), place: format!("path_to_search = \"{}\"", section.path_to_search) });
+        return Err(DataError::NoFiles {
+            section: name.to_owned(),
+            place: format!("path_to_search = \"{}\"", section.path_to_search),
+        });
     }
     Ok(files)
 }
@@ -137,7 +150,9 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, with_labels: bool) ->
         .collect::<Result<_, DataError>>()?;
     let (first_name, first) = &found[0];
     for (name, files) in &found[1..] {
-        let missing = |a: &BTreeMap<String, PathBuf>, b: &BTreeMap<String, PathBuf>| a.keys().find(|id| !b.contains_key(*id)).cloned();
+        let missing = |a: &BTreeMap<String, PathBuf>, b: &BTreeMap<String, PathBuf>| {
+            a.keys().find(|id| !b.contains_key(*id)).cloned()
+        };
         if let Some(id) = missing(first, files) {
             return Err(DataError::Missing { subject: id, section: (*name).clone(), other: (*first_name).clone() });
         }
@@ -198,7 +213,13 @@ pub fn load_subject(subject: &Subject, num_classes: usize, whitening: bool) -> R
     let first = &volumes[0];
     for v in &volumes[1..] {
         if v.dims != first.dims {
-            return Err(mismatch(format!("{} is {:?} but {} is {:?}", v.path.display(), v.dims, first.path.display(), first.dims)));
+            return Err(mismatch(format!(
+                "{} is {:?} but {} is {:?}",
+                v.path.display(),
+                v.dims,
+                first.path.display(),
+                first.dims
+            )));
         }
     }
     let mut image: Vec<f32> = Vec::with_capacity(volumes.iter().map(|v| v.data.len()).sum());
@@ -235,5 +256,12 @@ pub fn load_subject(subject: &Subject, num_classes: usize, whitening: bool) -> R
             Some(l.data)
         }
     };
-    Ok(SubjectVolumes { id: subject.id.clone(), image, channels, dims: first.dims, label, header: first.header.clone() })
+    Ok(SubjectVolumes {
+        id: subject.id.clone(),
+        image,
+        channels,
+        dims: first.dims,
+        label,
+        header: first.header.clone(),
+    })
 }

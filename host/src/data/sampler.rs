@@ -30,7 +30,8 @@ impl Batch {
         let [wi, wj, wk] = self.window;
         let (n, c) = (self.size as i64, self.channels as i64);
         let images = Tensor::from_slice(&self.images).view([n, c, wk as i64, wj as i64, wi as i64]);
-        let labels = Tensor::from_slice(&self.labels).view([n, 1, wk as i64, wj as i64, wi as i64]).to_kind(Kind::Int64);
+        let labels =
+            Tensor::from_slice(&self.labels).view([n, 1, wk as i64, wj as i64, wi as i64]).to_kind(Kind::Int64);
         (images, labels)
     }
 }

@@ -6,7 +6,15 @@
 /// # Shapes
 /// - `src`: `[channels, k, j, i]` in memory, with `dims = (i, j, k)`
 /// - appended: `[channels, wk, wj, wi]` with `window = (wi, wj, wk)`
-pub fn extract(src: &[f32], dims: [usize; 3], channels: usize, corner: [isize; 3], window: [usize; 3], fill: f32, out: &mut Vec<f32>) {
+pub fn extract(
+    src: &[f32],
+    dims: [usize; 3],
+    channels: usize,
+    corner: [isize; 3],
+    window: [usize; 3],
+    fill: f32,
+    out: &mut Vec<f32>,
+) {
     let [di, dj, dk] = dims;
     let [wi, wj, wk] = window;
     let voxels = di * dj * dk;

@@ -138,7 +138,10 @@ pub fn load_weights(weights: &Path, model: &mut Model) -> Result<(), CheckpointE
             .remove(name)
             .ok_or_else(|| err(weights, format!("has no tensor `{name}` that network `{}` needs", model.name)))?;
         if src.size() != t.size() {
-            return Err(err(weights, format!("tensor `{name}` is {:?}, the network expects {:?}", src.size(), t.size())));
+            return Err(err(
+                weights,
+                format!("tensor `{name}` is {:?}, the network expects {:?}", src.size(), t.size()),
+            ));
         }
         tch::no_grad(|| t.copy_(&src));
     }

@@ -39,7 +39,9 @@ pub enum EngineError {
         error: PluginError,
     },
     /// The loss became NaN or infinite.
-    #[error("loss is {loss} at iteration {iteration}: training stopped; the last good checkpoint is {last_checkpoint}")]
+    #[error(
+        "loss is {loss} at iteration {iteration}: training stopped; the last good checkpoint is {last_checkpoint}"
+    )]
     NonFinite {
         /// The iteration.
         iteration: u64,

@@ -52,7 +52,11 @@ pub struct EvaluationReport {
 /// # Errors
 /// A missing segmentation (named), unreadable files, or mismatched shapes.
 pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport, EngineError> {
-    let seg_dir = if settings.evaluation.seg_dir.as_os_str().is_empty() { settings.inference_dir() } else { settings.evaluation.seg_dir.clone() };
+    let seg_dir = if settings.evaluation.seg_dir.as_os_str().is_empty() {
+        settings.inference_dir()
+    } else {
+        settings.evaluation.seg_dir.clone()
+    };
     let subjects = find_subjects(settings, base_dir, true)?;
     let classes = settings.segmentation.num_classes as u32;
     let mut rows = Vec::new();

@@ -129,7 +129,8 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     for (n, v) in volumes.iter().enumerate() {
         let started = std::time::Instant::now();
         let inf = &settings.inference;
-        let (probs, windows) = segment_volume(&mut model, v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
+        let (probs, windows) =
+            segment_volume(&mut model, v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
         let labels = argmax(&probs, settings.segmentation.num_classes);
         let output = out_dir.join(format!("{}{}.nii.gz", v.id, inf.output_postfix));
         write_labels(&output, &v.header, v.dims, &labels)?;

@@ -38,7 +38,10 @@ impl Model {
         let plugin_error = |error: PluginError| RegistryError::Plugin {
             kind: "network",
             name: name.clone(),
-            file: registry.find(niftyhost_plugin_api::ComponentKind::Network, &name).map(|(l, _)| l.path.clone()).unwrap_or_default(),
+            file: registry
+                .find(niftyhost_plugin_api::ComponentKind::Network, &name)
+                .map(|(l, _)| l.path.clone())
+                .unwrap_or_default(),
             error,
         };
         let mut model = Model { name: name.clone(), net, params: Vec::new(), buffers: Vec::new() };

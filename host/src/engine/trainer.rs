@@ -109,9 +109,16 @@ fn restore(settings: &Settings, model: &mut Model) -> Result<u64, EngineError> {
         },
         n if n > 0 => found.iter().find(|(i, _)| *i == n as u64).cloned().ok_or_else(|| {
             let have: Vec<u64> = found.iter().map(|(i, _)| *i).collect();
-            EngineError::Other(format!("`training.starting_iter` = {n}, but {} holds checkpoints {have:?}", dir.display()))
+            EngineError::Other(format!(
+                "`training.starting_iter` = {n}, but {} holds checkpoints {have:?}",
+                dir.display()
+            ))
         })?,
-        n => return Err(EngineError::Other(format!("`training.starting_iter` must be -1, 0 or a checkpoint iteration, got {n}"))),
+        n => {
+            return Err(EngineError::Other(format!(
+                "`training.starting_iter` must be -1, 0 or a checkpoint iteration, got {n}"
+            )))
+        }
     };
     checkpoint::load_weights(&chosen.1, model)?;
     tracing::info!(iteration = chosen.0, file = %chosen.1.display(), "resumed from checkpoint");
@@ -133,19 +140,29 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     tracing::info!(subjects = volumes.len(), "training data loaded");
 
     let mut model = Model::build(registry, settings, device)?;
-    let loss_fn = registry.new_loss(&settings.training.loss, &serde_json::Value::Object(settings.training.loss_params.clone()))?;
+    let loss_fn = registry
+        .new_loss(&settings.training.loss, &serde_json::Value::Object(settings.training.loss_params.clone()))?;
     let start = restore(settings, &mut model)?;
     let t = &settings.training;
     let mut optimiser = Optimiser::new(&t.optimiser, t.momentum, &model.params);
     tracing::info!(network = %model.name, parameters = model.parameter_count(), device = ?device, "model ready");
 
-    let sampler = WindowSampler::new(Arc::clone(&volumes), settings.train_window(), settings.network.batch_size, settings.system.seed);
+    let sampler = WindowSampler::new(
+        Arc::clone(&volumes),
+        settings.train_window(),
+        settings.network.batch_size,
+        settings.system.seed,
+    );
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
-    std::fs::create_dir_all(&settings.system.model_dir).map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
+    std::fs::create_dir_all(&settings.system.model_dir)
+        .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
     let log_path = settings.system.model_dir.join("train_log.jsonl");
+    // A fresh run starts a fresh log; a resumed run appends to it.
     let mut log = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .append(start > 0)
+        .write(true)
+        .truncate(start == 0)
         .open(&log_path)
         .map_err(|e| EngineError::Other(format!("{}: {e}", log_path.display())))?;
 
@@ -170,7 +187,9 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         wait += waited;
         let (images, labels) = batch.to_tensors();
         let (images, labels) = (images.to_device(device), labels.to_device(device));
-        let logits = model.forward(&images, true).map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
+        let logits = model
+            .forward(&images, true)
+            .map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
         let loss = loss_fn
             .loss(&RTensor::from_tch(logits), &RTensor::from_tch(labels), ROption::RNone)
             .into_result()
@@ -230,7 +249,12 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
 ///
 /// # Errors
 /// No such checkpoint, or one that does not fit the network.
-pub fn model_for_inference(settings: &Settings, registry: &Registry, device: Device, iteration: i64) -> Result<(Model, PathBuf), EngineError> {
+pub fn model_for_inference(
+    settings: &Settings,
+    registry: &Registry,
+    device: Device,
+    iteration: i64,
+) -> Result<(Model, PathBuf), EngineError> {
     let dir = checkpoint_dir(settings);
     let found = checkpoint::list(&dir);
     let chosen = if iteration < 0 { found.last() } else { found.iter().find(|(i, _)| *i == iteration as u64) };
@@ -244,7 +268,9 @@ pub fn model_for_inference(settings: &Settings, registry: &Registry, device: Dev
     })?;
     let meta = checkpoint::read_meta(&weights)?;
     for p in &meta.plugins {
-        if let Ok((lib, _)) = registry.find(if p.kind == "loss" { ComponentKind::Loss } else { ComponentKind::Network }, &p.component) {
+        if let Ok((lib, _)) =
+            registry.find(if p.kind == "loss" { ComponentKind::Loss } else { ComponentKind::Network }, &p.component)
+        {
             if lib.sha256 != p.sha256 {
                 tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, "the plugin library differs from the one the checkpoint was trained with");
             }

@@ -5,8 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ShapeBuilder};
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 use nifti::writer::WriterOptions;
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 
 /// An image that cannot be read or written; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -67,13 +67,19 @@ pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
         let dims = [size(1), size(2), size(3)];
         let channels = size(4);
         if dims.contains(&0) || channels == 0 {
-            return Err(io_error(path, format!("dimensions must be positive, header says {:?}", &header.dim[1..=rank])));
+            return Err(io_error(
+                path,
+                format!("dimensions must be positive, header says {:?}", &header.dim[1..=rank]),
+            ));
         }
         let array = obj.into_volume().into_ndarray::<f32>().map_err(|e| io_error(path, e.to_string()))?;
         // Logical order of the reversed axes is NIfTI memory order (i fastest).
         let data: Vec<f32> = array.reversed_axes().iter().copied().collect();
         if data.len() != dims.iter().product::<usize>() * channels {
-            return Err(io_error(path, format!("expected {} voxels, decoded {}", dims.iter().product::<usize>() * channels, data.len())));
+            return Err(io_error(
+                path,
+                format!("expected {} voxels, decoded {}", dims.iter().product::<usize>() * channels, data.len()),
+            ));
         }
         Ok(Volume { data, dims, channels, header, path: path.to_owned() })
     }));

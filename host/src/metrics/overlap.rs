@@ -21,13 +21,21 @@ impl LabelOverlap {
     /// Dice = 2TP / (2TP + FP + FN); NaN when both are empty (undefined).
     pub fn dice(&self) -> f64 {
         let d = 2 * self.tp + self.fp + self.fn_;
-        if d == 0 { f64::NAN } else { 2.0 * self.tp as f64 / d as f64 }
+        if d == 0 {
+            f64::NAN
+        } else {
+            2.0 * self.tp as f64 / d as f64
+        }
     }
 
     /// Jaccard = TP / (TP + FP + FN); NaN when both are empty.
     pub fn jaccard(&self) -> f64 {
         let d = self.tp + self.fp + self.fn_;
-        if d == 0 { f64::NAN } else { self.tp as f64 / d as f64 }
+        if d == 0 {
+            f64::NAN
+        } else {
+            self.tp as f64 / d as f64
+        }
     }
 
     /// Voxels of the label in the reference.

@@ -73,7 +73,9 @@ fn library_files(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lib") && n.ends_with(std::env::consts::DLL_SUFFIX))
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("lib") && n.ends_with(std::env::consts::DLL_SUFFIX))
         })
         .collect();
     files.sort();

@@ -27,7 +27,11 @@ pub struct LoadedLibrary {
 
 impl fmt::Debug for LoadedLibrary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedLibrary").field("path", &self.path).field("sha256", &self.sha256).field("info", &self.info).finish()
+        f.debug_struct("LoadedLibrary")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -149,9 +153,9 @@ fn classify(err: LibraryError) -> LoadErrorKind {
                 LoadErrorKind::Open(msg)
             }
         }
-        LibraryError::GetSymbolError { .. } => {
-            LoadErrorKind::NotAPlugin("it exports no abi_stable root module (is it built with niftyhost_plugin_api::export_plugin!?)".into())
-        }
+        LibraryError::GetSymbolError { .. } => LoadErrorKind::NotAPlugin(
+            "it exports no abi_stable root module (is it built with niftyhost_plugin_api::export_plugin!?)".into(),
+        ),
         LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => {
             LoadErrorKind::ApiVersion { host: expected_version.to_string(), plugin: actual_version.to_string() }
         }
@@ -159,7 +163,9 @@ fn classify(err: LibraryError) -> LoadErrorKind {
         LibraryError::InvalidCAbi { expected, found } => {
             LoadErrorKind::Layout(format!("C ABI of the root module differs: expected {expected}, found {found}"))
         }
-        LibraryError::RootModule { err: RootModuleError::Unwound, .. } => LoadErrorKind::Init("the root module panicked".into()),
+        LibraryError::RootModule { err: RootModuleError::Unwound, .. } => {
+            LoadErrorKind::Init("the root module panicked".into())
+        }
         LibraryError::RootModule { err, .. } => LoadErrorKind::Init(first_line(&err.to_string())),
         other => LoadErrorKind::NotAPlugin(first_line(&other.to_string())),
     }
@@ -187,7 +193,10 @@ pub fn load_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
     let module = header.init_root_module::<PluginModule_Ref>().map_err(|e| fail(classify(e)))?;
     let info = (module.init())(host_module()).into_result().map_err(|e| fail(LoadErrorKind::Init(e.to_string())))?;
     if info.torch_abi_tag.as_str() != TORCH_ABI_TAG {
-        return Err(fail(LoadErrorKind::Torch { host: TORCH_ABI_TAG.to_owned(), plugin: info.torch_abi_tag.to_string() }));
+        return Err(fail(LoadErrorKind::Torch {
+            host: TORCH_ABI_TAG.to_owned(),
+            plugin: info.torch_abi_tag.to_string(),
+        }));
     }
     tracing::debug!(plugin = %info.name, version = %info.version, file = %path.display(), "plugin loaded");
     Ok(LoadedLibrary { path: path.to_owned(), sha256, info, module })

@@ -5,6 +5,6 @@ pub mod discover;
 pub mod load;
 pub mod registry;
 
-pub use discover::{SearchPath, Candidate};
+pub use discover::{Candidate, SearchPath};
 pub use load::{LoadError, LoadErrorKind, LoadedLibrary};
 pub use registry::{Registry, RegistryError};

@@ -82,8 +82,9 @@ impl Registry {
                     let known = search.known_files();
                     let wanted = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
                     let names = known.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()));
-                    let suggestion = nearest(&wanted, names)
-                        .and_then(|n| known.iter().find(|p| p.file_name().and_then(|f| f.to_str()) == Some(n)).cloned());
+                    let suggestion = nearest(&wanted, names).and_then(|n| {
+                        known.iter().find(|p| p.file_name().and_then(|f| f.to_str()) == Some(n)).cloned()
+                    });
                     let searched = search.dirs.clone();
                     reg.failures.push(LoadError { path, kind: LoadErrorKind::NotFound { searched, suggestion } });
                 }
@@ -132,7 +133,11 @@ impl Registry {
             name: name.to_owned(),
             hint,
             available: if names.is_empty() { "none".into() } else { names.join(", ") },
-            failures: if failures.is_empty() { failures } else { format!("\nlibraries that failed to load:{failures}") },
+            failures: if failures.is_empty() {
+                failures
+            } else {
+                format!("\nlibraries that failed to load:{failures}")
+            },
         })
     }
 
@@ -143,9 +148,9 @@ impl Registry {
     pub fn new_network(&self, name: &str, config: &serde_json::Value) -> Result<NetworkBox, RegistryError> {
         let (lib, _) = self.find(ComponentKind::Network, name)?;
         let json = config.to_string();
-        (lib.module.new_network())(RStr::from(name), RStr::from(json.as_str()), host_module())
-            .into_result()
-            .map_err(|error| RegistryError::Plugin { kind: "network", name: name.to_owned(), file: lib.path.clone(), error })
+        (lib.module.new_network())(RStr::from(name), RStr::from(json.as_str()), host_module()).into_result().map_err(
+            |error| RegistryError::Plugin { kind: "network", name: name.to_owned(), file: lib.path.clone(), error },
+        )
     }
 
     /// Builds a loss component.
@@ -155,9 +160,9 @@ impl Registry {
     pub fn new_loss(&self, name: &str, config: &serde_json::Value) -> Result<LossBox, RegistryError> {
         let (lib, _) = self.find(ComponentKind::Loss, name)?;
         let json = config.to_string();
-        (lib.module.new_loss())(RStr::from(name), RStr::from(json.as_str()), host_module())
-            .into_result()
-            .map_err(|error| RegistryError::Plugin { kind: "loss", name: name.to_owned(), file: lib.path.clone(), error })
+        (lib.module.new_loss())(RStr::from(name), RStr::from(json.as_str()), host_module()).into_result().map_err(
+            |error| RegistryError::Plugin { kind: "loss", name: name.to_owned(), file: lib.path.clone(), error },
+        )
     }
 
     /// The rows of `niftyhost list-plugins`: one per component, one per failed library.
@@ -165,7 +170,8 @@ impl Registry {
         let mut rows = Vec::new();
         for lib in &self.libraries {
             for c in lib.info.components.iter() {
-                let first = self.components(c.kind).into_iter().find(|(_, o)| o.name == c.name).map(|(l, _)| l.path.clone());
+                let first =
+                    self.components(c.kind).into_iter().find(|(_, o)| o.name == c.name).map(|(l, _)| l.path.clone());
                 let status = match first {
                     Some(p) if p != lib.path => format!("shadowed by {}", p.display()),
                     _ => "ok".to_owned(),

@@ -5,7 +5,7 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 use super::{guard, parse_device};
-use crate::{AugmentedSample, Augmentation, Loss, NamedTensor, Network, PluginError, RTensor, Spacing};
+use crate::{Augmentation, AugmentedSample, Loss, NamedTensor, Network, PluginError, RTensor, Spacing};
 
 /// A network written with ordinary `tch::nn` code. Its parameters live in the `VarStore`
 /// whose root path the [`super::NetworkDef::build`] function received.
@@ -60,12 +60,8 @@ pub(crate) struct NetworkAdapter {
 
 impl NetworkAdapter {
     fn named(&self, trainable: bool) -> RVec<NamedTensor> {
-        let mut vars: Vec<(String, Tensor)> = self
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad() == trainable)
-            .collect();
+        let mut vars: Vec<(String, Tensor)> =
+            self.vs.variables().into_iter().filter(|(_, t)| t.requires_grad() == trainable).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         vars.into_iter()
             .map(|(name, t)| NamedTensor { name: RString::from(name), tensor: RTensor::from_tch(t) })
@@ -77,9 +73,7 @@ impl Network for NetworkAdapter {
     fn forward(&mut self, input: &RTensor, train: bool) -> RResult<RTensor, PluginError> {
         guard(|| {
             let x = input.view();
-            self.model
-                .check_input(&x.size())
-                .map_err(|msg| PluginError::new(format!("{}: {msg}", self.name)))?;
+            self.model.check_input(&x.size()).map_err(|msg| PluginError::new(format!("{}: {msg}", self.name)))?;
             Ok(RTensor::from_tch(self.model.forward_t(&x, train)))
         })
     }

@@ -8,8 +8,8 @@ use tch::Device;
 use super::adapters::{AugmentationAdapter, LossAdapter, NetworkAdapter};
 use super::{guard, AugmentFn, Host, LossFn, NetworkModel, Param, Params, TORCH_ABI_TAG};
 use crate::{
-    AugmentationBox, Augmentation_TO, ComponentInfo, ComponentKind, HostModule_Ref, LossBox, Loss_TO,
-    NetworkBox, Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
+    AugmentationBox, Augmentation_TO, ComponentInfo, ComponentKind, HostModule_Ref, LossBox, Loss_TO, NetworkBox,
+    Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
 };
 
 /// A network component: its name, schema and constructor.
@@ -78,10 +78,8 @@ impl PluginDef {
     pub fn info(&self) -> PluginInfo {
         let networks = self.networks.iter().map(|d| component(d.name, ComponentKind::Network, d.description, d.params));
         let losses = self.losses.iter().map(|d| component(d.name, ComponentKind::Loss, d.description, d.params));
-        let augs = self
-            .augmentations
-            .iter()
-            .map(|d| component(d.name, ComponentKind::Augmentation, d.description, d.params));
+        let augs =
+            self.augmentations.iter().map(|d| component(d.name, ComponentKind::Augmentation, d.description, d.params));
         PluginInfo {
             name: RString::from(self.name),
             version: RString::from(self.version),
@@ -156,7 +154,11 @@ macro_rules! export_plugin {
             extern "C" fn init(host: HostModule_Ref) -> RResult<PluginInfo, PluginError> {
                 $crate::sdk::export::init(&$def, host)
             }
-            extern "C" fn new_network(n: RStr<'_>, c: RStr<'_>, _h: HostModule_Ref) -> RResult<NetworkBox, PluginError> {
+            extern "C" fn new_network(
+                n: RStr<'_>,
+                c: RStr<'_>,
+                _h: HostModule_Ref,
+            ) -> RResult<NetworkBox, PluginError> {
                 $crate::sdk::export::new_network(&$def, n, c)
             }
             extern "C" fn new_loss(n: RStr<'_>, c: RStr<'_>, _h: HostModule_Ref) -> RResult<LossBox, PluginError> {

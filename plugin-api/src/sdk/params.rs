@@ -91,29 +91,20 @@ impl Params {
     /// # Errors
     /// Invalid JSON, an unknown key (with the nearest declared key), or a value of the
     /// wrong type, each naming the component and the key.
-    pub fn parse(
-        component: &str,
-        json: &str,
-        declared: &[Param],
-        extra: &[&str],
-    ) -> Result<Params, PluginError> {
+    pub fn parse(component: &str, json: &str, declared: &[Param], extra: &[&str]) -> Result<Params, PluginError> {
         let given: Value = if json.trim().is_empty() {
             Value::Object(Map::new())
         } else {
-            serde_json::from_str(json).map_err(|e| {
-                PluginError::new(format!("{component}: parameters are not valid JSON: {e}"))
-            })?
+            serde_json::from_str(json)
+                .map_err(|e| PluginError::new(format!("{component}: parameters are not valid JSON: {e}")))?
         };
         let Value::Object(given) = given else {
-            return Err(PluginError::new(format!(
-                "{component}: parameters must be a table, got {given}"
-            )));
+            return Err(PluginError::new(format!("{component}: parameters must be a table, got {given}")));
         };
         let mut values = Map::new();
         for p in declared {
-            let default: Value = serde_json::from_str(p.default).map_err(|e| {
-                PluginError::new(format!("{component}: default of `{}` is not JSON: {e}", p.name))
-            })?;
+            let default: Value = serde_json::from_str(p.default)
+                .map_err(|e| PluginError::new(format!("{component}: default of `{}` is not JSON: {e}", p.name)))?;
             values.insert(p.name.to_owned(), default);
         }
         for (key, value) in given {
@@ -128,12 +119,8 @@ impl Params {
                 None if extra.contains(&key.as_str()) => {}
                 None => {
                     let names = declared.iter().map(|p| p.name).chain(extra.iter().copied());
-                    let hint = nearest(&key, names)
-                        .map(|n| format!("; did you mean `{n}`?"))
-                        .unwrap_or_default();
-                    return Err(PluginError::new(format!(
-                        "{component}: unknown parameter `{key}`{hint}"
-                    )));
+                    let hint = nearest(&key, names).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
+                    return Err(PluginError::new(format!("{component}: unknown parameter `{key}`{hint}")));
                 }
             }
             values.insert(key, value);
@@ -142,9 +129,7 @@ impl Params {
     }
 
     fn get(&self, key: &str) -> Result<&Value, PluginError> {
-        self.values.get(key).ok_or_else(|| {
-            PluginError::new(format!("{}: missing parameter `{key}`", self.component))
-        })
+        self.values.get(key).ok_or_else(|| PluginError::new(format!("{}: missing parameter `{key}`", self.component)))
     }
 
     fn typed<T>(&self, key: &str, what: &str, f: impl Fn(&Value) -> Option<T>) -> Result<T, PluginError> {
@@ -194,9 +179,7 @@ impl Params {
 
     /// A list-of-numbers parameter.
     pub fn floats(&self, key: &str) -> Result<Vec<f64>, PluginError> {
-        self.typed(key, "a list of numbers", |v| {
-            v.as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<_>>>()
-        })
+        self.typed(key, "a list of numbers", |v| v.as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
     }
 }
 

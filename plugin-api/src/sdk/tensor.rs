@@ -19,8 +19,7 @@ impl RTensor {
     /// Moves a `tch::Tensor` into a handle, without copying.
     pub fn from_tch(tensor: Tensor) -> Self {
         let mut tensor = ManuallyDrop::new(tensor);
-        let ptr = NonNull::new(tensor.as_mut_ptr() as *mut c_void)
-            .expect("tch::Tensor never holds a null pointer");
+        let ptr = NonNull::new(tensor.as_mut_ptr() as *mut c_void).expect("tch::Tensor never holds a null pointer");
         // SAFETY: the pointer is owned (the tensor is never dropped) and freed by tch.
         unsafe { RTensor::from_raw(ptr, free_tensor) }
     }

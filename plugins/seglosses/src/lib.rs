@@ -10,7 +10,8 @@ use niftyhost_plugin_api::sdk::{LossDef, LossFn, Param, ParamType, Params, Plugi
 use niftyhost_plugin_api::PluginError;
 use tch::{Kind, Tensor};
 
-const SMOOTH: Param = Param { name: "smooth", ty: ParamType::Float, default: "1e-5", doc: "added to Dice numerator and denominator" };
+const SMOOTH: Param =
+    Param { name: "smooth", ty: ParamType::Float, default: "1e-5", doc: "added to Dice numerator and denominator" };
 
 /// The library's declaration.
 pub static PLUGIN: PluginDef = PluginDef {
@@ -27,7 +28,12 @@ pub static PLUGIN: PluginDef = PluginDef {
             params: &[
                 SMOOTH,
                 Param { name: "dice_weight", ty: ParamType::Float, default: "1.0", doc: "weight of the Dice term" },
-                Param { name: "ce_weight", ty: ParamType::Float, default: "1.0", doc: "weight of the cross-entropy term" },
+                Param {
+                    name: "ce_weight",
+                    ty: ParamType::Float,
+                    default: "1.0",
+                    doc: "weight of the cross-entropy term",
+                },
             ],
             build: build_dice_ce,
         },
@@ -117,5 +123,9 @@ fn build_dice(p: &Params) -> Result<Box<dyn LossFn>, PluginError> {
 }
 
 fn build_dice_ce(p: &Params) -> Result<Box<dyn LossFn>, PluginError> {
-    Ok(Box::new(DiceCe { smooth: p.float("smooth")?, dice_weight: p.float("dice_weight")?, ce_weight: p.float("ce_weight")? }))
+    Ok(Box::new(DiceCe {
+        smooth: p.float("smooth")?,
+        dice_weight: p.float("dice_weight")?,
+        ce_weight: p.float("ce_weight")?,
+    }))
 }

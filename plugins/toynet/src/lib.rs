@@ -14,7 +14,12 @@ pub static PLUGIN: PluginDef = PluginDef {
     networks: &[NetworkDef {
         name: "toynet",
         description: "two 3x3x3 convolutions with ReLU and a 1x1x1 classifier",
-        params: &[Param { name: "channels", ty: ParamType::Int, default: "8", doc: "feature maps of the hidden layers" }],
+        params: &[Param {
+            name: "channels",
+            ty: ParamType::Int,
+            default: "8",
+            doc: "feature maps of the hidden layers",
+        }],
         build,
     }],
     losses: &[],

@@ -21,9 +21,19 @@ pub static PLUGIN: PluginDef = PluginDef {
         name: "unet3d",
         description: "3D U-Net with configurable depth, width and normalisation",
         params: &[
-            Param { name: "base_channels", ty: ParamType::Int, default: "8", doc: "feature maps at the first level (doubled per level)" },
+            Param {
+                name: "base_channels",
+                ty: ParamType::Int,
+                default: "8",
+                doc: "feature maps at the first level (doubled per level)",
+            },
             Param { name: "depth", ty: ParamType::Int, default: "3", doc: "number of 2x down-samplings" },
-            Param { name: "norm", ty: ParamType::String, default: "\"instance\"", doc: "normalisation: instance, batch or none" },
+            Param {
+                name: "norm",
+                ty: ParamType::String,
+                default: "\"instance\"",
+                doc: "normalisation: instance, batch or none",
+            },
         ],
         build,
     }],
@@ -129,7 +139,9 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
     }
     let width = |level: usize| base << level;
     let down = (0..depth)
-        .map(|l| DoubleConv::new(&(root / format!("down{l}")), &norm, if l == 0 { c_in } else { width(l - 1) }, width(l)))
+        .map(|l| {
+            DoubleConv::new(&(root / format!("down{l}")), &norm, if l == 0 { c_in } else { width(l - 1) }, width(l))
+        })
         .collect();
     let bottom = DoubleConv::new(&(root / "bottom"), &norm, width(depth - 1), width(depth));
     let up = (0..depth)

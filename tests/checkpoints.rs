@@ -1,0 +1,97 @@
+//! Checkpoints: a save/load round trip, refusal of a checkpoint that does not fit, and
+//! resuming a run from the latest complete checkpoint.
+
+use niftyhost::config::{load, Overrides};
+use niftyhost::engine::checkpoint::{self, CheckpointMeta};
+use niftyhost::engine::Model;
+use niftyhost::plugins::{Registry, SearchPath};
+use niftyhost_tests::{plugin_dir, run, text, tissue_config, workspace_plugin};
+use tch::{Device, Kind, Tensor};
+
+fn meta(iteration: u64) -> CheckpointMeta {
+    CheckpointMeta {
+        iteration,
+        seed: 1,
+        loss: 0.5,
+        plugins: Vec::new(),
+        torch_abi_tag: niftyhost_plugin_api::sdk::TORCH_ABI_TAG.to_owned(),
+        config: serde_json::json!({}),
+    }
+}
+
+#[test]
+fn saved_weights_load_back_exactly_and_give_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4\ndepth = 2\nnorm = \"batch\"");
+    let settings = load(Some(&config), &Overrides::default()).unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
+    tch::manual_seed(11);
+    let mut a = Model::build(&reg, &settings, Device::Cpu).unwrap();
+    assert!(!a.buffers.is_empty(), "batch norm has running statistics");
+    // Move the running statistics away from their initial values.
+    let x = Tensor::randn([2, 1, 8, 8, 8], (Kind::Float, Device::Cpu));
+    let _ = a.forward(&x, true).unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let weights = checkpoint::save(&ckpt, &a, &meta(7)).unwrap();
+    assert_eq!(checkpoint::list(&ckpt), vec![(7, weights.clone())]);
+    assert_eq!(checkpoint::read_meta(&weights).unwrap(), meta(7));
+
+    tch::manual_seed(12);
+    let mut b = Model::build(&reg, &settings, Device::Cpu).unwrap();
+    let differs = a.params.iter().zip(&b.params).any(|((_, p), (_, q))| !p.equal(q));
+    assert!(differs, "another seed gives other initial weights");
+    checkpoint::load_weights(&weights, &mut b).unwrap();
+    for ((na, ta), (nb, tb)) in a.state().zip(b.state()) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after loading");
+    }
+    let (ya, yb) = (a.forward(&x, false).unwrap(), b.forward(&x, false).unwrap());
+    assert!(ya.allclose(&yb, 0.0, 0.0, false));
+}
+
+#[test]
+fn a_checkpoint_of_another_architecture_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
+    let small = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4");
+    let small = load(Some(&small), &Overrides::default()).unwrap();
+    let model = Model::build(&reg, &small, Device::Cpu).unwrap();
+    let weights = checkpoint::save(&dir.path().join("c"), &model, &meta(1)).unwrap();
+    let wide = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 6");
+    let wide = load(Some(&wide), &Overrides::default()).unwrap();
+    let mut other = Model::build(&reg, &wide, Device::Cpu).unwrap();
+    let err = checkpoint::load_weights(&weights, &mut other).unwrap_err().to_string();
+    assert!(err.contains("the network expects"), "{err}");
+    assert!(err.starts_with(&format!("checkpoint {}: tensor `", weights.display())), "{err}");
+}
+
+#[test]
+fn training_resumes_from_the_latest_complete_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = tissue_config(
+        dir.path(),
+        "toynet",
+        "batch_size = 1\nspatial_window_size = [12, 12, 12]\n[training]\nmax_iter = 6\nsave_every_n = 3\nmax_checkpoints = 5",
+    );
+    let c = config.to_str().unwrap();
+    let out = run(dir.path(), &["train", "-c", c]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let ckpt = dir.path().join("model/checkpoints");
+    assert_eq!(checkpoint::list(&ckpt).iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![3, 6]);
+    // A half-written checkpoint (no JSON) is not complete and is skipped.
+    std::fs::write(ckpt.join("iter_00000009.safetensors"), b"partial").unwrap();
+    let out = run(dir.path(), &["train", "-c", c, "--starting-iter", "-1", "--max-iter", "8", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resumed from checkpoint") && stderr.contains("iter_00000006"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((report["started_at"].as_u64(), report["iterations"].as_u64()), (Some(6), Some(8)));
+    let log = std::fs::read_to_string(dir.path().join("model/train_log.jsonl")).unwrap();
+    let iterations: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iterations, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+}

@@ -1,0 +1,103 @@
+//! The command line: parameter help, config layering through flags, environment and
+//! files, and configuration errors.
+
+use std::process::Command;
+
+use niftyhost_tests::{niftyhost_bin, plugin_dir, run, text, tissue_config, workspace_plugin};
+
+#[test]
+fn train_help_lists_every_host_key_and_the_plugins_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("unet3d"), workspace_plugin("seglosses")]);
+    let out = run(dir.path(), &["train", "-h"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    for spec in niftyhost::config::KEYS {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(spec.key))
+            .unwrap_or_else(|| panic!("{} missing:\n{stdout}", spec.key));
+        assert!(line.contains(spec.default), "{line}");
+    }
+    assert!(stdout.contains("network `unet3d` (libunet3d.so 0.1.0): keys of [network.params]"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("network.params.base_channels") && l.contains("8")),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("training.loss_params.ce_weight")), "{stdout}");
+    assert!(stdout.contains("--batch-size") && stdout.contains("--set <KEY=VALUE>"), "{stdout}");
+}
+
+#[test]
+fn flags_beat_set_order_and_environment_beats_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tissue_config(dir.path(), "toynet", "batch_size = 3\n[training]\nlr = 0.5\nmax_iter = 11");
+    let out = Command::new(niftyhost_bin())
+        .current_dir(dir.path())
+        .args([
+            "config",
+            "-c",
+            config.to_str().unwrap(),
+            "--json",
+            "--batch-size",
+            "5",
+            "--set",
+            "training.max_iter=13",
+        ])
+        .env("NIFTYHOST_TRAINING__LR", "0.25")
+        .env("NIFTYHOST_TRAINING__MAX_ITER", "12")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["network"]["batch_size"], 5, "flag beats file");
+    assert_eq!(s["training"]["lr"], 0.25, "environment beats file");
+    assert_eq!(s["training"]["max_iter"], 13, "--set beats environment");
+    assert_eq!(s["training"]["optimiser"], "adam", "default kept");
+}
+
+#[test]
+fn an_unknown_key_is_a_usage_error_naming_key_file_and_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tissue_config(dir.path(), "toynet", "[training]\nmax_iters = 3");
+    let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "unknown key `training.max_iters` in {}; did you mean `training.max_iter`?",
+            config.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugins_are_found_through_niftyhost_plugin_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(dir.path(), &[workspace_plugin("toynet")]);
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(niftyhost_bin())
+        .current_dir(empty.path())
+        .args(["list-plugins", "--json"])
+        .env("NIFTYHOST_PLUGIN_PATH", &plugins)
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["name"], "toynet");
+    assert_eq!(rows[0]["file"].as_str().unwrap(), plugins.join("libtoynet.so").to_str().unwrap());
+}
+
+#[test]
+fn a_bad_network_parameter_names_the_plugin_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("unet3d"), workspace_plugin("seglosses")]);
+    let config = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_chanels = 4\n[training]\nmax_iter = 1");
+    let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unet3d: unknown parameter `base_chanels`; did you mean `base_channels`?"), "{stderr}");
+    assert!(stderr.contains("libunet3d.so"), "{stderr}");
+}

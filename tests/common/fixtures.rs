@@ -1,0 +1,91 @@
+//! Fixture plugins, built outside the host's build into `target/fixtures`:
+//! - `tests/fixtures` (a workspace of its own): `dropnet` (a user's network) and
+//!   `panicky` (components that panic);
+//! - variants of `tests/fixtures/versioned` built against a generated copy of
+//!   plugin-api with another version number or a changed method signature.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::{repo_root, target_dir};
+
+fn fixture_target() -> PathBuf {
+    target_dir().join("fixtures")
+}
+
+fn cargo_build(manifest: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(fixture_target())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building fixture {} failed", manifest.display());
+}
+
+/// A library of the `tests/fixtures` workspace (`dropnet`, `panicky`), built once.
+pub fn sdk_fixture(lib: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| cargo_build(&repo_root().join("tests/fixtures/Cargo.toml")));
+    let path = fixture_target().join("debug").join(format!("lib{lib}.so"));
+    assert!(path.is_file(), "fixture build did not produce {}", path.display());
+    path
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+}
+
+/// The `versioned` fixture built against plugin-api `version`, with `patch` =
+/// (file under plugin-api/src, text, replacement) applied to the API copy.
+pub fn api_variant(label: &str, version: &str, patch: Option<(&str, &str, &str)>) -> PathBuf {
+    let root = fixture_target().join("src").join(label);
+    let _ = std::fs::remove_dir_all(&root);
+    let api = root.join("plugin-api");
+    copy_dir(&repo_root().join("plugin-api/src"), &api.join("src"));
+    std::fs::copy(repo_root().join("plugin-api/build.rs"), api.join("build.rs")).unwrap();
+    std::fs::write(
+        api.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"niftyhost-plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\nbuild = \"build.rs\"\n\n\
+             [features]\nsdk = []\n\n[dependencies]\nabi_stable = \"0.11\"\n"
+        ),
+    )
+    .unwrap();
+    if let Some((file, from, to)) = patch {
+        let path = api.join("src").join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "patch target `{from}` not in {file}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+    let plugin = root.join("plugin");
+    copy_dir(&repo_root().join("tests/fixtures/versioned/src"), &plugin.join("src"));
+    let lib = format!("versioned_{label}");
+    std::fs::write(
+        plugin.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"fixture-{label}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [lib]\nname = \"{lib}\"\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nniftyhost-plugin-api = {{ path = \"../plugin-api\" }}\nabi_stable = \"0.11\"\n\n[workspace]\n"
+        ),
+    )
+    .unwrap();
+    // The workspace's lock file pins the same abi_stable as the host.
+    std::fs::copy(repo_root().join("Cargo.lock"), plugin.join("Cargo.lock")).unwrap();
+    cargo_build(&plugin.join("Cargo.toml"));
+    let path = fixture_target().join("debug").join(format!("lib{lib}.so"));
+    assert!(path.is_file(), "fixture build did not produce {}", path.display());
+    path
+}
