@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use niftyhost::plugins::{LoadErrorKind, Registry, SearchPath};
+use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 use niftyhost_plugin_api::ComponentKind;
-use niftyhost_tests::fixtures::{api_variant, sdk_fixture};
+use niftyhost_tests::fixtures::{api_variant, sdk_fixture, Variant};
 use niftyhost_tests::{plugin_dir, run, text, tissue_config, workspace_plugin};
 
 fn only_files(files: &[PathBuf]) -> SearchPath {
@@ -96,8 +97,8 @@ fn a_file_that_is_not_a_plugin_is_reported_as_such() {
 
 #[test]
 fn other_plugin_api_major_versions_are_refused_with_both_versions() {
-    let older = api_variant("older", "0.9.0", None);
-    let newer = api_variant("newer", "2.0.0", None);
+    let older = api_variant("older", Variant { version: "0.9.0", ..Variant::default() });
+    let newer = api_variant("newer", Variant { version: "2.0.0", ..Variant::default() });
     let reg = Registry::load(&only_files(&[older.clone(), newer.clone(), workspace_plugin("toynet")]));
     assert_eq!(reg.failures.len(), 2, "every failing plugin is reported: {:?}", reg.failures);
     assert_eq!(reg.failures[0].kind, LoadErrorKind::ApiVersion { host: "1.0.0".into(), plugin: "0.9.0".into() });
@@ -116,12 +117,15 @@ fn other_plugin_api_major_versions_are_refused_with_both_versions() {
 fn a_changed_method_signature_is_a_short_layout_error() {
     let changed = api_variant(
         "layout",
-        "1.0.0",
-        Some((
-            "network.rs",
-            "fn forward(&mut self, input: &RTensor, train: bool)",
-            "fn forward(&mut self, input: &RTensor, train: bool, scale: f32)",
-        )),
+        Variant {
+            version: "1.0.0",
+            patches: &[(
+                "plugin-api/src/network.rs",
+                "fn forward(&mut self, input: &RTensor, train: bool)",
+                "fn forward(&mut self, input: &RTensor, train: bool, scale: f32)",
+            )],
+            torch_abi_tag: Some(TORCH_ABI_TAG),
+        },
     );
     let reg = Registry::load(&only_files(&[changed]));
     let err = &reg.failures[0];
@@ -134,7 +138,7 @@ fn a_changed_method_signature_is_a_short_layout_error() {
 
 #[test]
 fn failing_initialisation_is_reported_with_the_plugins_reason() {
-    let lib = api_variant("initfail", "1.0.0", None);
+    let lib = api_variant("initfail", Variant { version: "1.0.0", ..Variant::default() });
     let reg = Registry::load(&only_files(&[lib.clone()]));
     assert_eq!(
         reg.failures[0].to_string(),
@@ -206,4 +210,38 @@ fn an_unknown_component_name_suggests_the_nearest_and_lists_failures() {
         "{err}"
     );
     assert!(err.contains("libraries that failed to load:") && err.contains("libbroken.so"), "{err}");
+}
+
+#[test]
+fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags() {
+    let other = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
+    let lib = api_variant("torchtag", Variant { version: "1.0.0", torch_abi_tag: Some(other), ..Variant::default() });
+    let reg = Registry::load(&only_files(&[lib.clone()]));
+    assert_eq!(
+        reg.failures[0].to_string(),
+        format!(
+            "plugin {}: built against {other}, but this host uses {TORCH_ABI_TAG}: rebuild the plugin",
+            lib.display()
+        )
+    );
+}
+
+#[test]
+fn a_plugin_of_a_newer_minor_api_with_an_appended_field_loads() {
+    let appended = "    ) -> RResult<AugmentationBox, PluginError>,\n    /// Added in 1.1.\n    pub describe: extern \"C\" fn() -> abi_stable::std_types::RString,\n}";
+    let lib = api_variant(
+        "newerminor",
+        Variant {
+            version: "1.1.0",
+            patches: &[
+                ("plugin-api/src/root.rs", "    ) -> RResult<AugmentationBox, PluginError>,\n}", appended),
+                ("plugin/src/lib.rs", "new_loss, new_augmentation }", "new_loss, new_augmentation, describe }"),
+            ],
+            torch_abi_tag: Some(TORCH_ABI_TAG),
+        },
+    );
+    let reg = Registry::load(&only_files(&[lib]));
+    assert!(reg.failures.is_empty(), "{:?}", reg.failures);
+    let (found, _) = reg.find(ComponentKind::Network, "versioned_net").unwrap();
+    assert_eq!(found.info.name.as_str(), "versioned");
 }

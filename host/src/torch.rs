@@ -15,6 +15,9 @@ pub enum DeviceError {
     /// The name is not a device.
     #[error("`system.devices`: {0}")]
     Name(String),
+    /// More devices than the job can use.
+    #[error("`system.devices` lists {0} devices; this version runs on one device only")]
+    TooMany(usize),
     /// CUDA was asked for but cannot be had.
     #[error("`system.devices` asks for {device}, but {why}")]
     Unavailable {
@@ -80,4 +83,15 @@ pub fn select_devices(names: &[String]) -> Result<Vec<Device>, DeviceError> {
         }
     }
     Ok(devices)
+}
+
+/// The one device a job runs on.
+///
+/// # Errors
+/// As [`select_devices`], or more than one device (the multi-device trainer is not there yet).
+pub fn single_device(names: &[String]) -> Result<Device, DeviceError> {
+    match select_devices(names)?.as_slice() {
+        [one] => Ok(*one),
+        many => Err(DeviceError::TooMany(many.len())),
+    }
 }

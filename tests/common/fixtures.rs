@@ -14,9 +14,10 @@ fn fixture_target() -> PathBuf {
     target_dir().join("fixtures")
 }
 
-fn cargo_build(manifest: &Path) {
+fn cargo_build(manifest: &Path, env: &[(&str, &str)]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
+        .envs(env.iter().copied())
         .args(["build", "--quiet", "--manifest-path"])
         .arg(manifest)
         .arg("--target-dir")
@@ -29,7 +30,7 @@ fn cargo_build(manifest: &Path) {
 /// A library of the `tests/fixtures` workspace (`dropnet`, `panicky`), built once.
 pub fn sdk_fixture(lib: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| cargo_build(&repo_root().join("tests/fixtures/Cargo.toml")));
+    BUILT.get_or_init(|| cargo_build(&repo_root().join("tests/fixtures/Cargo.toml"), &[]));
     let path = fixture_target().join("debug").join(format!("lib{lib}.so"));
     assert!(path.is_file(), "fixture build did not produce {}", path.display());
     path
@@ -48,9 +49,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The `versioned` fixture built against plugin-api `version`, with `patch` =
-/// (file under plugin-api/src, text, replacement) applied to the API copy.
-pub fn api_variant(label: &str, version: &str, patch: Option<(&str, &str, &str)>) -> PathBuf {
+/// How to build one variant of the `versioned` fixture.
+#[derive(Default)]
+pub struct Variant<'a> {
+    /// The plugin-api version of the copy it is built against.
+    pub version: &'a str,
+    /// Text replacements `(file under the variant folder, text, replacement)`, applied to
+    /// the API copy (`plugin-api/src/...`) or the plugin (`plugin/src/lib.rs`).
+    pub patches: &'a [(&'a str, &'a str, &'a str)],
+    /// The libtorch ABI tag the plugin reports; `None` makes its initialisation fail.
+    pub torch_abi_tag: Option<&'a str>,
+}
+
+/// The `versioned` fixture built as `variant`, as `libversioned_<label>.so`.
+pub fn api_variant(label: &str, variant: Variant<'_>) -> PathBuf {
+    let version = variant.version;
     let root = fixture_target().join("src").join(label);
     let _ = std::fs::remove_dir_all(&root);
     let api = root.join("plugin-api");
@@ -64,14 +77,14 @@ pub fn api_variant(label: &str, version: &str, patch: Option<(&str, &str, &str)>
         ),
     )
     .unwrap();
-    if let Some((file, from, to)) = patch {
-        let path = api.join("src").join(file);
+    let plugin = root.join("plugin");
+    copy_dir(&repo_root().join("tests/fixtures/versioned/src"), &plugin.join("src"));
+    for (file, from, to) in variant.patches {
+        let path = root.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "patch target `{from}` not in {file}");
         std::fs::write(&path, text.replace(from, to)).unwrap();
     }
-    let plugin = root.join("plugin");
-    copy_dir(&repo_root().join("tests/fixtures/versioned/src"), &plugin.join("src"));
     let lib = format!("versioned_{label}");
     std::fs::write(
         plugin.join("Cargo.toml"),
@@ -84,7 +97,8 @@ pub fn api_variant(label: &str, version: &str, patch: Option<(&str, &str, &str)>
     .unwrap();
     // The workspace's lock file pins the same abi_stable as the host.
     std::fs::copy(repo_root().join("Cargo.lock"), plugin.join("Cargo.lock")).unwrap();
-    cargo_build(&plugin.join("Cargo.toml"));
+    let env: Vec<(&str, &str)> = variant.torch_abi_tag.map(|t| ("FIXTURE_TORCH_ABI_TAG", t)).into_iter().collect();
+    cargo_build(&plugin.join("Cargo.toml"), &env);
     let path = fixture_target().join("debug").join(format!("lib{lib}.so"));
     assert!(path.is_file(), "fixture build did not produce {}", path.display());
     path

@@ -168,6 +168,11 @@ impl Settings {
         window("", &self.inference.spatial_window_size).unwrap_or_else(|_| self.train_window())
     }
 
+    /// The checkpoint folder of the run.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.system.model_dir.join("checkpoints")
+    }
+
     /// Where segmentations are written.
     pub fn inference_dir(&self) -> PathBuf {
         if self.inference.output_dir.as_os_str().is_empty() {

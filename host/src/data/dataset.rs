@@ -265,3 +265,18 @@ pub fn load_subject(subject: &Subject, num_classes: usize, whitening: bool) -> R
         header: first.header.clone(),
     })
 }
+
+/// Finds and loads every subject, in parallel.
+///
+/// # Errors
+/// The first subject that cannot be found or loaded.
+pub fn load_subjects(
+    settings: &Settings,
+    base_dir: &Path,
+    with_labels: bool,
+) -> Result<Vec<SubjectVolumes>, DataError> {
+    use rayon::prelude::*;
+    let subjects = find_subjects(settings, base_dir, with_labels)?;
+    let (classes, whitening) = (settings.segmentation.num_classes, settings.network.whitening);
+    subjects.par_iter().map(|s| load_subject(s, classes, whitening)).collect()
+}

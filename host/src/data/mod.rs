@@ -7,6 +7,6 @@ pub mod loader;
 pub mod sampler;
 pub mod window;
 
-pub use dataset::{find_subjects, load_subject, DataError, Subject, SubjectVolumes};
+pub use dataset::{find_subjects, load_subject, load_subjects, DataError, Subject, SubjectVolumes};
 pub use loader::Loader;
 pub use sampler::{Batch, WindowSampler};

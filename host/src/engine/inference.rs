@@ -3,15 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+use niftyhost_plugin_api::ComponentKind;
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use super::trainer::{load_all, model_for_inference, predict};
+use super::checkpoint;
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::grid::corners;
 use crate::data::window::extract;
-use crate::data::SubjectVolumes;
+use crate::data::{load_subjects, SubjectVolumes};
 use crate::io::write_labels;
 use crate::plugins::Registry;
 use crate::telemetry::Progress;
@@ -57,7 +58,10 @@ pub fn segment_volume(
             extract(&volume.image, volume.dims, volume.channels, c.map(|v| v as isize), window, 0.0, &mut buf);
         }
         let shape = [chunk.len() as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
-        let probs = predict(model, &Tensor::from_slice(&buf).view(shape).to_device(device))?;
+        let input = Tensor::from_slice(&buf).view(shape).to_device(device);
+        let probs = model
+            .probabilities(&input)
+            .map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
         let probs = probs.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
         let k = probs.size()[1] as usize;
         if probs.size()[2..] != shape[2..] {
@@ -114,15 +118,51 @@ pub fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Builds the network and restores a checkpoint for inference (`-1` = latest).
+///
+/// # Errors
+/// No such checkpoint, or one that does not fit the network.
+pub fn model_for_inference(
+    settings: &Settings,
+    registry: &Registry,
+    device: Device,
+    iteration: i64,
+) -> Result<(Model, PathBuf), EngineError> {
+    let dir = settings.checkpoint_dir();
+    let found = checkpoint::list(&dir);
+    let chosen = if iteration < 0 { found.last() } else { found.iter().find(|(i, _)| *i == iteration as u64) };
+    let (_, weights) = chosen.cloned().ok_or_else(|| {
+        EngineError::Other(format!(
+            "no checkpoint {} in {} (have {:?}): train first, or set `inference.inference_iter`",
+            if iteration < 0 { "at all".to_owned() } else { iteration.to_string() },
+            dir.display(),
+            found.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+        ))
+    })?;
+    let meta = checkpoint::read_meta(&weights)?;
+    for p in &meta.plugins {
+        if let Ok((lib, _)) =
+            registry.find(if p.kind == "loss" { ComponentKind::Loss } else { ComponentKind::Network }, &p.component)
+        {
+            if lib.sha256 != p.sha256 {
+                tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, "the plugin library differs from the one the checkpoint was trained with");
+            }
+        }
+    }
+    let mut model = Model::build(registry, settings, device)?;
+    checkpoint::load_weights(&weights, &mut model)?;
+    Ok((model, weights))
+}
+
 /// Segments every subject of the image sections and writes `<id><postfix>.nii.gz`.
 ///
 /// # Errors
 /// Bad data, no checkpoint, a plugin failure, or an unwritable output.
 pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
-    let device = super::trainer::training_device(settings)?;
+    let device = crate::torch::single_device(&settings.system.devices)?;
     let (mut model, weights) = model_for_inference(settings, registry, device, settings.inference.inference_iter)?;
     tracing::info!(checkpoint = %weights.display(), "segmenting with");
-    let volumes = load_all(settings, base_dir, false)?;
+    let volumes = load_subjects(settings, base_dir, false)?;
     let out_dir = settings.inference_dir();
     let progress = Progress::new(0, volumes.len() as u64, "infer");
     let mut out = Vec::new();

@@ -77,6 +77,18 @@ impl Model {
         self.net.forward(&x, train).into_result().map(RTensor::into_tch)
     }
 
+    /// Class probabilities without gradients (softmax over the class axis).
+    ///
+    /// # Shapes
+    /// `[N, C, D, H, W]` → `[N, K, D, H, W]`
+    ///
+    /// # Errors
+    /// The plugin's error.
+    pub fn probabilities(&mut self, input: &Tensor) -> Result<Tensor, PluginError> {
+        let logits = tch::no_grad(|| self.forward(input, false))?;
+        Ok(logits.softmax(1, tch::Kind::Float))
+    }
+
     /// Number of trainable scalars.
     pub fn parameter_count(&self) -> i64 {
         self.params.iter().map(|(_, t)| t.numel() as i64).sum()

@@ -9,15 +9,13 @@ use std::time::Instant;
 use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 use niftyhost_plugin_api::{ComponentKind, RTensor};
-use rayon::prelude::*;
 use serde::Serialize;
-use tch::{Device, Tensor};
 
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::Optimiser;
 use super::{EngineError, Model};
 use crate::config::Settings;
-use crate::data::{find_subjects, load_subject, Loader, SubjectVolumes, WindowSampler};
+use crate::data::{load_subjects, Loader, WindowSampler};
 use crate::plugins::Registry;
 use crate::telemetry::Progress;
 
@@ -46,36 +44,6 @@ pub struct TrainReport {
     pub log: PathBuf,
 }
 
-/// The checkpoint folder of a run.
-pub fn checkpoint_dir(settings: &Settings) -> PathBuf {
-    settings.system.model_dir.join("checkpoints")
-}
-
-/// Loads every subject in parallel.
-///
-/// # Errors
-/// The first subject that cannot be loaded.
-pub fn load_all(settings: &Settings, base_dir: &Path, with_labels: bool) -> Result<Vec<SubjectVolumes>, EngineError> {
-    let subjects = find_subjects(settings, base_dir, with_labels)?;
-    let (classes, whitening) = (settings.segmentation.num_classes, settings.network.whitening);
-    Ok(subjects.par_iter().map(|s| load_subject(s, classes, whitening)).collect::<Result<Vec<_>, _>>()?)
-}
-
-/// The single device training runs on.
-///
-/// # Errors
-/// Unusable devices, or more than one (the multi-device trainer is not there yet).
-pub fn training_device(settings: &Settings) -> Result<Device, EngineError> {
-    let devices = crate::torch::select_devices(&settings.system.devices)?;
-    if devices.len() > 1 {
-        return Err(EngineError::Other(format!(
-            "`system.devices` lists {} devices; this version trains on one device only",
-            devices.len()
-        )));
-    }
-    Ok(devices[0])
-}
-
 fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
     [(ComponentKind::Network, &settings.network.name), (ComponentKind::Loss, &settings.training.loss)]
         .into_iter()
@@ -95,7 +63,7 @@ fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
 
 /// The iteration to start from, restoring weights when resuming.
 fn restore(settings: &Settings, model: &mut Model) -> Result<u64, EngineError> {
-    let dir = checkpoint_dir(settings);
+    let dir = settings.checkpoint_dir();
     let wanted = settings.training.starting_iter;
     let found = checkpoint::list(&dir);
     let chosen = match wanted {
@@ -131,12 +99,12 @@ fn restore(settings: &Settings, model: &mut Model) -> Result<u64, EngineError> {
 /// Bad data or configuration, a missing plugin, a plugin failure, a checkpoint that
 /// cannot be written, or a NaN/infinite loss (the last good checkpoint is kept).
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
-    let device = training_device(settings)?;
+    let device = crate::torch::single_device(&settings.system.devices)?;
     if settings.system.torch_threads > 0 {
         tch::set_num_threads(settings.system.torch_threads as i32);
     }
     tch::manual_seed(settings.system.seed as i64);
-    let volumes = Arc::new(load_all(settings, base_dir, true)?);
+    let volumes = Arc::new(load_subjects(settings, base_dir, true)?);
     tracing::info!(subjects = volumes.len(), "training data loaded");
 
     let mut model = Model::build(registry, settings, device)?;
@@ -166,7 +134,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         .open(&log_path)
         .map_err(|e| EngineError::Other(format!("{}: {e}", log_path.display())))?;
 
-    let ckpt_dir = checkpoint_dir(settings);
+    let ckpt_dir = settings.checkpoint_dir();
     let mut meta = CheckpointMeta {
         iteration: start,
         seed: settings.system.seed,
@@ -211,7 +179,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         });
         let _ = writeln!(log, "{record}");
         progress.update(done, format!("loss {loss_value:.4} | {:.1} patches/s", rate * patches));
-        if done % t.log_every_n.max(1) == 0 && !progress.is_visible() || done == t.max_iter {
+        if (done % t.log_every_n.max(1) == 0 && !progress.is_visible()) || done == t.max_iter {
             tracing::info!(
                 "iteration {done}/{} loss {loss_value:.4} {:.1} patches/s ETA {:.0}s",
                 t.max_iter,
@@ -243,50 +211,4 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         checkpoint: last_checkpoint.unwrap_or_default(),
         log: log_path,
     })
-}
-
-/// Builds the network and restores a checkpoint for inference (`-1` = latest).
-///
-/// # Errors
-/// No such checkpoint, or one that does not fit the network.
-pub fn model_for_inference(
-    settings: &Settings,
-    registry: &Registry,
-    device: Device,
-    iteration: i64,
-) -> Result<(Model, PathBuf), EngineError> {
-    let dir = checkpoint_dir(settings);
-    let found = checkpoint::list(&dir);
-    let chosen = if iteration < 0 { found.last() } else { found.iter().find(|(i, _)| *i == iteration as u64) };
-    let (_, weights) = chosen.cloned().ok_or_else(|| {
-        EngineError::Other(format!(
-            "no checkpoint {} in {} (have {:?}): train first, or set `inference.inference_iter`",
-            if iteration < 0 { "at all".to_owned() } else { iteration.to_string() },
-            dir.display(),
-            found.iter().map(|(i, _)| *i).collect::<Vec<_>>()
-        ))
-    })?;
-    let meta = checkpoint::read_meta(&weights)?;
-    for p in &meta.plugins {
-        if let Ok((lib, _)) =
-            registry.find(if p.kind == "loss" { ComponentKind::Loss } else { ComponentKind::Network }, &p.component)
-        {
-            if lib.sha256 != p.sha256 {
-                tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, "the plugin library differs from the one the checkpoint was trained with");
-            }
-        }
-    }
-    let mut model = Model::build(registry, settings, device)?;
-    checkpoint::load_weights(&weights, &mut model)?;
-    Ok((model, weights))
-}
-
-/// Runs one batch without gradients and returns class probabilities.
-///
-/// # Errors
-/// The plugin's error.
-pub fn predict(model: &mut Model, images: &Tensor) -> Result<Tensor, EngineError> {
-    let logits = tch::no_grad(|| model.forward(images, false))
-        .map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
-    Ok(logits.softmax(1, tch::Kind::Float))
 }
