@@ -7,11 +7,15 @@ eval "$("$ROOT/scripts/install-libtorch.sh" --env)"
 # .cargo/config.toml points cargo at .libtorch/torch unless LIBTORCH is set.
 ln -sfn "$(dirname "$LIBTORCH")" "$ROOT/.libtorch"
 
-# Copies the plugin libraries of a build profile into plugins/ as lib<name>.so.
-stage_plugins() {
-    local profile="$1" manifest lib
+# Copies the release plugin libraries into plugins/ as lib<name>.so, and into
+# target/release/plugins/ so that target/release/niftyhost finds them from any folder.
+stage_release_plugins() {
+    local manifest lib
+    mkdir -p "$ROOT/target/release/plugins"
     for manifest in "$ROOT"/plugins/*/Cargo.toml; do
         lib="$(sed -n '/^\[lib\]/,/^\[/s/^name = "\(.*\)"/\1/p' "$manifest")"
-        [ -n "$lib" ] && cp "$ROOT/target/$profile/lib$lib.so" "$ROOT/plugins/lib$lib.so"
+        [ -n "$lib" ] || continue
+        cp "$ROOT/target/release/lib$lib.so" "$ROOT/plugins/lib$lib.so"
+        cp "$ROOT/target/release/lib$lib.so" "$ROOT/target/release/plugins/lib$lib.so"
     done
 }

@@ -8,7 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CONFIG="${1:-configs/unet3d.toml}"
 
 cargo build --release --workspace
-stage_plugins release
+stage_release_plugins
 BIN="$ROOT/target/release/niftyhost"
 
 "$BIN" list-plugins

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the pinned libtorch if missing, builds the workspace
-# (host, plugins, test fixtures are built by the tests themselves) and runs every test.
+# (host and plugins; the tests build their fixture plugins themselves) and runs every test.
 #
 #   scripts/test.sh [extra cargo test arguments]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cargo build --workspace --all-targets
-stage_plugins debug
 cargo test --workspace "$@"
