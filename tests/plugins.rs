@@ -139,7 +139,7 @@ fn a_changed_method_signature_is_a_short_layout_error() {
 #[test]
 fn failing_initialisation_is_reported_with_the_plugins_reason() {
     let lib = api_variant("initfail", Variant { version: "1.0.0", ..Variant::default() });
-    let reg = Registry::load(&only_files(&[lib.clone()]));
+    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
     assert_eq!(
         reg.failures[0].to_string(),
         format!("plugin {}: initialisation failed: licence file /nonexistent/licence.txt is missing", lib.display())
@@ -216,7 +216,7 @@ fn an_unknown_component_name_suggests_the_nearest_and_lists_failures() {
 fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags() {
     let other = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
     let lib = api_variant("torchtag", Variant { version: "1.0.0", torch_abi_tag: Some(other), ..Variant::default() });
-    let reg = Registry::load(&only_files(&[lib.clone()]));
+    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
     assert_eq!(
         reg.failures[0].to_string(),
         format!(

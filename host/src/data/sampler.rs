@@ -62,12 +62,13 @@ impl WindowSampler {
         for b in 0..self.batch_size {
             let mut rng = Stream::new(&[self.seed, t, b as u64]);
             let v = &self.volumes[rng.below(self.volumes.len() as u64) as usize];
-            let mut corner = [0isize; 3];
-            for axis in 0..3 {
+            // Corners range over every placement inside the volume, or, along an axis
+            // shorter than the window, over every placement that covers the whole axis.
+            let corner: [isize; 3] = std::array::from_fn(|axis| {
                 let free = v.dims[axis] as isize - self.window[axis] as isize;
                 let (lo, hi) = (free.min(0), free.max(0));
-                corner[axis] = lo + rng.below((hi - lo + 1) as u64) as isize;
-            }
+                lo + rng.below((hi - lo + 1) as u64) as isize
+            });
             extract(&v.image, v.dims, v.channels, corner, self.window, 0.0, &mut images);
             let label = v.label.as_deref().expect("training subjects have labels");
             extract(label, v.dims, 1, corner, self.window, 0.0, &mut labels);

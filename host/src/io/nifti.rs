@@ -60,7 +60,8 @@ pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
         let obj = ReaderOptions::new().read_file(path).map_err(|e| io_error(path, e.to_string()))?;
         let header = obj.header().clone();
         let rank = header.dim[0] as usize;
-        if !(1..=4).contains(&rank) && !(rank == 5 && header.dim[5] == 1) {
+        let squeezable_5d = rank == 5 && header.dim[5] == 1;
+        if !((1..=4).contains(&rank) || squeezable_5d) {
             return Err(io_error(path, format!("expected a 3D or 4D image, header says {rank} dimensions")));
         }
         let size = |d: usize| if d <= rank { header.dim[d] as usize } else { 1 };

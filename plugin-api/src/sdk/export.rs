@@ -12,6 +12,9 @@ use crate::{
     Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
 };
 
+/// Builds a network under `root` (a fresh CPU `VarStore`) from validated parameters.
+pub type BuildNetwork = fn(root: &tch::nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, PluginError>;
+
 /// A network component: its name, schema and constructor.
 pub struct NetworkDef {
     /// Name used in configs.
@@ -20,8 +23,8 @@ pub struct NetworkDef {
     pub description: &'static str,
     /// Its hyper-parameters (besides [`HOST_NETWORK_KEYS`], always given).
     pub params: &'static [Param],
-    /// Builds the network under `root` (a fresh CPU `VarStore`) from validated parameters.
-    pub build: fn(root: &tch::nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, PluginError>,
+    /// Its constructor.
+    pub build: BuildNetwork,
 }
 
 /// A loss component.

@@ -22,7 +22,7 @@ mod tensor;
 
 pub use adapters::{AugmentFn, LossFn, NetworkModel};
 pub use device::parse_device;
-pub use export::{AugmentationDef, LossDef, NetworkDef, PluginDef};
+pub use export::{AugmentationDef, BuildNetwork, LossDef, NetworkDef, PluginDef};
 pub use guard::{first_line, guard};
 pub use log::{host_log, Host};
 pub use params::{nearest, Param, ParamType, Params};
