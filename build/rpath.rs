@@ -8,5 +8,7 @@ fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .or_else(|_| std::env::var("LIBTORCH").map(|l| format!("{l}/lib")))
         .expect("depend on torch-sys directly, or set LIBTORCH (scripts/install-libtorch.sh)");
+    // The resolved folder, so binaries keep working if the checkout's .libtorch link moves.
+    let lib = std::fs::canonicalize(&lib).map(|p| p.display().to_string()).unwrap_or(lib);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
 }

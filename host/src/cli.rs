@@ -31,6 +31,8 @@ pub enum Command {
     Inference(JobArgs),
     /// Compare segmentations with reference labels and write a metrics CSV.
     Evaluation(JobArgs),
+    /// Check that every subject's files are readable and agree, listing every problem.
+    Check(JobArgs),
     /// List every plugin component found, with its file, sha256 and status.
     ListPlugins(PluginArgs),
     /// Print the merged configuration and every parameter with its default.

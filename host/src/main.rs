@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches};
 use niftyhost::cli::{Cli, Command, JobArgs, PluginArgs};
 use niftyhost::config::{self, ConfigError, Settings};
+use niftyhost::data::phases as dataset_check;
 use niftyhost::engine::{evaluation, inference, trainer, EngineError};
 use niftyhost::plugins::Registry;
 use niftyhost::{help, telemetry};
@@ -106,6 +107,18 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("label {label}: mean Dice {dice:.4}");
             }
             eprintln!("metrics: {}", report.csv.display());
+            if args.plugins.json {
+                print_json(&report)?;
+            }
+        }
+        Command::Check(args) => {
+            let s = settings(&args)?;
+            let report = dataset_check::check(&s, here)?;
+            eprintln!(
+                "{} subjects: every file readable, images and labels agree (split: {})",
+                report.subjects,
+                report.split.display()
+            );
             if args.plugins.json {
                 print_json(&report)?;
             }

@@ -17,6 +17,8 @@ pub struct System {
     pub model_dir: PathBuf,
     pub loader_threads: usize,
     pub torch_threads: usize,
+    pub dataset_split_file: PathBuf,
+    pub cache_mb: u64,
 }
 
 /// `[input.<name>]`: where the files of one modality (or of the labels) are.
@@ -37,6 +39,7 @@ pub struct Segmentation {
     pub image: Vec<String>,
     pub label: String,
     pub num_classes: usize,
+    pub sampler: String,
 }
 
 /// `[network]`: the network component and its windows.
@@ -47,6 +50,7 @@ pub struct Network {
     pub batch_size: usize,
     pub spatial_window_size: Vec<usize>,
     pub whitening: bool,
+    pub window_sampling: String,
     #[serde(default)]
     pub params: Map<String, Value>,
 }
@@ -65,6 +69,11 @@ pub struct Training {
     pub save_every_n: u64,
     pub max_checkpoints: usize,
     pub queue_length: usize,
+    pub sample_per_volume: u64,
+    pub exclude_fraction_for_validation: f64,
+    pub exclude_fraction_for_inference: f64,
+    pub k_folds: usize,
+    pub fold: usize,
     pub log_every_n: u64,
     #[serde(default)]
     pub loss_params: Map<String, Value>,
@@ -152,6 +161,39 @@ impl Settings {
                 ));
             }
         }
+        let t = &self.training;
+        for (key, f) in [
+            ("training.exclude_fraction_for_validation", t.exclude_fraction_for_validation),
+            ("training.exclude_fraction_for_inference", t.exclude_fraction_for_inference),
+        ] {
+            if !(0.0..1.0).contains(&f) {
+                return invalid(format!("`{key}` must be in [0, 1), got {f}"));
+            }
+        }
+        if t.exclude_fraction_for_validation + t.exclude_fraction_for_inference >= 1.0 {
+            return invalid("the exclude fractions for validation and inference leave no TRAIN subject".into());
+        }
+        if t.k_folds == 1 || (t.k_folds > 1 && t.fold >= t.k_folds) {
+            return invalid(format!(
+                "`training.fold` must be in 0..k_folds with k_folds >= 2, got fold {} of {}",
+                t.fold, t.k_folds
+            ));
+        }
+        if t.sample_per_volume == 0 {
+            return invalid("`training.sample_per_volume` must be positive".into());
+        }
+        let sampling = self.network.window_sampling.as_str();
+        if !["uniform", "weighted", "balanced", "resize"].contains(&sampling) {
+            return invalid(format!(
+                "`network.window_sampling` must be uniform, weighted, balanced or resize, got \"{sampling}\""
+            ));
+        }
+        if sampling == "weighted" && !self.input.contains_key(&self.segmentation.sampler) {
+            return invalid(format!(
+                "`network.window_sampling = \"weighted\"` needs `segmentation.sampler` to name an input section of weight maps, got \"{}\"",
+                self.segmentation.sampler
+            ));
+        }
         if !["adam", "sgd"].contains(&self.training.optimiser.as_str()) {
             return invalid(format!("`training.optimiser` must be adam or sgd, got \"{}\"", self.training.optimiser));
         }
@@ -171,6 +213,15 @@ impl Settings {
     /// The checkpoint folder of the run.
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.system.model_dir.join("checkpoints")
+    }
+
+    /// The split file: its own key, else `<model_dir>/dataset_split.csv`.
+    pub fn split_file(&self) -> PathBuf {
+        if self.system.dataset_split_file.as_os_str().is_empty() {
+            self.system.model_dir.join("dataset_split.csv")
+        } else {
+            self.system.dataset_split_file.clone()
+        }
     }
 
     /// Where segmentations are written.

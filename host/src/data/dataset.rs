@@ -20,22 +20,18 @@ pub enum DataError {
         /// Where it looked.
         place: String,
     },
-    /// A subject lacks a modality.
-    #[error("subject `{subject}` has no file in input section `{section}` (it has one in `{other}`)")]
-    Missing {
-        /// The subject id.
-        subject: String,
-        /// The section without a file for it.
-        section: String,
-        /// A section that has one.
-        other: String,
-    },
-    /// Image and label (or two modalities) do not agree.
-    #[error("subject `{subject}`: {message}")]
-    Mismatch {
-        /// The subject id.
-        subject: String,
-        /// What disagrees, with both values.
+    /// Subjects lack a modality: one line per subject and section.
+    #[error("subjects are missing files:\n  {}", .0.join("\n  "))]
+    Missing(Vec<String>),
+    /// Subjects whose files cannot be used together: every problem found.
+    #[error("{} problem(s) in the data:\n  {}", .0.len(), .0.join("\n  "))]
+    Invalid(Vec<String>),
+    /// The split file cannot be used.
+    #[error("{path}: {message}")]
+    Split {
+        /// The split file.
+        path: PathBuf,
+        /// What is wrong with it.
         message: String,
     },
     /// A CSV list is malformed.
@@ -59,6 +55,24 @@ pub struct Subject {
     pub images: Vec<PathBuf>,
     /// The label file, when labels are used.
     pub label: Option<PathBuf>,
+    /// The window-centre weight map, for the weighted sampler.
+    pub weights: Option<PathBuf>,
+}
+
+/// Which files beyond the images a job needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// The label section.
+    pub labels: bool,
+    /// The sampler's weight-map section.
+    pub weights: bool,
+}
+
+impl Needs {
+    /// What training with `settings` needs.
+    pub fn training(settings: &Settings) -> Needs {
+        Needs { labels: true, weights: settings.network.window_sampling == "weighted" }
+    }
 }
 
 const EXTENSIONS: &[&str] = &[".nii.gz", ".nii", ".hdr.gz", ".hdr"];
@@ -112,8 +126,10 @@ fn section_files(
     let mut files = BTreeMap::new();
     for dir in section.path_to_search.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let dir = config_dir.join(dir);
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| IoError { path: dir.clone(), message: format!("cannot list folder: {e}") })?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| IoError {
+            path: dir.clone(),
+            message: format!("cannot list folder of input section `{name}`: {e}"),
+        })?;
         for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
             let Some(stem) = strip_extension(name) else { continue };
@@ -133,39 +149,47 @@ fn section_files(
     Ok(files)
 }
 
-/// Matches the files of the image sections (and of the label section when
-/// `with_labels`) by subject id. Relative paths are taken from `base_dir`.
+/// Matches the files of the image sections (plus the label and weight-map sections as
+/// `needs` says) by subject id. Relative paths are taken from `base_dir`.
 ///
 /// # Errors
-/// A section without files, or a subject missing from one of the sections.
-pub fn find_subjects(settings: &Settings, base_dir: &Path, with_labels: bool) -> Result<Vec<Subject>, DataError> {
+/// A section without files, or subjects missing from sections (all of them listed).
+pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Result<Vec<Subject>, DataError> {
     let seg = &settings.segmentation;
     let mut sections: Vec<&String> = seg.image.iter().collect();
-    if with_labels {
+    if needs.labels {
         sections.push(&seg.label);
+    }
+    if needs.weights {
+        sections.push(&seg.sampler);
     }
     let found: Vec<(&String, BTreeMap<String, PathBuf>)> = sections
         .iter()
         .map(|name| Ok((*name, section_files(base_dir, name, &settings.input[name.as_str()])?)))
         .collect::<Result<_, DataError>>()?;
-    let (first_name, first) = &found[0];
-    for (name, files) in &found[1..] {
-        let missing = |a: &BTreeMap<String, PathBuf>, b: &BTreeMap<String, PathBuf>| {
-            a.keys().find(|id| !b.contains_key(*id)).cloned()
-        };
-        if let Some(id) = missing(first, files) {
-            return Err(DataError::Missing { subject: id, section: (*name).clone(), other: (*first_name).clone() });
-        }
-        if let Some(id) = missing(files, first) {
-            return Err(DataError::Missing { subject: id, section: (*first_name).clone(), other: (*name).clone() });
+    let all_ids: std::collections::BTreeSet<&String> = found.iter().flat_map(|(_, f)| f.keys()).collect();
+    let mut missing = Vec::new();
+    for id in &all_ids {
+        let lacking: Vec<&str> = found.iter().filter(|(_, f)| !f.contains_key(*id)).map(|(n, _)| n.as_str()).collect();
+        if !lacking.is_empty() {
+            let having: Vec<&str> =
+                found.iter().filter(|(_, f)| f.contains_key(*id)).map(|(n, _)| n.as_str()).collect();
+            missing
+                .push(format!("subject `{id}` has no file in input section(s) {lacking:?} (it has one in {having:?})"));
         }
     }
-    Ok(first
-        .keys()
+    if !missing.is_empty() {
+        return Err(DataError::Missing(missing));
+    }
+    let file = |section: usize, id: &String| found[section].1[id].clone();
+    let n_images = seg.image.len();
+    Ok(all_ids
+        .into_iter()
         .map(|id| Subject {
             id: id.clone(),
-            images: found[..seg.image.len()].iter().map(|(_, f)| f[id].clone()).collect(),
-            label: with_labels.then(|| found.last().expect("label section")).map(|(_, f)| f[id].clone()),
+            images: (0..n_images).map(|i| file(i, id)).collect(),
+            label: needs.labels.then(|| file(n_images, id)),
+            weights: needs.weights.then(|| file(n_images + usize::from(needs.labels), id)),
         })
         .collect())
 }
@@ -183,8 +207,34 @@ pub struct SubjectVolumes {
     pub dims: [usize; 3],
     /// Labels `[k, j, i]`, when loaded.
     pub label: Option<Vec<f32>>,
-    /// The first image's volume header (geometry of outputs).
-    pub header: nifti::NiftiHeader,
+    /// Window-centre weights `[k, j, i]`, when loaded.
+    pub weights: Option<Vec<f32>>,
+    /// The first image as read, without its voxels: header, geometry and file of the
+    /// outputs written for this subject.
+    pub reference: Volume,
+}
+
+impl SubjectVolumes {
+    /// Bytes held in memory.
+    pub fn bytes(&self) -> usize {
+        4 * (self.image.len() + self.label.as_ref().map_or(0, Vec::len) + self.weights.as_ref().map_or(0, Vec::len))
+    }
+}
+
+/// How volumes are prepared when loaded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadOptions {
+    /// Labels must be integers in `0..num_classes`.
+    pub num_classes: usize,
+    /// Z-score each image channel.
+    pub whitening: bool,
+}
+
+impl LoadOptions {
+    /// The options `settings` gives.
+    pub fn from_settings(settings: &Settings) -> LoadOptions {
+        LoadOptions { num_classes: settings.segmentation.num_classes, whitening: settings.network.whitening }
+    }
 }
 
 /// Z-scores each channel in place (mean 0, standard deviation 1; a constant channel
@@ -202,81 +252,133 @@ fn whiten(data: &mut [f32], voxels: usize) {
     }
 }
 
-/// Reads a subject's images (and label), checks that they agree and whitens images.
-///
-/// # Errors
-/// Unreadable files, NaN/Inf in images, shape mismatches, or labels outside
-/// `0..num_classes` or not integral, naming the subject and file.
-pub fn load_subject(subject: &Subject, num_classes: usize, whitening: bool) -> Result<SubjectVolumes, DataError> {
-    let mismatch = |message: String| DataError::Mismatch { subject: subject.id.clone(), message };
-    let volumes: Vec<Volume> = subject.images.iter().map(|p| read_volume(p)).collect::<Result<_, _>>()?;
-    let first = &volumes[0];
-    for v in &volumes[1..] {
+/// The files of a subject as read, before preparation.
+struct Read {
+    images: Vec<Volume>,
+    label: Option<Volume>,
+    weights: Option<Volume>,
+}
+
+/// Reads every file of a subject; unreadable files become problems.
+fn read_all(subject: &Subject) -> (Option<Read>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut read = |p: &PathBuf| read_volume(p).map_err(|e| problems.push(e.to_string())).ok();
+    let images: Vec<Option<Volume>> = subject.images.iter().map(&mut read).collect();
+    let label = subject.label.as_ref().map(&mut read);
+    let weights = subject.weights.as_ref().map(&mut read);
+    if !problems.is_empty() {
+        return (None, problems);
+    }
+    let unwrap = |v: Option<Option<Volume>>| v.map(|v| v.expect("read without problems"));
+    let images = images.into_iter().map(|v| v.expect("read without problems")).collect();
+    (Some(Read { images, label: unwrap(label), weights: unwrap(weights) }), problems)
+}
+
+/// Every reason the files of one subject cannot be used together (empty if none).
+fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
+    let mut problems = Vec::new();
+    let first = &read.images[0];
+    let same_grid = |v: &Volume, what: &str, problems: &mut Vec<String>| {
         if v.dims != first.dims {
-            return Err(mismatch(format!(
-                "{} is {:?} but {} is {:?}",
+            problems.push(format!(
+                "{what} {} is {:?} but image {} is {:?}",
                 v.path.display(),
                 v.dims,
                 first.path.display(),
                 first.dims
-            )));
-        }
-    }
-    let mut image: Vec<f32> = Vec::with_capacity(volumes.iter().map(|v| v.data.len()).sum());
-    for v in &volumes {
-        if let Some(bad) = v.data.iter().find(|x| !x.is_finite()) {
-            return Err(mismatch(format!("{} contains a non-finite value ({bad})", v.path.display())));
-        }
-        image.extend_from_slice(&v.data);
-    }
-    let channels = volumes.iter().map(|v| v.channels).sum();
-    if whitening {
-        whiten(&mut image, first.voxels());
-    }
-    let label = match &subject.label {
-        None => None,
-        Some(path) => {
-            let l = read_volume(path)?;
-            if l.dims != first.dims || l.channels != 1 {
-                return Err(mismatch(format!(
-                    "label {} is {:?}x{} but image {} is {:?}",
-                    path.display(),
-                    l.dims,
-                    l.channels,
-                    first.path.display(),
-                    first.dims
-                )));
-            }
-            if let Some(bad) = l.data.iter().find(|&&v| v.fract() != 0.0 || v < 0.0 || v >= num_classes as f32) {
-                return Err(mismatch(format!(
-                    "label {} has value {bad}, expected integers in 0..{num_classes} (segmentation.num_classes)",
-                    path.display()
-                )));
-            }
-            Some(l.data)
+            ));
         }
     };
+    for v in &read.images[1..] {
+        same_grid(v, "image", &mut problems);
+    }
+    for v in &read.images {
+        let bad = v.data.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            problems.push(format!("image {} has {bad} NaN or infinite voxels", v.path.display()));
+        }
+    }
+    if let Some(l) = &read.label {
+        same_grid(l, "label", &mut problems);
+        if l.channels != 1 {
+            problems.push(format!("label {} has {} channels, expected 1", l.path.display(), l.channels));
+        }
+        let k = options.num_classes as f32;
+        let bad: Vec<f32> =
+            l.data.iter().filter(|&&v| v.fract() != 0.0 || !(0.0..k).contains(&v)).take(1).copied().collect();
+        if let Some(v) = bad.first() {
+            problems.push(format!(
+                "label {} has value {v}, expected integers in 0..{} (segmentation.num_classes)",
+                l.path.display(),
+                options.num_classes
+            ));
+        }
+    }
+    if let Some(w) = &read.weights {
+        same_grid(w, "weight map", &mut problems);
+        if w.data.iter().any(|v| !v.is_finite() || *v < 0.0) {
+            problems.push(format!("weight map {} has negative or non-finite values", w.path.display()));
+        } else if w.data.iter().all(|&v| v == 0.0) {
+            problems.push(format!("weight map {} is zero everywhere", w.path.display()));
+        }
+    }
+    problems
+}
+
+/// Reads a subject's files, checks that they agree and prepares the images.
+///
+/// # Errors
+/// [`DataError::Invalid`] with every problem of the subject: unreadable files, NaN/Inf
+/// in images, shape mismatches, labels outside `0..num_classes` or not integral.
+pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectVolumes, DataError> {
+    let tag = |problems: Vec<String>| {
+        DataError::Invalid(problems.into_iter().map(|p| format!("subject `{}`: {p}", subject.id)).collect())
+    };
+    let (read, problems) = read_all(subject);
+    let read = read.ok_or_else(|| tag(problems))?;
+    let problems = problems_of(&read, options);
+    if !problems.is_empty() {
+        return Err(tag(problems));
+    }
+    let voxels = read.images[0].voxels();
+    let mut image: Vec<f32> = Vec::with_capacity(read.images.iter().map(|v| v.data.len()).sum());
+    for v in &read.images {
+        image.extend_from_slice(&v.data);
+    }
+    if options.whitening {
+        whiten(&mut image, voxels);
+    }
+    let channels = read.images.iter().map(|v| v.channels).sum();
+    let mut reference = read.images.into_iter().next().expect("a subject has images");
+    reference.data = Vec::new();
     Ok(SubjectVolumes {
         id: subject.id.clone(),
-        image,
         channels,
-        dims: first.dims,
-        label,
-        header: first.header.clone(),
+        dims: reference.dims,
+        reference,
+        image,
+        label: read.label.map(|v| v.data),
+        weights: read.weights.map(|v| v.data),
     })
 }
 
-/// Finds and loads every subject, in parallel.
+/// Checks every subject (in parallel) and lists every problem found; nothing is kept.
 ///
 /// # Errors
-/// The first subject that cannot be found or loaded.
-pub fn load_subjects(
-    settings: &Settings,
-    base_dir: &Path,
-    with_labels: bool,
-) -> Result<Vec<SubjectVolumes>, DataError> {
+/// [`DataError::Invalid`] listing all problems of all subjects.
+pub fn check_subjects(subjects: &[Subject], options: &LoadOptions) -> Result<(), DataError> {
     use rayon::prelude::*;
-    let subjects = find_subjects(settings, base_dir, with_labels)?;
-    let (classes, whitening) = (settings.segmentation.num_classes, settings.network.whitening);
-    subjects.par_iter().map(|s| load_subject(s, classes, whitening)).collect()
+    let problems: Vec<String> = subjects
+        .par_iter()
+        .flat_map_iter(|s| match load_subject(s, options) {
+            Ok(_) => Vec::new(),
+            Err(DataError::Invalid(p)) => p,
+            Err(other) => vec![other.to_string()],
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DataError::Invalid(problems))
+    }
 }

@@ -8,24 +8,24 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver};
 
-use super::{Batch, WindowSampler};
+use super::{Batch, DataError, WindowSampler};
 
 /// A running set of loader threads for iterations `start..end`.
 pub struct Loader {
-    rx: Option<Receiver<(u64, Batch)>>,
-    pending: BTreeMap<u64, Batch>,
+    rx: Option<Receiver<(u64, Result<Batch, DataError>)>>,
+    pending: BTreeMap<u64, Result<Batch, DataError>>,
     next: u64,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Loader {
     /// Starts `threads` workers; at most `queue_length` finished batches wait in the queue.
-    pub fn spawn(sampler: WindowSampler, start: u64, end: u64, threads: usize, queue_length: usize) -> Loader {
+    pub fn spawn(sampler: Arc<WindowSampler>, start: u64, end: u64, threads: usize, queue_length: usize) -> Loader {
         let (tx, rx) = bounded(queue_length.max(1));
         let counter = Arc::new(AtomicU64::new(start));
         let workers = (0..threads.max(1))
             .map(|w| {
-                let (tx, counter, sampler) = (tx.clone(), Arc::clone(&counter), sampler.clone());
+                let (tx, counter, sampler) = (tx.clone(), Arc::clone(&counter), Arc::clone(&sampler));
                 std::thread::Builder::new()
                     .name(format!("loader-{w}"))
                     .spawn(move || loop {
@@ -41,7 +41,10 @@ impl Loader {
     }
 
     /// The batch of the next iteration, waiting for it if needed; `None` past the end.
-    pub fn next_batch(&mut self) -> Option<Batch> {
+    ///
+    /// # Errors
+    /// The sampler's error for that batch (e.g. a subject that cannot be loaded).
+    pub fn next_batch(&mut self) -> Option<Result<Batch, DataError>> {
         loop {
             if let Some(batch) = self.pending.remove(&self.next) {
                 self.next += 1;

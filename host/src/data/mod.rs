@@ -1,12 +1,19 @@
-//! Data: subjects from the config's input sections, volumes prepared for sampling,
-//! training windows, loader threads, and the grid of inference windows.
+//! Data: subjects from the config's input sections and their split, volumes prepared
+//! and cached for sampling, training windows, loader threads, and the grid of inference
+//! windows.
 
+pub mod cache;
 pub mod dataset;
 pub mod grid;
 pub mod loader;
+pub mod phases;
 pub mod sampler;
+pub mod split;
 pub mod window;
 
-pub use dataset::{find_subjects, load_subject, load_subjects, DataError, Subject, SubjectVolumes};
+pub use dataset::{
+    check_subjects, find_subjects, load_subject, DataError, LoadOptions, Needs, Subject, SubjectVolumes,
+};
 pub use loader::Loader;
-pub use sampler::{Batch, WindowSampler};
+pub use sampler::{training_sampler, Batch, Prepared, Sampling, WindowSampler};
+pub use split::{Phase, Split, SplitSpec};

@@ -1,12 +1,119 @@
-//! Training windows drawn uniformly from the loaded subjects.
+//! Training windows: which subject and where, drawn from counters, never from a shared
+//! generator, so batch `t` is the same whatever thread builds it.
+//!
+//! Window `g = t · batch_size + b` comes from the subject at position
+//! `(g / sample_per_volume) mod n` of epoch `(g / sample_per_volume) / n`'s shuffled
+//! subject order, at a place drawn by its sampler:
+//! - `uniform`: a corner uniformly among the placements inside the volume (along an axis
+//!   shorter than the window: among those covering the whole axis);
+//! - `weighted`: a centre voxel with probability proportional to the subject's weight map;
+//! - `balanced`: a label class uniformly among the classes present, then a centre voxel
+//!   uniformly among that class's voxels;
+//! - `resize`: the whole volume resized to the window (trilinear, labels nearest).
+//!
+//! Voxels of a window outside the volume are 0 in images and labels.
 
 use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
+use super::cache::{CacheSize, VolumeCache};
 use super::window::extract;
-use super::SubjectVolumes;
+use super::{DataError, SubjectVolumes};
 use crate::rng::Stream;
+
+/// How training windows are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Uniformly inside the volume.
+    Uniform,
+    /// Centres weighted by a map.
+    Weighted,
+    /// Centres balanced over label classes.
+    Balanced,
+    /// The whole volume, resized.
+    Resize,
+}
+
+impl Sampling {
+    /// Parses `network.window_sampling`.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str) -> Result<Sampling, String> {
+        match name {
+            "uniform" => Ok(Sampling::Uniform),
+            "weighted" => Ok(Sampling::Weighted),
+            "balanced" => Ok(Sampling::Balanced),
+            "resize" => Ok(Sampling::Resize),
+            other => Err(format!("unknown window sampling `{other}`: expected uniform, weighted, balanced or resize")),
+        }
+    }
+}
+
+/// Where window centres may be drawn, precomputed per subject.
+#[derive(Debug)]
+enum Centres {
+    /// No index needed.
+    Anywhere,
+    /// Voxel indices of each label class.
+    ByClass(Vec<Vec<u32>>),
+    /// Sum of the weight map over each k-slice.
+    WeightedSlices(Vec<f64>),
+}
+
+/// A subject ready for sampling: its volumes and its sampler's index.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The volumes.
+    pub volumes: SubjectVolumes,
+    centres: Centres,
+}
+
+impl Prepared {
+    /// Builds the index `sampling` needs.
+    ///
+    /// # Errors
+    /// A volume too large for 32-bit voxel indices, or a missing label / weight map.
+    pub fn new(volumes: SubjectVolumes, sampling: Sampling, num_classes: usize) -> Result<Prepared, DataError> {
+        let missing =
+            |what: &str| DataError::Invalid(vec![format!("subject `{}` has no {what} for the sampler", volumes.id)]);
+        let centres = match sampling {
+            Sampling::Uniform | Sampling::Resize => Centres::Anywhere,
+            Sampling::Balanced => {
+                let label = volumes.label.as_ref().ok_or_else(|| missing("label"))?;
+                if label.len() > u32::MAX as usize {
+                    return Err(DataError::Invalid(vec![format!(
+                        "subject `{}` has more than 2^32 voxels",
+                        volumes.id
+                    )]));
+                }
+                let mut by_class = vec![Vec::new(); num_classes];
+                for (i, &v) in label.iter().enumerate() {
+                    by_class[v as usize].push(i as u32);
+                }
+                Centres::ByClass(by_class)
+            }
+            Sampling::Weighted => {
+                let weights = volumes.weights.as_ref().ok_or_else(|| missing("weight map"))?;
+                let slice = volumes.dims[0] * volumes.dims[1];
+                Centres::WeightedSlices(weights.chunks(slice).map(|s| s.iter().map(|&w| w as f64).sum()).collect())
+            }
+        };
+        Ok(Prepared { volumes, centres })
+    }
+}
+
+impl CacheSize for Prepared {
+    fn bytes(&self) -> usize {
+        let index = match &self.centres {
+            Centres::Anywhere => 0,
+            Centres::ByClass(c) => c.iter().map(|v| 4 * v.len()).sum(),
+            Centres::WeightedSlices(s) => 8 * s.len(),
+        };
+        self.volumes.bytes() + index
+    }
+}
 
 /// One training batch, in host memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,52 +134,173 @@ impl Batch {
     /// The batch as tensors: images `[N, C, D, H, W]` float32 and labels
     /// `[N, 1, D, H, W]` int64 (`D, H, W = wk, wj, wi`).
     pub fn to_tensors(&self) -> (Tensor, Tensor) {
-        let [wi, wj, wk] = self.window;
+        let [wi, wj, wk] = self.window.map(|w| w as i64);
         let (n, c) = (self.size as i64, self.channels as i64);
-        let images = Tensor::from_slice(&self.images).view([n, c, wk as i64, wj as i64, wi as i64]);
-        let labels =
-            Tensor::from_slice(&self.labels).view([n, 1, wk as i64, wj as i64, wi as i64]).to_kind(Kind::Int64);
+        let images = Tensor::from_slice(&self.images).view([n, c, wk, wj, wi]);
+        let labels = Tensor::from_slice(&self.labels).view([n, 1, wk, wj, wi]).to_kind(Kind::Int64);
         (images, labels)
     }
 }
 
-/// Draws batches of windows uniformly: a subject, then a corner, per window.
-///
-/// Batch `t` depends only on (seed, t), never on the thread that builds it.
-#[derive(Debug, Clone)]
+/// Draws batches of training windows.
 pub struct WindowSampler {
-    volumes: Arc<Vec<SubjectVolumes>>,
+    cache: Arc<VolumeCache<Prepared>>,
+    subjects: usize,
     window: [usize; 3],
     batch_size: usize,
     seed: u64,
+    sample_per_volume: u64,
+    sampling: Sampling,
 }
 
+/// Stream tags, so that draws of different purposes never share a stream.
+const ORDER: u64 = 0x0_5DE5;
+const PLACE: u64 = 0x9_1ACE;
+
 impl WindowSampler {
-    /// A sampler over subjects that all have labels.
-    pub fn new(volumes: Arc<Vec<SubjectVolumes>>, window: [usize; 3], batch_size: usize, seed: u64) -> Self {
-        WindowSampler { volumes, window, batch_size, seed }
+    /// A sampler over `subjects` cached subjects.
+    pub fn new(
+        cache: Arc<VolumeCache<Prepared>>,
+        subjects: usize,
+        window: [usize; 3],
+        batch_size: usize,
+        seed: u64,
+        sample_per_volume: u64,
+        sampling: Sampling,
+    ) -> Self {
+        WindowSampler {
+            cache,
+            subjects,
+            window,
+            batch_size,
+            seed,
+            sample_per_volume: sample_per_volume.max(1),
+            sampling,
+        }
     }
 
-    /// The batch of iteration `t`.
-    pub fn batch(&self, t: u64) -> Batch {
-        let channels = self.volumes[0].channels;
-        let per = self.window.iter().product::<usize>();
-        let mut images = Vec::with_capacity(self.batch_size * channels * per);
-        let mut labels = Vec::with_capacity(self.batch_size * per);
-        for b in 0..self.batch_size {
-            let mut rng = Stream::new(&[self.seed, t, b as u64]);
-            let v = &self.volumes[rng.below(self.volumes.len() as u64) as usize];
-            // Corners range over every placement inside the volume, or, along an axis
-            // shorter than the window, over every placement that covers the whole axis.
-            let corner: [isize; 3] = std::array::from_fn(|axis| {
+    /// The subject of window group `group`: epochs visit every subject once, in an order
+    /// shuffled per epoch.
+    fn subject_of(&self, group: u64) -> usize {
+        let n = self.subjects as u64;
+        let (epoch, position) = (group / n, group % n);
+        let mut order: Vec<usize> = (0..self.subjects).collect();
+        let mut rng = Stream::new(&[self.seed, ORDER, epoch]);
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        order[position as usize]
+    }
+
+    fn corner_from_centre(&self, dims: [usize; 3], index: usize) -> [isize; 3] {
+        let centre = [index % dims[0], (index / dims[0]) % dims[1], index / (dims[0] * dims[1])];
+        std::array::from_fn(|a| centre[a] as isize - (self.window[a] / 2) as isize)
+    }
+
+    /// Where window `g` of subject `p` starts (voxel `(i, j, k)`, possibly outside).
+    fn corner(&self, p: &Prepared, rng: &mut Stream) -> [isize; 3] {
+        let v = &p.volumes;
+        match &p.centres {
+            Centres::Anywhere => std::array::from_fn(|axis| {
                 let free = v.dims[axis] as isize - self.window[axis] as isize;
                 let (lo, hi) = (free.min(0), free.max(0));
                 lo + rng.below((hi - lo + 1) as u64) as isize
-            });
+            }),
+            Centres::ByClass(classes) => {
+                let present: Vec<&Vec<u32>> = classes.iter().filter(|c| !c.is_empty()).collect();
+                let class = present[rng.below(present.len() as u64) as usize];
+                let voxel = class[rng.below(class.len() as u64) as usize] as usize;
+                self.corner_from_centre(v.dims, voxel)
+            }
+            Centres::WeightedSlices(slices) => {
+                let weights = v.weights.as_deref().expect("weighted subjects have weights");
+                let total: f64 = slices.iter().sum();
+                let mut u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+                let slice_len = v.dims[0] * v.dims[1];
+                let mut k = 0;
+                while k + 1 < slices.len() && u >= slices[k] {
+                    u -= slices[k];
+                    k += 1;
+                }
+                let slice = &weights[k * slice_len..(k + 1) * slice_len];
+                let mut chosen = slice.iter().rposition(|&w| w > 0.0).unwrap_or(0);
+                for (i, &w) in slice.iter().enumerate() {
+                    if u < w as f64 {
+                        chosen = i;
+                        break;
+                    }
+                    u -= w as f64;
+                }
+                self.corner_from_centre(v.dims, k * slice_len + chosen)
+            }
+        }
+    }
+
+    /// Appends the whole volume resized to the window (images trilinear, labels nearest).
+    fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<f32>) {
+        let [di, dj, dk] = v.dims.map(|d| d as i64);
+        let [wi, wj, wk] = self.window.map(|w| w as i64);
+        let image = Tensor::from_slice(&v.image).view([1, v.channels as i64, dk, dj, di]);
+        let image = image.upsample_trilinear3d([wk, wj, wi], false, None, None, None);
+        images.extend(Vec::<f32>::try_from(image.view([-1])).expect("float32 tensor"));
+        let label = v.label.as_deref().expect("training subjects have labels");
+        let label =
+            Tensor::from_slice(label).view([1, 1, dk, dj, di]).upsample_nearest3d([wk, wj, wi], None, None, None);
+        labels.extend(Vec::<f32>::try_from(label.view([-1])).expect("float32 tensor"));
+    }
+
+    /// The batch of iteration `t`.
+    ///
+    /// # Errors
+    /// A subject that cannot be loaded.
+    pub fn batch(&self, t: u64) -> Result<Batch, DataError> {
+        let per = self.window.iter().product::<usize>();
+        let mut images = Vec::new();
+        let mut labels = Vec::with_capacity(self.batch_size * per);
+        let mut channels = 0;
+        for b in 0..self.batch_size {
+            let g = t * self.batch_size as u64 + b as u64;
+            let p = self.cache.get(self.subject_of(g / self.sample_per_volume))?;
+            let v = &p.volumes;
+            channels = v.channels;
+            images.reserve(self.batch_size * channels * per);
+            if self.sampling == Sampling::Resize {
+                self.resized(v, &mut images, &mut labels);
+                continue;
+            }
+            let corner = self.corner(&p, &mut Stream::new(&[self.seed, PLACE, g]));
             extract(&v.image, v.dims, v.channels, corner, self.window, 0.0, &mut images);
             let label = v.label.as_deref().expect("training subjects have labels");
             extract(label, v.dims, 1, corner, self.window, 0.0, &mut labels);
         }
-        Batch { images, labels, size: self.batch_size, channels, window: self.window }
+        Ok(Batch { images, labels, size: self.batch_size, channels, window: self.window })
     }
+}
+
+/// The training sampler `settings` describes, over `subjects`, with a volume cache of
+/// `system.cache_mb`.
+///
+/// # Errors
+/// An unknown `network.window_sampling`.
+pub fn training_sampler(
+    settings: &crate::config::Settings,
+    subjects: Vec<super::Subject>,
+) -> Result<WindowSampler, DataError> {
+    let sampling = Sampling::parse(&settings.network.window_sampling).map_err(|e| DataError::Invalid(vec![e]))?;
+    let options = super::LoadOptions::from_settings(settings);
+    let classes = settings.segmentation.num_classes;
+    let n = subjects.len();
+    let cache = VolumeCache::new((settings.system.cache_mb as usize) << 20, move |i| {
+        Prepared::new(super::load_subject(&subjects[i], &options)?, sampling, classes)
+    });
+    let t = &settings.training;
+    Ok(WindowSampler::new(
+        Arc::new(cache),
+        n,
+        settings.train_window(),
+        settings.network.batch_size,
+        settings.system.seed,
+        t.sample_per_volume,
+        sampling,
+    ))
 }

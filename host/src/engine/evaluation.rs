@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::EngineError;
 use crate::config::Settings;
-use crate::data::find_subjects;
+use crate::data::phases::held_out_subjects;
 use crate::io::read_volume;
 use crate::metrics::confusion;
 
@@ -57,7 +57,7 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
     } else {
         settings.evaluation.seg_dir.clone()
     };
-    let subjects = find_subjects(settings, base_dir, true)?;
+    let subjects = held_out_subjects(settings, base_dir, true)?;
     let classes = settings.segmentation.num_classes as u32;
     let mut rows = Vec::new();
     for s in &subjects {

@@ -11,8 +11,9 @@ use super::checkpoint;
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::grid::corners;
+use crate::data::phases::held_out_subjects;
 use crate::data::window::extract;
-use crate::data::{load_subjects, SubjectVolumes};
+use crate::data::{load_subject, LoadOptions, SubjectVolumes};
 use crate::io::write_labels;
 use crate::plugins::Registry;
 use crate::telemetry::Progress;
@@ -162,18 +163,21 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let device = crate::torch::single_device(&settings.system.devices)?;
     let (mut model, weights) = model_for_inference(settings, registry, device, settings.inference.inference_iter)?;
     tracing::info!(checkpoint = %weights.display(), "segmenting with");
-    let volumes = load_subjects(settings, base_dir, false)?;
+    let subjects = held_out_subjects(settings, base_dir, false)?;
+    let options = LoadOptions::from_settings(settings);
     let out_dir = settings.inference_dir();
-    let progress = Progress::new(0, volumes.len() as u64, "infer");
+    let progress = Progress::new(0, subjects.len() as u64, "infer");
     let mut out = Vec::new();
-    for (n, v) in volumes.iter().enumerate() {
+    for (n, subject) in subjects.iter().enumerate() {
         let started = std::time::Instant::now();
+        // One subject in memory at a time.
+        let v = load_subject(subject, &options)?;
         let inf = &settings.inference;
         let (probs, windows) =
-            segment_volume(&mut model, v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
+            segment_volume(&mut model, &v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
         let labels = argmax(&probs, settings.segmentation.num_classes);
         let output = out_dir.join(format!("{}{}.nii.gz", v.id, inf.output_postfix));
-        write_labels(&output, &v.header, v.dims, &labels)?;
+        write_labels(&output, &v.reference.header, v.dims, &labels)?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(subject = %v.id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
         progress.update(n as u64 + 1, v.id.clone());

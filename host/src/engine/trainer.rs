@@ -15,7 +15,8 @@ use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::Optimiser;
 use super::{EngineError, Model};
 use crate::config::Settings;
-use crate::data::{load_subjects, Loader, WindowSampler};
+use crate::data::phases::training_subjects;
+use crate::data::{training_sampler, Loader};
 use crate::plugins::Registry;
 use crate::telemetry::Progress;
 
@@ -104,8 +105,9 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         tch::set_num_threads(settings.system.torch_threads as i32);
     }
     tch::manual_seed(settings.system.seed as i64);
-    let volumes = Arc::new(load_subjects(settings, base_dir, true)?);
-    tracing::info!(subjects = volumes.len(), "training data loaded");
+    let subjects = training_subjects(settings, base_dir)?;
+    tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
+    let sampler = Arc::new(training_sampler(settings, subjects.train)?);
 
     let mut model = Model::build(registry, settings, device)?;
     let loss_fn = registry
@@ -115,12 +117,6 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let mut optimiser = Optimiser::new(&t.optimiser, t.momentum, &model.params);
     tracing::info!(network = %model.name, parameters = model.parameter_count(), device = ?device, "model ready");
 
-    let sampler = WindowSampler::new(
-        Arc::clone(&volumes),
-        settings.train_window(),
-        settings.network.batch_size,
-        settings.system.seed,
-    );
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
@@ -150,7 +146,8 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let patches = settings.network.batch_size as f64;
     for iteration in start..t.max_iter {
         let step_start = Instant::now();
-        let batch = loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))?;
+        let batch =
+            loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))??;
         let waited = step_start.elapsed().as_secs_f64();
         wait += waited;
         let (images, labels) = batch.to_tensors();

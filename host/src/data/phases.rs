@@ -1,0 +1,97 @@
+//! Which subjects each job uses: training checks every subject, then trains on TRAIN
+//! (VALID is kept for validation); inference and evaluation use the INFER subjects of
+//! an existing split file, or every subject when there is none.
+
+use std::path::Path;
+
+use super::split::{Phase, Split, SplitSpec};
+use super::{check_subjects, find_subjects, DataError, LoadOptions, Needs, Subject};
+use crate::config::Settings;
+
+/// The split parameters of `settings`.
+pub fn split_spec(settings: &Settings) -> SplitSpec {
+    let t = &settings.training;
+    SplitSpec {
+        seed: settings.system.seed,
+        valid_fraction: t.exclude_fraction_for_validation,
+        infer_fraction: t.exclude_fraction_for_inference,
+        k_folds: t.k_folds,
+        fold: t.fold,
+    }
+}
+
+/// What `niftyhost check` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// Subjects checked.
+    pub subjects: usize,
+    /// TRAIN subjects.
+    pub train: usize,
+    /// VALID subjects.
+    pub valid: usize,
+    /// The split file used (made if it was missing).
+    pub split: std::path::PathBuf,
+}
+
+/// The check a training run starts with, on its own: every subject's files, then the
+/// split.
+///
+/// # Errors
+/// Every problem found (see [`training_subjects`]).
+pub fn check(settings: &Settings, base_dir: &Path) -> Result<CheckReport, DataError> {
+    let subjects = training_subjects(settings, base_dir)?;
+    Ok(CheckReport {
+        subjects: subjects.checked,
+        train: subjects.train.len(),
+        valid: subjects.valid.len(),
+        split: settings.split_file(),
+    })
+}
+
+/// The subjects of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainingSubjects {
+    /// Trained on.
+    pub train: Vec<Subject>,
+    /// Validated on.
+    pub valid: Vec<Subject>,
+    /// Subjects checked (all phases).
+    pub checked: usize,
+}
+
+/// Subjects of a training run, after checking every subject's files (all problems are
+/// reported at once, before any training).
+///
+/// # Errors
+/// Problems in the data, a malformed split file, or no TRAIN subject.
+pub fn training_subjects(settings: &Settings, base_dir: &Path) -> Result<TrainingSubjects, DataError> {
+    let subjects = find_subjects(settings, base_dir, Needs::training(settings))?;
+    check_subjects(&subjects, &LoadOptions::from_settings(settings))?;
+    let ids: Vec<String> = subjects.iter().map(|s| s.id.clone()).collect();
+    let path = settings.split_file();
+    let split = Split::load_or_make(&path, &ids, &split_spec(settings))?;
+    let of = |phase: Phase| -> Vec<Subject> {
+        subjects.iter().filter(|s| split.phase(&s.id) == Some(phase)).cloned().collect()
+    };
+    let (train, valid) = (of(Phase::Train), of(Phase::Valid));
+    if train.is_empty() {
+        return Err(DataError::Split { path, message: "marks no subject TRAIN".into() });
+    }
+    Ok(TrainingSubjects { train, valid, checked: subjects.len() })
+}
+
+/// The subjects to segment (images only) or evaluate (with labels): the INFER subjects
+/// of the split file when it exists and has any, else all.
+///
+/// # Errors
+/// Missing files, or a malformed split file.
+pub fn held_out_subjects(settings: &Settings, base_dir: &Path, with_labels: bool) -> Result<Vec<Subject>, DataError> {
+    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, weights: false })?;
+    let path = settings.split_file();
+    if !path.exists() {
+        return Ok(subjects);
+    }
+    let split = Split::read(&path, &split_spec(settings))?;
+    let infer: Vec<Subject> = subjects.iter().filter(|s| split.phase(&s.id) == Some(Phase::Infer)).cloned().collect();
+    Ok(if infer.is_empty() { subjects } else { infer })
+}

@@ -1,0 +1,236 @@
+//! The data pipeline: samplers, loader threads, determinism, the dataset check and the
+//! split, on the bundled 2 mm example and on small volumes written by the tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use niftyhost::config::{load, Overrides, Settings};
+use niftyhost::data::phases::{held_out_subjects, training_subjects};
+use niftyhost::data::{training_sampler, Batch, Loader, Phase, Split};
+use niftyhost::io::{read_volume, write_labels};
+use niftyhost_tests::{repo_root, run, text};
+
+/// Writes a uint8 volume of `dims` whose voxel (i, j, k) is `f(i, j, k)`.
+fn write_u8(path: &Path, dims: [usize; 3], f: impl Fn(usize, usize, usize) -> u8) {
+    let reference = read_volume(&repo_root().join("data/mni152/tissue_2mm.nii.gz")).unwrap();
+    let mut data = Vec::with_capacity(dims.iter().product());
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                data.push(f(i, j, k));
+            }
+        }
+    }
+    write_labels(path, &reference.header, dims, &data).unwrap();
+}
+
+fn settings(dir: &Path, body: &str) -> Settings {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, format!("[system]\nmodel_dir = \"{}\"\nseed = 9\n{body}", dir.join("model").display()))
+        .unwrap();
+    load(Some(&path), &Overrides::default()).unwrap()
+}
+
+/// The bundled example with the brain mask as the weighted sampler's map.
+fn example(dir: &Path, sampling: &str, window: usize, batch: usize) -> Settings {
+    let data = repo_root().join("data/mni152");
+    let d = data.display();
+    settings(
+        dir,
+        &format!(
+            "[input.t1]\npath_to_search = \"{d}\"\nfilename_contains = [\"t1_\"]\n\
+             [input.label]\npath_to_search = \"{d}\"\nfilename_contains = [\"tissue_\"]\n\
+             [input.weights]\npath_to_search = \"{d}\"\nfilename_contains = [\"brainmask_\"]\n\
+             [segmentation]\nimage = [\"t1\"]\nlabel = \"label\"\nnum_classes = 3\nsampler = \"weights\"\n\
+             [network]\nbatch_size = {batch}\nspatial_window_size = [{window}, {window}, {window}]\nwindow_sampling = \"{sampling}\"\n"
+        ),
+    )
+}
+
+fn batches(settings: &Settings, threads: usize, n: u64) -> Vec<Batch> {
+    let subjects = training_subjects(settings, Path::new(".")).unwrap();
+    let sampler = Arc::new(training_sampler(settings, subjects.train).unwrap());
+    let mut loader = Loader::spawn(sampler, 0, n, threads, 3);
+    (0..n).map(|_| loader.next_batch().unwrap().unwrap()).collect()
+}
+
+#[test]
+fn one_seed_gives_the_same_batches_with_1_2_and_8_loader_threads() {
+    for sampling in ["uniform", "balanced", "weighted", "resize"] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = example(dir.path(), sampling, 12, 3);
+        let one = batches(&s, 1, 10);
+        assert_eq!(one[0].images.len(), 3 * 12 * 12 * 12);
+        // One subject resized whole gives the same window every time; the others move.
+        assert_eq!(one[0] == one[1], sampling == "resize", "{sampling}: batches of consecutive iterations");
+        for threads in [2, 8] {
+            assert!(one == batches(&s, threads, 10), "{sampling}: {threads} threads changed the batches");
+        }
+    }
+}
+
+#[test]
+fn balanced_windows_centre_each_class_about_equally() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = example(dir.path(), "balanced", 9, 4);
+    let mut counts = [0usize; 3];
+    for b in batches(&s, 2, 60) {
+        for w in 0..b.size {
+            // Centre voxel (4, 4, 4) of each 9³ label window.
+            counts[b.labels[w * 729 + (4 * 9 + 4) * 9 + 4] as usize] += 1;
+        }
+    }
+    // 240 windows; uniform sampling would centre ~80% of them on label 0.
+    for (class, &n) in counts.iter().enumerate() {
+        assert!((55..=105).contains(&n), "class {class}: {n} of 240 windows ({counts:?})");
+    }
+}
+
+#[test]
+fn weighted_windows_centre_on_the_only_positive_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_u8(&d.join("img_a.nii.gz"), [16, 16, 16], |i, j, k| (i + 16 * j + 7 * k) as u8);
+    write_u8(&d.join("seg_a.nii.gz"), [16, 16, 16], |_, _, _| 0);
+    write_u8(&d.join("w_a.nii.gz"), [16, 16, 16], |i, j, k| u8::from((i, j, k) == (5, 6, 7)));
+    let s = settings(
+        d,
+        &format!(
+            "[input.img]\npath_to_search = \"{p}\"\nfilename_contains = [\"img_\"]\n\
+             [input.seg]\npath_to_search = \"{p}\"\nfilename_contains = [\"seg_\"]\n\
+             [input.w]\npath_to_search = \"{p}\"\nfilename_contains = [\"w_\"]\n\
+             [segmentation]\nimage = [\"img\"]\nlabel = \"seg\"\nnum_classes = 2\nsampler = \"w\"\n\
+             [network]\nbatch_size = 2\nspatial_window_size = [5, 5, 5]\nwindow_sampling = \"weighted\"\nwhitening = false\n",
+            p = d.display()
+        ),
+    );
+    for b in batches(&s, 2, 5) {
+        for w in 0..2 {
+            // The window's centre (2, 2, 2) is voxel (5, 6, 7).
+            assert_eq!(b.images[w * 125 + (2 * 5 + 2) * 5 + 2], (5 + 16 * 6 + 7 * 7) as f32);
+        }
+    }
+}
+
+#[test]
+fn sample_per_volume_draws_runs_from_one_volume_and_epochs_visit_every_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (id, value) in [("a", 10u8), ("b", 20), ("c", 30)] {
+        write_u8(&d.join(format!("img_{id}.nii.gz")), [8, 8, 8], |_, _, _| value);
+        write_u8(&d.join(format!("seg_{id}.nii.gz")), [8, 8, 8], |_, _, _| 0);
+    }
+    let s = settings(
+        d,
+        &format!(
+            "[input.img]\npath_to_search = \"{p}\"\nfilename_contains = [\"img_\"]\n\
+             [input.seg]\npath_to_search = \"{p}\"\nfilename_contains = [\"seg_\"]\n\
+             [segmentation]\nimage = [\"img\"]\nlabel = \"seg\"\nnum_classes = 2\n\
+             [network]\nbatch_size = 1\nspatial_window_size = [4, 4, 4]\nwhitening = false\n\
+             [training]\nsample_per_volume = 3\n",
+            p = d.display()
+        ),
+    );
+    let values: Vec<f32> = batches(&s, 2, 18).iter().map(|b| b.images[0]).collect();
+    for run in values.chunks(3) {
+        assert!(run.iter().all(|&v| v == run[0]), "a run of 3 comes from one volume: {values:?}");
+    }
+    for epoch in values.chunks(9) {
+        let mut seen: Vec<f32> = epoch.iter().step_by(3).copied().collect();
+        seen.sort_by(f32::total_cmp);
+        assert_eq!(seen, [10.0, 20.0, 30.0], "each epoch visits every subject once: {values:?}");
+    }
+}
+
+/// Writes subjects `ids` (16³ images and labels) into `dir`; `label_of` makes each label.
+fn synthetic(
+    dir: &Path,
+    ids: &[&str],
+    label_dims: impl Fn(&str) -> [usize; 3],
+    label_value: impl Fn(&str) -> u8,
+) -> PathBuf {
+    for id in ids {
+        write_u8(&dir.join(format!("img_{id}.nii.gz")), [16, 16, 16], |i, _, _| i as u8);
+        write_u8(
+            &dir.join(format!("seg_{id}.nii.gz")),
+            label_dims(id),
+            |i, _, _| if i < 4 { label_value(id) } else { 0 },
+        );
+    }
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[system]\nmodel_dir = \"{m}\"\n[input.img]\npath_to_search = \"{p}\"\nfilename_contains = [\"img_\"]\n\
+             [input.seg]\npath_to_search = \"{p}\"\nfilename_contains = [\"seg_\"]\n\
+             [segmentation]\nimage = [\"img\"]\nlabel = \"seg\"\nnum_classes = 3\n\
+             [training]\nexclude_fraction_for_inference = 0.4\n",
+            m = dir.join("model").display(),
+            p = dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn check_lists_every_problem_of_every_subject_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = synthetic(
+        dir.path(),
+        &["s1", "s2", "s3"],
+        |id| if id == "s1" { [16, 16, 15] } else { [16, 16, 16] },
+        |id| if id == "s3" { 7 } else { 1 },
+    );
+    let out = run(dir.path(), &["check", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 problem(s) in the data"), "{stderr}");
+    assert!(stderr.contains("subject `s1`: label") && stderr.contains("is [16, 16, 15] but image"), "{stderr}");
+    assert!(
+        stderr.contains("subject `s3`: label") && stderr.contains("has value 7, expected integers in 0..3"),
+        "{stderr}"
+    );
+    // Training runs the same check and stops before building anything.
+    let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
+    assert!(text(&out).1.contains("2 problem(s) in the data"));
+}
+
+#[test]
+fn a_subject_missing_a_modality_is_named_with_the_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = synthetic(dir.path(), &["s1", "s2"], |_| [16, 16, 16], |_| 1);
+    std::fs::remove_file(dir.path().join("seg_s2.nii.gz")).unwrap();
+    let out = run(dir.path(), &["check", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("subject `s2` has no file in input section(s) [\"seg\"] (it has one in [\"img\"])"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_split_is_made_once_reused_and_inference_takes_the_infer_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["s1", "s2", "s3", "s4", "s5"];
+    let config = synthetic(dir.path(), &ids, |_| [16, 16, 16], |_| 1);
+    let s = load(Some(&config), &Overrides::default()).unwrap();
+    let subjects = training_subjects(&s, dir.path()).unwrap();
+    assert_eq!((subjects.train.len(), subjects.valid.len(), subjects.checked), (3, 0, 5));
+    let split_file = dir.path().join("model/dataset_split.csv");
+    let split = Split::read(&split_file, &niftyhost::data::phases::split_spec(&s)).unwrap();
+    let infer = split.ids(Phase::Infer);
+    assert_eq!(infer.len(), 2);
+    let held: Vec<String> = held_out_subjects(&s, dir.path(), false).unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(held, infer);
+    // Other fractions later do not change an existing split.
+    let before = std::fs::read_to_string(&split_file).unwrap();
+    assert!(before.starts_with("subject_id,phase,fold\n"), "{before}");
+    let o = Overrides {
+        cli: vec![("--set".into(), "training.exclude_fraction_for_inference".into(), "0.0".into())],
+        ..Default::default()
+    };
+    let s2 = load(Some(&config), &o).unwrap();
+    assert_eq!(training_subjects(&s2, dir.path()).unwrap().train.len(), 3);
+    assert_eq!(std::fs::read_to_string(&split_file).unwrap(), before);
+}
