@@ -33,10 +33,39 @@ pub enum Command {
     Evaluation(JobArgs),
     /// Check that every subject's files are readable and agree, listing every problem.
     Check(JobArgs),
+    /// Measure the data pipeline: NIfTI decoding, sampler throughput and the data-wait
+    /// share of a training loop, on the 1 mm MNI152 task.
+    Bench(BenchArgs),
     /// List every plugin component found, with its file, sha256 and status.
     ListPlugins(PluginArgs),
     /// Print the merged configuration and every parameter with its default.
     Config(JobArgs),
+}
+
+/// Arguments of `niftyhost bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Folder with t1_1mm.nii.gz and tissue_1mm.nii.gz.
+    #[arg(long, default_value = "data/mni152_1mm")]
+    pub data_dir: PathBuf,
+    /// Window edge in voxels.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Loader threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Batches timed per sampler.
+    #[arg(long, default_value_t = 200)]
+    pub batches: u64,
+    /// Iterations of the unet3d training loop timed (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    pub train_iterations: u64,
+    /// Plugins.
+    #[command(flatten)]
+    pub plugins: PluginArgs,
 }
 
 /// Where plugins are looked for.

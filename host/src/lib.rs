@@ -11,6 +11,7 @@
 //! `[N, C, D, H, W]` with `D = k`, `H = j`, `W = i`, without copying. Window sizes in
 //! configs are given in NIfTI order `(i, j, k)`, as in NiftyNet, and reversed internally.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

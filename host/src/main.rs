@@ -12,7 +12,7 @@ use niftyhost::config::{self, ConfigError, Settings};
 use niftyhost::data::phases as dataset_check;
 use niftyhost::engine::{evaluation, inference, trainer, EngineError};
 use niftyhost::plugins::Registry;
-use niftyhost::{help, telemetry};
+use niftyhost::{bench, help, telemetry};
 
 /// The plugin flags of a command line, read before clap so `-h` can list plugin parameters.
 fn prescan_plugins(args: &[OsString]) -> PluginArgs {
@@ -119,6 +119,39 @@ fn run(cli: Cli) -> Result<()> {
                 report.subjects,
                 report.split.display()
             );
+            if args.plugins.json {
+                print_json(&report)?;
+            }
+        }
+        Command::Bench(args) => {
+            let scratch = std::env::temp_dir().join(format!("niftyhost-bench-{}", std::process::id()));
+            let opts = bench::BenchOptions {
+                data_dir: args.data_dir.clone(),
+                window: args.window,
+                batch_size: args.batch_size,
+                threads: args.threads,
+                batches: args.batches,
+                train_iterations: args.train_iterations,
+                scratch: scratch.clone(),
+            };
+            let reg = registry(&args.plugins)?;
+            let report = bench::run(&opts, &reg);
+            let _ = std::fs::remove_dir_all(&scratch);
+            let report = report.context("benchmark failed")?;
+            let d = &report.decode;
+            eprintln!("window {0}³, batch {1}, {2} loader threads", report.window, report.batch_size, report.threads);
+            eprintln!("decode {}: {:.1} ms ({:.0} Mvoxel/s)", d.file.display(), d.milliseconds, d.megavoxels_per_second);
+            for s in &report.samplers {
+                eprintln!("{} sampler: {:.0} patches/s", s.sampler, s.patches_per_second);
+            }
+            if let Some(t) = &report.training {
+                eprintln!(
+                    "{} training: {:.3} s/iteration, data wait {:.2}%",
+                    t.network,
+                    t.seconds_per_iteration,
+                    100.0 * t.data_wait_share
+                );
+            }
             if args.plugins.json {
                 print_json(&report)?;
             }

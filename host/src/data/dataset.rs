@@ -194,6 +194,10 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Resu
         .collect())
 }
 
+/// A label value in memory: class indices up to 32767 (libtorch has no unsigned 16-bit
+/// type), half the bytes of float32 for the cache and the loader queue.
+pub type Label = i16;
+
 /// A subject's volumes, ready for sampling.
 #[derive(Debug, Clone)]
 pub struct SubjectVolumes {
@@ -206,7 +210,7 @@ pub struct SubjectVolumes {
     /// Spatial size `(i, j, k)`.
     pub dims: [usize; 3],
     /// Labels `[k, j, i]`, when loaded.
-    pub label: Option<Vec<f32>>,
+    pub label: Option<Vec<Label>>,
     /// Window-centre weights `[k, j, i]`, when loaded.
     pub weights: Option<Vec<f32>>,
     /// The first image as read, without its voxels: header, geometry and file of the
@@ -217,7 +221,7 @@ pub struct SubjectVolumes {
 impl SubjectVolumes {
     /// Bytes held in memory.
     pub fn bytes(&self) -> usize {
-        4 * (self.image.len() + self.label.as_ref().map_or(0, Vec::len) + self.weights.as_ref().map_or(0, Vec::len))
+        4 * (self.image.len() + self.weights.as_ref().map_or(0, Vec::len)) + 2 * self.label.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -357,7 +361,8 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         dims: reference.dims,
         reference,
         image,
-        label: read.label.map(|v| v.data),
+        // Checked above: integers in 0..num_classes, and num_classes fits a Label.
+        label: read.label.map(|v| v.data.iter().map(|&x| x as Label).collect()),
         weights: read.weights.map(|v| v.data),
     })
 }

@@ -12,7 +12,7 @@ pub mod split;
 pub mod window;
 
 pub use dataset::{
-    check_subjects, find_subjects, load_subject, DataError, LoadOptions, Needs, Subject, SubjectVolumes,
+    check_subjects, find_subjects, load_subject, DataError, Label, LoadOptions, Needs, Subject, SubjectVolumes,
 };
 pub use loader::Loader;
 pub use sampler::{training_sampler, Batch, Prepared, Sampling, WindowSampler};

@@ -19,6 +19,7 @@ use tch::{Kind, Tensor};
 
 use super::cache::{CacheSize, VolumeCache};
 use super::window::extract;
+use super::dataset::Label;
 use super::{DataError, SubjectVolumes};
 use crate::rng::Stream;
 
@@ -120,8 +121,8 @@ impl CacheSize for Prepared {
 pub struct Batch {
     /// `[N, C, wk, wj, wi]` images.
     pub images: Vec<f32>,
-    /// `[N, 1, wk, wj, wi]` labels (integral values).
-    pub labels: Vec<f32>,
+    /// `[N, 1, wk, wj, wi]` labels.
+    pub labels: Vec<Label>,
     /// Windows in the batch.
     pub size: usize,
     /// Image channels.
@@ -237,16 +238,16 @@ impl WindowSampler {
     }
 
     /// Appends the whole volume resized to the window (images trilinear, labels nearest).
-    fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<f32>) {
+    fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<Label>) {
         let [di, dj, dk] = v.dims.map(|d| d as i64);
         let [wi, wj, wk] = self.window.map(|w| w as i64);
         let image = Tensor::from_slice(&v.image).view([1, v.channels as i64, dk, dj, di]);
         let image = image.upsample_trilinear3d([wk, wj, wi], false, None, None, None);
         images.extend(Vec::<f32>::try_from(image.view([-1])).expect("float32 tensor"));
         let label = v.label.as_deref().expect("training subjects have labels");
-        let label =
-            Tensor::from_slice(label).view([1, 1, dk, dj, di]).upsample_nearest3d([wk, wj, wi], None, None, None);
-        labels.extend(Vec::<f32>::try_from(label.view([-1])).expect("float32 tensor"));
+        let label = Tensor::from_slice(label).view([1, 1, dk, dj, di]).to_kind(Kind::Float);
+        let label = label.upsample_nearest3d([wk, wj, wi], None, None, None).to_kind(Kind::Int16);
+        labels.extend(Vec::<Label>::try_from(label.view([-1])).expect("int16 tensor"));
     }
 
     /// The batch of iteration `t`.
@@ -271,7 +272,7 @@ impl WindowSampler {
             let corner = self.corner(&p, &mut Stream::new(&[self.seed, PLACE, g]));
             extract(&v.image, v.dims, v.channels, corner, self.window, 0.0, &mut images);
             let label = v.label.as_deref().expect("training subjects have labels");
-            extract(label, v.dims, 1, corner, self.window, 0.0, &mut labels);
+            extract(label, v.dims, 1, corner, self.window, 0, &mut labels);
         }
         Ok(Batch { images, labels, size: self.batch_size, channels, window: self.window })
     }

@@ -6,14 +6,14 @@
 /// # Shapes
 /// - `src`: `[channels, k, j, i]` in memory, with `dims = (i, j, k)`
 /// - appended: `[channels, wk, wj, wi]` with `window = (wi, wj, wk)`
-pub fn extract(
-    src: &[f32],
+pub fn extract<T: Copy>(
+    src: &[T],
     dims: [usize; 3],
     channels: usize,
     corner: [isize; 3],
     window: [usize; 3],
-    fill: f32,
-    out: &mut Vec<f32>,
+    fill: T,
+    out: &mut Vec<T>,
 ) {
     let [di, dj, dk] = dims;
     let [wi, wj, wk] = window;
