@@ -101,3 +101,23 @@ fn a_bad_network_parameter_names_the_plugin_and_the_key() {
     assert!(stderr.contains("unet3d: unknown parameter `base_chanels`; did you mean `base_channels`?"), "{stderr}");
     assert!(stderr.contains("libunet3d.so"), "{stderr}");
 }
+
+#[test]
+fn plugin_log_records_reach_the_host_log() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = tissue_config(dir.path(), "toynet", "spatial_window_size = [8, 8, 8]\n[training]\nmax_iter = 1");
+    let out = Command::new(niftyhost_bin())
+        .current_dir(dir.path())
+        .args(["-v", "train", "-c", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("built network `toynet`")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("DEBUG") && line.contains("plugin=\"toynet\"") && line.contains("1987 trainable parameters"),
+        "{line}"
+    );
+}

@@ -6,10 +6,10 @@ use tch::nn::VarStore;
 use tch::Device;
 
 use super::adapters::{AugmentationAdapter, LossAdapter, NetworkAdapter};
-use super::{guard, AugmentFn, Host, LossFn, NetworkModel, Param, Params, TORCH_ABI_TAG};
+use super::{guard, host_log, AugmentFn, Host, LossFn, NetworkModel, Param, Params, TORCH_ABI_TAG};
 use crate::{
-    AugmentationBox, Augmentation_TO, ComponentInfo, ComponentKind, HostModule_Ref, LossBox, Loss_TO, NetworkBox,
-    Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
+    AugmentationBox, Augmentation_TO, ComponentInfo, ComponentKind, HostModule_Ref, LogLevel, LossBox, Loss_TO,
+    NetworkBox, Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
 };
 
 /// Builds a network under `root` (a fresh CPU `VarStore`) from validated parameters.
@@ -113,6 +113,8 @@ pub fn new_network(def: &'static PluginDef, name: RStr<'_>, config: RStr<'_>) ->
         let params = Params::parse(d.name, config.as_str(), d.params, &HOST_NETWORK_KEYS)?;
         let vs = VarStore::new(Device::Cpu);
         let model = (d.build)(&vs.root(), &params)?;
+        let scalars: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        host_log(LogLevel::Debug, &format!("built network `{}` with {scalars} trainable parameters", d.name));
         let adapter = NetworkAdapter { name: d.name, vs, model };
         Ok(Network_TO::from_value(adapter, TD_Opaque))
     })
