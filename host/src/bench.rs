@@ -171,5 +171,12 @@ pub fn run(opts: &BenchOptions, registry: &Registry) -> Result<BenchReport, Engi
             data_wait_share: report.data_wait_share,
         })
     };
-    Ok(BenchReport { window: opts.window, batch_size: opts.batch_size, threads: opts.threads, decode, samplers, training })
+    Ok(BenchReport {
+        window: opts.window,
+        batch_size: opts.batch_size,
+        threads: opts.threads,
+        decode,
+        samplers,
+        training,
+    })
 }

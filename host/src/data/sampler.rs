@@ -18,8 +18,8 @@ use std::sync::Arc;
 use tch::{Kind, Tensor};
 
 use super::cache::{CacheSize, VolumeCache};
-use super::window::extract;
 use super::dataset::Label;
+use super::window::extract;
 use super::{DataError, SubjectVolumes};
 use crate::rng::Stream;
 
