@@ -20,6 +20,7 @@ pub mod help;
 pub mod io;
 pub mod metrics;
 pub mod plugins;
+pub mod preprocess;
 pub mod rng;
 pub mod telemetry;
 pub mod torch;
