@@ -28,10 +28,14 @@
 
 mod error;
 mod grid;
+pub mod histogram;
+pub mod normalise;
 pub mod orientation;
 pub mod resample;
 
 pub use error::PreprocessError;
 pub use grid::{Grid, IDENTITY};
+pub use histogram::{image_landmarks, HistogramConfig, HistogramModel, HistogramTrainer};
+pub use normalise::{foreground_mask, otsu_threshold, whiten, whiten_with_mask, ChannelStats, MaskRule};
 pub use orientation::{axcodes, reorient, reoriented_grid, AxCodes};
 pub use resample::{resample, resample_to_grid, resampled_grid, Interp};
