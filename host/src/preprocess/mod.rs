@@ -29,13 +29,17 @@
 mod error;
 mod grid;
 pub mod histogram;
+pub mod labels;
 pub mod normalise;
 pub mod orientation;
+pub mod pad;
 pub mod resample;
 
 pub use error::PreprocessError;
 pub use grid::{Grid, IDENTITY};
 pub use histogram::{image_landmarks, HistogramConfig, HistogramModel, HistogramTrainer};
+pub use labels::{LabelMap, LabelMapLearner};
 pub use normalise::{foreground_mask, otsu_threshold, whiten, whiten_with_mask, ChannelStats, MaskRule};
 pub use orientation::{axcodes, reorient, reoriented_grid, AxCodes};
+pub use pad::{crop, pad, pad_record, pad_to, PadMode, PadRecord};
 pub use resample::{resample, resample_to_grid, resampled_grid, Interp};
