@@ -356,6 +356,16 @@ mod tests {
     }
 
     #[test]
+    fn preprocess_resample_mni_1mm_grid_gives_the_bundled_2mm_grid() {
+        // MNI152 2009a at 1 mm: 197 × 233 × 189, origin (−98, −134, −72); the bundled
+        // data/mni152 files at 2 mm: 99 × 117 × 95 with the same origin.
+        let one = Grid::new([197, 233, 189], affine([1.0; 3], [-98.0, -134.0, -72.0])).unwrap();
+        let two = resampled_grid(&one, [2.0; 3]).unwrap();
+        assert_eq!(two.dims, [99, 117, 95]);
+        assert_eq!(two.affine, affine([2.0; 3], [-98.0, -134.0, -72.0]));
+    }
+
+    #[test]
     fn preprocess_resample_grid_keeps_field_of_view_centre() {
         let a = [[0.0, 0.0, -1.5, 20.0], [1.0, 0.0, 0.0, -7.0], [0.0, -2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 1.0]];
         let grid = Grid::new([10, 7, 12], a).unwrap();
