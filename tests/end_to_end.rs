@@ -31,8 +31,9 @@ fn unet3d_trains_segments_in_the_input_geometry_and_reaches_a_real_dice() {
     assert_eq!((h.sform_code, h.qform_code), (r.sform_code, r.qform_code));
     assert_eq!((h.srow_x, h.srow_y, h.srow_z), (r.srow_x, r.srow_y, r.srow_z));
     assert_eq!((h.quatern_b, h.quatern_c, h.quatern_d), (r.quatern_b, r.quatern_c, r.quatern_d));
-    assert_eq!((h.quatern_x, h.quatern_y, h.quatern_z), (r.quatern_x, r.quatern_y, r.quatern_z));
+    assert_eq!((h.qoffset_x, h.qoffset_y, h.qoffset_z), (r.qoffset_x, r.qoffset_y, r.qoffset_z));
     assert_eq!(h.pixdim[1..4], r.pixdim[1..4]);
+    assert_eq!(seg.affine, input.affine);
     assert_eq!(h.datatype, 2, "labels are stored as uint8");
     assert!(seg.data.iter().all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
 

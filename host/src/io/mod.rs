@@ -2,4 +2,4 @@
 
 pub mod nifti;
 
-pub use self::nifti::{read_volume, write_labels, IoError, Volume};
+pub use self::nifti::{read_volume, write_labels, IoError, NiftiHeader, Volume};
