@@ -121,3 +121,35 @@ fn plugin_log_records_reach_the_host_log() {
         "{line}"
     );
 }
+
+#[test]
+fn info_json_reports_shape_affine_and_value_range() {
+    let root = niftyhost_tests::repo_root();
+    let out = run(&root, &["info", "--json", "data/mni152/t1_2mm.nii.gz"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let files = report.as_array().expect("a JSON array");
+    assert_eq!(files.len(), 1);
+    let f = &files[0];
+    assert_eq!(f["shape"], serde_json::json!([99, 117, 95]));
+    assert_eq!(f["datatype"], "float32");
+    assert_eq!(f["axcodes"], "RAS");
+    let affine = serde_json::json!([
+        [2.0, 0.0, 0.0, -98.0],
+        [0.0, 2.0, 0.0, -134.0],
+        [0.0, 0.0, 2.0, -72.0],
+        [0.0, 0.0, 0.0, 1.0]
+    ]);
+    assert_eq!(f["affine"], affine);
+    assert_eq!(f["stats"]["min"].as_f64(), Some(0.0));
+    let max = f["stats"]["max"].as_f64().unwrap();
+    assert!((max - 0.9882352948188782).abs() < 1e-7, "{max}");
+    assert_eq!(f["stats"]["nan_count"], 0);
+
+    // An unreadable file: exit code 1, the file named on stderr.
+    let out = run(&root, &["info", "data/mni152/README.md"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("data/mni152/README.md: not a NIfTI or Analyze header"), "{stderr}");
+}

@@ -40,6 +40,9 @@ pub enum Command {
     ListPlugins(PluginArgs),
     /// Print the merged configuration and every parameter with its default.
     Config(JobArgs),
+    /// Show what NIfTI files hold: shape, data type, scaling, voxel size, orientation,
+    /// affine and value statistics.
+    Info(crate::io::info::InfoArgs),
 }
 
 /// Arguments of `niftyhost bench`.

@@ -197,6 +197,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{}{}", help::host_parameters(), help::plugin_parameters(&reg));
             }
         }
+        Command::Info(args) => niftyhost::io::info::run(&args)?,
     }
     Ok(())
 }

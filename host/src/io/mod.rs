@@ -1,5 +1,6 @@
 //! Reading and writing images.
 
+pub mod info;
 pub mod nifti;
 
 pub use self::nifti::{read_volume, write_labels, IoError, NiftiHeader, Volume};
