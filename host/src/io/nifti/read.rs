@@ -154,12 +154,13 @@ pub fn read_header(path: &Path) -> Result<NiftiHeader, IoError> {
     let mut opened = open_header(path)?;
     if opened.header.format != Format::Analyze75 {
         let hp = opened.files.header.clone();
-        let end = if opened.files.is_pair() {
-            EXTENSION_READ_LIMIT.min(opened.source.max_remaining()) + opened.source.position()
+        if opened.files.is_pair() {
+            read_pair_extensions(&mut opened)
         } else {
-            opened.header.vox_offset.clamp(0.0, 2f64.powi(62)) as u64
-        };
-        read_extensions(&mut opened, end).map_err(|m| io_error(&hp, m))?;
+            let end = opened.header.vox_offset.clamp(0.0, 2f64.powi(62)) as u64;
+            read_extensions(&mut opened, end)
+        }
+        .map_err(|m| io_error(&hp, m))?;
     }
     Ok(opened.header)
 }
@@ -181,6 +182,14 @@ fn read_extensions(opened: &mut Opened, end: u64) -> Result<(), String> {
             opened.source.position()
         ));
     }
+    Ok(())
+}
+
+/// Reads what follows the header in a `.hdr` (up to a limit) and keeps the extensions
+/// found there.
+fn read_pair_extensions(opened: &mut Opened) -> Result<(), String> {
+    let rest = opened.source.read_prefix(EXTENSION_READ_LIMIT as usize)?;
+    opened.header.extensions = parse_extensions(&rest, opened.header.endian);
     Ok(())
 }
 
@@ -219,8 +228,7 @@ fn prepare(path: &Path, check_shape: &dyn Fn(&Layout) -> Result<(), String>) -> 
     check_shape(&layout).map_err(|m| io_error(&hp, m))?;
     let mut source = if opened.files.is_pair() {
         if opened.header.format != Format::Analyze75 {
-            let end = EXTENSION_READ_LIMIT.min(opened.source.max_remaining()) + opened.source.position();
-            read_extensions(&mut opened, end).map_err(|m| io_error(&hp, m))?;
+            read_pair_extensions(&mut opened).map_err(|m| io_error(&hp, m))?;
         }
         let ip = &opened.files.image;
         let source = Source::open(ip).map_err(|m| io_error(ip, m))?;
@@ -290,10 +298,16 @@ pub(crate) struct Decoded<T> {
 /// Raw bytes per chunk of the pipelined decode.
 const PIPELINE_CHUNK: usize = 1 << 20;
 
-/// Gzip streams whose stated data exceed this are read whole before the values are
-/// allocated (the stream must prove the size first); smaller ones, and plain files
-/// (whose length was checked), are decoded in a pipeline.
-const PIPELINE_GZIP_LIMIT: usize = 256 << 20;
+/// Gzip streams are decoded in a pipeline, with the values allocated up front, when
+/// their stated data are at most this many bytes or at most
+/// [`PIPELINE_GZIP_RATIO`] times the compressed size; larger claims are read whole
+/// first (the stream must prove its size before the values are allocated). Plain
+/// files, whose length was checked, always use the pipeline.
+const PIPELINE_GZIP_LIMIT: usize = 64 << 20;
+
+/// See [`PIPELINE_GZIP_LIMIT`]: a ratio no real image reaches (label maps compress
+/// about 100:1 to 500:1).
+const PIPELINE_GZIP_RATIO: u64 = 64;
 
 /// Reads and decodes the voxels. Inflating (or reading) runs on one thread while the
 /// chunks already read are converted on the others, so conversion mostly hides behind
@@ -305,7 +319,10 @@ pub(crate) fn read_decoded<T: Sample>(
     let mut p = prepare(path, check_shape)?;
     let vp = p.source.path().to_owned();
     let (datatype, endian, scaling) = (p.layout.datatype, p.header.endian, p.scaling);
-    let values = if p.source.is_gzip() && p.layout.bytes > PIPELINE_GZIP_LIMIT {
+    let pipelined = !p.source.is_gzip()
+        || p.layout.bytes <= PIPELINE_GZIP_LIMIT
+        || p.layout.bytes as u64 <= p.source.file_len().saturating_mul(PIPELINE_GZIP_RATIO);
+    let values = if !pipelined {
         let what = || p.layout.describe_voxels();
         let bytes = p.source.read_exact(p.layout.bytes, &what).map_err(|m| io_error(&vp, m))?;
         decode(&bytes, datatype, endian, scaling)
