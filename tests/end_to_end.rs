@@ -38,17 +38,20 @@ fn unet3d_trains_segments_in_the_input_geometry_and_reaches_a_real_dice() {
     assert!(seg.data.iter().all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
 
     // Evaluation: per-label Dice in the CSV; grey and white matter are really learned.
+    // The label unit's rows (column 11, `unit`); foreground and component rows follow.
     let csv = std::fs::read_to_string(dir.path().join("model/evaluation/metrics.csv")).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("subject,label,dice,jaccard,tp,fp,fn,tn,ref_voxels,seg_voxels"));
-    let dice: Vec<(String, f64)> = lines
+    assert!(lines.next().unwrap().starts_with("subject,label,dice,jaccard,tp,fp,fn,tn,ref_voxels,seg_voxels,unit,"));
+    let label_rows: Vec<&str> = lines.filter(|l| l.split(',').nth(10) == Some("label")).collect();
+    let dice: Vec<(String, f64)> = label_rows
+        .iter()
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             (f[1].to_owned(), f[2].parse().unwrap())
         })
         .collect();
     assert_eq!(dice.len(), 3);
-    let reference_voxels: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(8).unwrap()).collect();
+    let reference_voxels: Vec<&str> = label_rows.iter().map(|l| l.split(',').nth(8).unwrap()).collect();
     assert_eq!(reference_voxels, ["884727", "136200", "79458"], "voxel counts of tissue_2mm");
     eprintln!("Dice after 150 iterations: {dice:?}");
     assert!(dice[0].1 > 0.95, "background {dice:?}");

@@ -226,3 +226,102 @@ fn every_metric_matches_scipy_and_simpleitk_on_the_fixture_cases() {
     }
     eprintln!("{rows_checked} label/foreground rows and {cc_checked} component rows match the fixtures");
 }
+
+/// The `niftyhost evaluation` job on two fixture subjects: every row, column, summary
+/// and component file, with values matching the fixtures.
+#[test]
+fn evaluation_job_writes_every_metric_per_subject_label_and_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, segs) = (dir.path().join("data"), dir.path().join("segs"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&segs).unwrap();
+    for case in ["multilabel", "ellipsoids_aniso"] {
+        let reference = fixtures().join(format!("{case}_ref.nii.gz"));
+        // The image section only has to exist: the reference stands in for it.
+        std::fs::copy(&reference, data.join(format!("img_{case}.nii.gz"))).unwrap();
+        std::fs::copy(&reference, data.join(format!("ref_{case}.nii.gz"))).unwrap();
+        std::fs::copy(fixtures().join(format!("{case}_seg.nii.gz")), segs.join(format!("{case}_seg.nii.gz"))).unwrap();
+    }
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "[system]\nmodel_dir = \"{model}\"\n\n[input.img]\npath_to_search = \"{data}\"\nfilename_contains = [\"img_\"]\n\n\
+         [input.lab]\npath_to_search = \"{data}\"\nfilename_contains = [\"ref_\"]\n\n\
+         [segmentation]\nimage = [\"img\"]\nlabel = \"lab\"\nnum_classes = 6\n\n\
+         [evaluation]\nseg_dir = \"{segs}\"\nsurface_tolerance_mm = 1.6\n",
+        model = dir.path().join("model").display(),
+        data = data.display(),
+        segs = segs.display(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let c = config.to_str().unwrap();
+    let out = niftyhost_tests::run(dir.path(), &["evaluation", "-c", c]);
+    let (_, stderr) = niftyhost_tests::text(&out);
+    assert!(out.status.success(), "evaluation failed:\n{stderr}");
+    assert!(stderr.contains("label unit: mean ± std (median)") && stderr.contains("cc unit"), "{stderr}");
+
+    let eval = dir.path().join("model/evaluation");
+    let csv = std::fs::read_to_string(eval.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header[..11],
+        ["subject", "label", "dice", "jaccard", "tp", "fp", "fn", "tn", "ref_voxels", "seg_voxels", "unit"]
+    );
+    for column in
+        ["hausdorff95_mm", "assd_mm", "surface_dice", "relative_volume_difference", "detection_f1", "informedness"]
+    {
+        assert!(header.contains(&column), "{column} in {header:?}");
+    }
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+    // Per subject: labels 0..5, the foreground, components of labels 1..5 and the
+    // foreground.
+    assert_eq!(rows.len(), 2 * (6 + 1 + 5 + 1));
+    let field = |r: &Vec<&str>, name: &str| -> f64 {
+        let v = r[header.iter().position(|h| *h == name).unwrap()];
+        v.parse().unwrap_or_else(|_| panic!("{name} = {v:?}"))
+    };
+    let find = |subject: &str, label: &str, unit: &str| {
+        rows.iter()
+            .find(|r| r[0] == subject && r[1] == label && r[10] == unit)
+            .unwrap_or_else(|| panic!("{subject} {label} {unit}"))
+    };
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
+    let case = expected["cases"].as_array().unwrap().iter().find(|c| c["name"] == "multilabel").unwrap();
+    for want in case["rows"].as_array().unwrap() {
+        let got = find("multilabel", want["target"].as_str().unwrap(), want["unit"].as_str().unwrap());
+        for name in ["dice", "hausdorff_mm", "hausdorff95_mm", "assd_mm", "surface_dice", "sensitivity"] {
+            // Six decimals in the CSV.
+            check(&format!("multilabel {:?} {name}", &got[..2]), field(got, name), num(&want[name]), 1e-6);
+        }
+    }
+    // Undefined and infinite values are spelled out; component rows leave voxel metrics
+    // empty.
+    let absent = find("ellipsoids_aniso", "3", "label");
+    assert!(field(absent, "dice").is_nan() && field(absent, "hausdorff_mm").is_nan());
+    assert_eq!(field(find("multilabel", "3", "label"), "hausdorff_mm"), f64::INFINITY);
+    let cc = find("ellipsoids_aniso", "1", "cc");
+    assert_eq!(cc[2], "");
+    assert_eq!(
+        (field(cc, "ref_components"), field(cc, "seg_components"), field(cc, "spurious_components")),
+        (1.0, 2.0, 1.0)
+    );
+
+    let summary = std::fs::read_to_string(eval.join("metrics_summary.csv")).unwrap();
+    assert!(summary.starts_with("unit,label,metric,n,mean,std,median,min,max,nan,inf\n"));
+    let dice1: Vec<&str> = summary.lines().find(|l| l.starts_with("label,1,dice,")).unwrap().split(',').collect();
+    let d = [field(find("multilabel", "1", "label"), "dice"), field(find("ellipsoids_aniso", "1", "label"), "dice")];
+    assert_eq!(dice1[3], "2");
+    check("summary mean", dice1[4].parse().unwrap(), (d[0] + d[1]) / 2.0, 1e-6);
+    check("summary std", dice1[5].parse().unwrap(), (d[0] - d[1]).abs() / 2.0, 1e-6);
+    let hd3: Vec<&str> = summary.lines().find(|l| l.starts_with("label,3,hausdorff_mm,")).unwrap().split(',').collect();
+    assert_eq!((hd3[3], hd3[9], hd3[10]), ("0", "1", "1"), "label 3: NaN in one subject, inf in the other");
+    let components = std::fs::read_to_string(eval.join("metrics_components.csv")).unwrap();
+    assert!(components.lines().any(|l| l.starts_with("ellipsoids_aniso,1,segmentation,") && l.contains(",spurious,")));
+
+    // A bad option is a configuration error (exit code 2) naming the key.
+    let out = niftyhost_tests::run(dir.path(), &["evaluation", "-c", c, "--set", "evaluation.connectivity=5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(niftyhost_tests::text(&out).1.contains("evaluation.connectivity"));
+}

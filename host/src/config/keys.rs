@@ -75,6 +75,19 @@ pub const KEYS: &[KeySpec] = &[
     k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),
     k("evaluation.seg_dir", "\"\"", "segmentations to evaluate (empty = inference.output_dir)"),
     k("evaluation.output_csv", "\"\"", "metrics CSV (empty = <model_dir>/evaluation/metrics.csv)"),
+    k(
+        "evaluation.evaluation_units",
+        "[\"label\", \"foreground\", \"cc\"]",
+        "units scored: label (each label), foreground (labels > 0 as one), cc (connected components)",
+    ),
+    k("evaluation.include_background", "true", "score label 0 too in the label unit"),
+    k("evaluation.surface_tolerance_mm", "2.0", "tolerance of the normalised surface Dice, mm"),
+    k("evaluation.connectivity", "26", "connected components: 6, 18 or 26 neighbours"),
+    k(
+        "evaluation.component_min_overlap",
+        "0.0",
+        "a component is detected when more than this fraction of it is overlapped (0 = any overlap)",
+    ),
 ];
 
 /// Keys of an `input.<name>` section (NiftyNet's modality sections).

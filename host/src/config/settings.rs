@@ -97,6 +97,11 @@ pub struct Inference {
 pub struct Evaluation {
     pub seg_dir: PathBuf,
     pub output_csv: PathBuf,
+    pub evaluation_units: Vec<String>,
+    pub include_background: bool,
+    pub surface_tolerance_mm: f64,
+    pub connectivity: u32,
+    pub component_min_overlap: f64,
 }
 
 /// The whole configuration after layering.
