@@ -140,7 +140,12 @@ fn run(cli: Cli) -> Result<()> {
             let report = report.context("benchmark failed")?;
             let d = &report.decode;
             eprintln!("window {0}³, batch {1}, {2} loader threads", report.window, report.batch_size, report.threads);
-            eprintln!("decode {}: {:.1} ms ({:.0} Mvoxel/s)", d.file.display(), d.milliseconds, d.megavoxels_per_second);
+            eprintln!(
+                "decode {}: {:.1} ms ({:.0} Mvoxel/s)",
+                d.file.display(),
+                d.milliseconds,
+                d.megavoxels_per_second
+            );
             for s in &report.samplers {
                 eprintln!("{} sampler: {:.0} patches/s", s.sampler, s.patches_per_second);
             }

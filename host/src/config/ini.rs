@@ -74,6 +74,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Table, ConfigError> {
         let sec = section.clone().ok_or_else(|| parse_error("a key before any [section]".into()))?;
         let key = key.trim().to_ascii_lowercase();
         let mut value = convert(raw, default_of(&sec, &key).as_ref());
+        if key == "axcodes" {
+            // NiftyNet writes `axcodes = (A, R, S)`: keep the letters.
+            value = Value::String(raw.chars().filter(char::is_ascii_alphabetic).collect());
+        }
         if sec == "segmentation" && (key == "image" || key == "label") {
             // Section names are case-insensitive in NiftyNet; niftyhost stores them lowercased.
             value = lowercase_strings(value);

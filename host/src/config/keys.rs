@@ -33,11 +33,41 @@ pub const KEYS: &[KeySpec] = &[
     k("segmentation.image", "[\"image\"]", "input sections stacked as image channels, in order"),
     k("segmentation.label", "\"label\"", "input section holding the labels"),
     k("segmentation.num_classes", "2", "number of label classes (labels 0..num_classes-1)"),
+    k(
+        "segmentation.label_normalisation",
+        "false",
+        "map the label values found in TRAIN to 0..num_classes-1 (saved; inverted on outputs)",
+    ),
     k("segmentation.sampler", "\"\"", "input section holding the window-centre weights of the weighted sampler"),
     k("network.name", "\"toynet\"", "network component (a plugin's network name)"),
     k("network.batch_size", "2", "windows per training step"),
     k("network.spatial_window_size", "[32, 32, 32]", "training window (i, j, k) in voxels"),
-    k("network.whitening", "true", "z-score each image volume (mean 0, std 1)"),
+    k("network.whitening", "true", "z-score each image channel (mean 0, std 1)"),
+    k(
+        "network.normalise_foreground_only",
+        "false",
+        "whitening statistics from the foreground only (network.foreground_type)",
+    ),
+    k(
+        "network.foreground_type",
+        "\"otsu\"",
+        "foreground rule: otsu, mean (above the mean), threshold (above network.foreground_threshold)",
+    ),
+    k("network.foreground_threshold", "0.0", "intensity threshold of foreground_type = \"threshold\""),
+    k("network.normalisation", "false", "Nyúl histogram standardisation, learned on TRAIN subjects"),
+    k(
+        "network.histogram_ref_file",
+        "\"\"",
+        "histogram landmarks file (empty = <model_dir>/histogram.json); learned if missing",
+    ),
+    k("network.norm_type", "\"percentile\"", "histogram landmarks: percentile (deciles) or quartile"),
+    k("network.cutoff", "[0.01, 0.99]", "histogram cut-off percentiles (fractions)"),
+    k("network.volume_padding_size", "[0, 0, 0]", "voxels added on each side of every volume (i, j, k)"),
+    k(
+        "network.volume_padding_mode",
+        "\"minimum\"",
+        "padding of images: minimum, constant (0), edge, symmetric or reflect",
+    ),
     k("network.window_sampling", "\"uniform\"", "training windows: uniform, weighted, balanced or resize"),
     k("training.loss", "\"dice_ce\"", "loss component (a plugin's loss name)"),
     k("training.optimiser", "\"adam\"", "optimiser: adam or sgd"),
@@ -97,6 +127,8 @@ pub const INPUT_KEYS: &[KeySpec] = &[
     k("filename_not_contains", "[]", "substrings no file name may contain"),
     k("filename_removefromid", "\"\"", "substring also removed from the subject id"),
     k("csv_file", "\"\"", "CSV of subject_id,path (instead of searching folders)"),
+    k("pixdim", "[]", "resample to this voxel size in mm (i, j, k); every section of a job must agree"),
+    k("axcodes", "\"\"", "reorient to these axis codes, e.g. \"RAS\"; every section of a job must agree"),
 ];
 
 /// Tables whose keys belong to a plugin's schema.

@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn niftynet_ini_with_its_section_names_is_accepted() {
-        let ini = "[T1]\npath_to_search = ./data\nfilename_contains = T1\n\n[parcellation]\npath_to_search = ./data\nfilename_contains = (seg, v2)\n\n[SYSTEM]\nmodel_dir = ./m\n\n[NETWORK]\nname = unet3d\nbatch_size = 3\nspatial_window_size = (16, 24, 32)\nwhitening = True\n\n[TRAINING]\nlr = 0.01\n\n[SEGMENTATION]\nimage = T1\nlabel = parcellation\nnum_classes = 4\n";
+        let ini = "[T1]\npath_to_search = ./data\nfilename_contains = T1\naxcodes = (L, P, S)\npixdim = (2.0, 2.0, 2.0)\n\n[parcellation]\npath_to_search = ./data\nfilename_contains = (seg, v2)\naxcodes = L,P,S\npixdim = 2, 2, 2\n\n[SYSTEM]\nmodel_dir = ./m\n\n[NETWORK]\nname = unet3d\nbatch_size = 3\nspatial_window_size = (16, 24, 32)\nwhitening = True\n\n[TRAINING]\nlr = 0.01\n\n[SEGMENTATION]\nimage = T1\nlabel = parcellation\nnum_classes = 4\n";
         let (_d, path) = write(ini, "ini");
         let s = load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(s.segmentation.image, vec!["t1".to_owned()]);
@@ -302,6 +302,7 @@ mod tests {
         assert_eq!(s.network.batch_size, 3);
         assert_eq!(s.input["parcellation"].filename_contains, vec!["seg".to_owned(), "v2".to_owned()]);
         assert_eq!(s.input["t1"].filename_contains, vec!["T1".to_owned()]);
+        assert_eq!((s.input["t1"].axcodes.as_str(), s.input["t1"].pixdim.as_slice()), ("LPS", [2.0, 2.0, 2.0].as_slice()));
         assert!(s.network.whitening);
     }
 }

@@ -30,6 +30,8 @@ pub struct InputSection {
     pub filename_not_contains: Vec<String>,
     pub filename_removefromid: String,
     pub csv_file: String,
+    pub pixdim: Vec<f64>,
+    pub axcodes: String,
 }
 
 /// `[segmentation]`: which inputs are images and labels.
@@ -39,6 +41,7 @@ pub struct Segmentation {
     pub image: Vec<String>,
     pub label: String,
     pub num_classes: usize,
+    pub label_normalisation: bool,
     pub sampler: String,
 }
 
@@ -50,6 +53,15 @@ pub struct Network {
     pub batch_size: usize,
     pub spatial_window_size: Vec<usize>,
     pub whitening: bool,
+    pub normalise_foreground_only: bool,
+    pub foreground_type: String,
+    pub foreground_threshold: f64,
+    pub normalisation: bool,
+    pub histogram_ref_file: PathBuf,
+    pub norm_type: String,
+    pub cutoff: Vec<f64>,
+    pub volume_padding_size: Vec<usize>,
+    pub volume_padding_mode: String,
     pub window_sampling: String,
     #[serde(default)]
     pub params: Map<String, Value>,
@@ -199,6 +211,52 @@ impl Settings {
                 self.segmentation.sampler
             ));
         }
+        let n = &self.network;
+        if !["otsu", "mean", "threshold"].contains(&n.foreground_type.as_str()) {
+            return invalid(format!(
+                "`network.foreground_type` must be otsu, mean or threshold, got \"{}\"",
+                n.foreground_type
+            ));
+        }
+        if !["percentile", "quartile"].contains(&n.norm_type.as_str()) {
+            return invalid(format!("`network.norm_type` must be percentile or quartile, got \"{}\"", n.norm_type));
+        }
+        if !matches!(n.cutoff.as_slice(), [lo, hi] if 0.0 <= *lo && lo < hi && *hi <= 1.0) {
+            return invalid(format!("`network.cutoff` must be two fractions lo < hi in [0, 1], got {:?}", n.cutoff));
+        }
+        if n.volume_padding_size.len() != 3 || n.volume_padding_size.iter().any(|&p| p > 4096) {
+            return invalid(format!(
+                "`network.volume_padding_size` must be three sizes (i, j, k) up to 4096, got {:?}",
+                n.volume_padding_size
+            ));
+        }
+        if !["minimum", "constant", "edge", "symmetric", "reflect"].contains(&n.volume_padding_mode.as_str()) {
+            return invalid(format!(
+                "`network.volume_padding_mode` must be minimum, constant, edge, symmetric or reflect, got \"{}\"",
+                n.volume_padding_mode
+            ));
+        }
+        let used: Vec<&String> = self.segmentation.image.iter().chain([&self.segmentation.label]).collect();
+        for (key, differs) in [
+            ("pixdim", used.windows(2).any(|w| self.input[w[0]].pixdim != self.input[w[1]].pixdim)),
+            ("axcodes", used.windows(2).any(|w| self.input[w[0]].axcodes != self.input[w[1]].axcodes)),
+        ] {
+            if differs {
+                return invalid(format!(
+                    "input sections {used:?} must agree on `{key}` (images and labels share one grid)"
+                ));
+            }
+        }
+        let first = &self.input[&self.segmentation.image[0]];
+        if !first.pixdim.is_empty() && (first.pixdim.len() != 3 || first.pixdim.iter().any(|p| *p <= 0.0)) {
+            return invalid(format!("`pixdim` must be three positive voxel sizes in mm, got {:?}", first.pixdim));
+        }
+        if !first.axcodes.is_empty() && crate::preprocess::AxCodes::parse(&first.axcodes).is_err() {
+            return invalid(format!(
+                "`axcodes` must be three letters from L/R, A/P, S/I, one per axis, got \"{}\"",
+                first.axcodes
+            ));
+        }
         if !["adam", "sgd"].contains(&self.training.optimiser.as_str()) {
             return invalid(format!("`training.optimiser` must be adam or sgd, got \"{}\"", self.training.optimiser));
         }
@@ -227,6 +285,20 @@ impl Settings {
         } else {
             self.system.dataset_split_file.clone()
         }
+    }
+
+    /// The histogram landmarks file.
+    pub fn histogram_file(&self) -> PathBuf {
+        if self.network.histogram_ref_file.as_os_str().is_empty() {
+            self.system.model_dir.join("histogram.json")
+        } else {
+            self.network.histogram_ref_file.clone()
+        }
+    }
+
+    /// The label map file (label normalisation).
+    pub fn label_map_file(&self) -> PathBuf {
+        self.system.model_dir.join("label_map.json")
     }
 
     /// Where segmentations are written.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::prepare::{Geometry, Preparation};
 use crate::config::{InputSection, Settings};
 use crate::io::{read_volume, IoError, Volume};
 
@@ -216,6 +217,8 @@ pub struct SubjectVolumes {
     /// The first image as read, without its voxels: header, geometry and file of the
     /// outputs written for this subject.
     pub reference: Volume,
+    /// How the volumes were moved onto the network's grid (undone on outputs).
+    pub geometry: Geometry,
 }
 
 impl SubjectVolumes {
@@ -225,36 +228,35 @@ impl SubjectVolumes {
     }
 }
 
-/// How volumes are prepared when loaded.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How volumes are checked and prepared when loaded.
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Labels must be integers in `0..num_classes`.
+    /// Labels must be integers in `0..num_classes` (after the label map, if any).
     pub num_classes: usize,
-    /// Z-score each image channel.
-    pub whitening: bool,
+    /// Labels are mapped by a learned label map (raw values are only checked integral).
+    pub label_normalisation: bool,
+    /// Geometry and intensity preparation.
+    pub preparation: Preparation,
 }
 
 impl LoadOptions {
-    /// The options `settings` gives.
-    pub fn from_settings(settings: &Settings) -> LoadOptions {
-        LoadOptions { num_classes: settings.segmentation.num_classes, whitening: settings.network.whitening }
+    /// Options with `preparation`.
+    pub fn new(settings: &Settings, preparation: Preparation) -> LoadOptions {
+        LoadOptions {
+            num_classes: settings.segmentation.num_classes,
+            label_normalisation: settings.segmentation.label_normalisation,
+            preparation,
+        }
+    }
+
+    /// Options for checking files only: nothing learned is needed.
+    pub fn for_checking(settings: &Settings) -> LoadOptions {
+        LoadOptions::new(settings, Preparation::unlearned(settings))
     }
 }
 
-/// Z-scores each channel in place (mean 0, standard deviation 1; a constant channel
-/// becomes 0).
-fn whiten(data: &mut [f32], voxels: usize) {
-    for channel in data.chunks_mut(voxels) {
-        let n = channel.len() as f64;
-        let mean = channel.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = channel.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        let std = var.sqrt();
-        let scale = if std > 0.0 { 1.0 / std } else { 0.0 };
-        for v in channel.iter_mut() {
-            *v = ((*v as f64 - mean) * scale) as f32;
-        }
-    }
-}
+/// Largest difference between affines of one subject's files taken as the same grid, mm.
+const AFFINE_TOLERANCE_MM: f64 = 1e-3;
 
 /// The files of a subject as read, before preparation.
 struct Read {
@@ -292,6 +294,16 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
                 first.dims
             ));
         }
+        let gap =
+            (0..3).flat_map(|r| (0..4).map(move |c| (r, c))).map(|(r, c)| (v.affine[r][c] - first.affine[r][c]).abs());
+        let gap = gap.fold(0.0f64, f64::max);
+        if gap > AFFINE_TOLERANCE_MM {
+            problems.push(format!(
+                "{what} {} and image {} have affines differing by up to {gap:.4} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
+                v.path.display(),
+                first.path.display()
+            ));
+        }
     };
     for v in &read.images[1..] {
         same_grid(v, "image", &mut problems);
@@ -308,14 +320,18 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
             problems.push(format!("label {} has {} channels, expected 1", l.path.display(), l.channels));
         }
         let k = options.num_classes as f32;
-        let bad: Vec<f32> =
-            l.data.iter().filter(|&&v| v.fract() != 0.0 || !(0.0..k).contains(&v)).take(1).copied().collect();
-        if let Some(v) = bad.first() {
-            problems.push(format!(
-                "label {} has value {v}, expected integers in 0..{} (segmentation.num_classes)",
-                l.path.display(),
-                options.num_classes
-            ));
+        let bad = if options.label_normalisation {
+            l.data.iter().find(|v| v.fract() != 0.0)
+        } else {
+            l.data.iter().find(|&&v| v.fract() != 0.0 || !(0.0..k).contains(&v))
+        };
+        if let Some(v) = bad {
+            let expected = if options.label_normalisation {
+                "integers (segmentation.label_normalisation maps them to classes)".to_owned()
+            } else {
+                format!("integers in 0..{} (segmentation.num_classes)", options.num_classes)
+            };
+            problems.push(format!("label {} has value {v}, expected {expected}", l.path.display()));
         }
     }
     if let Some(w) = &read.weights {
@@ -344,26 +360,31 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
     if !problems.is_empty() {
         return Err(tag(problems));
     }
-    let voxels = read.images[0].voxels();
-    let mut image: Vec<f32> = Vec::with_capacity(read.images.iter().map(|v| v.data.len()).sum());
-    for v in &read.images {
+    let channels = read.images.iter().map(|v| v.channels).sum();
+    let mut images = read.images.into_iter();
+    let mut reference = images.next().expect("a subject has images");
+    let mut image = std::mem::take(&mut reference.data);
+    for v in images {
         image.extend_from_slice(&v.data);
     }
-    if options.whitening {
-        whiten(&mut image, voxels);
-    }
-    let channels = read.images.iter().map(|v| v.channels).sum();
-    let mut reference = read.images.into_iter().next().expect("a subject has images");
-    reference.data = Vec::new();
+    let (geometry, image, label, weights) = options.preparation.apply(
+        &subject.id,
+        &reference,
+        image,
+        channels,
+        read.label.map(|v| v.data),
+        read.weights.map(|v| v.data),
+    )?;
     Ok(SubjectVolumes {
         id: subject.id.clone(),
         channels,
-        dims: reference.dims,
+        dims: geometry.prepared.dims,
+        geometry,
         reference,
         image,
-        // Checked above: integers in 0..num_classes, and num_classes fits a Label.
-        label: read.label.map(|v| v.data.iter().map(|&x| x as Label).collect()),
-        weights: read.weights.map(|v| v.data),
+        // Checked: integers in 0..num_classes (after the label map), and num_classes fits a Label.
+        label: label.map(|l| l.iter().map(|&x| x as Label).collect()),
+        weights,
     })
 }
 
@@ -375,10 +396,12 @@ pub fn check_subjects(subjects: &[Subject], options: &LoadOptions) -> Result<(),
     use rayon::prelude::*;
     let problems: Vec<String> = subjects
         .par_iter()
-        .flat_map_iter(|s| match load_subject(s, options) {
-            Ok(_) => Vec::new(),
-            Err(DataError::Invalid(p)) => p,
-            Err(other) => vec![other.to_string()],
+        .flat_map_iter(|s| {
+            let problems = match read_all(s) {
+                (Some(read), _) => problems_of(&read, options),
+                (None, problems) => problems,
+            };
+            problems.into_iter().map(|p| format!("subject `{}`: {p}", s.id)).collect::<Vec<_>>()
         })
         .collect();
     if problems.is_empty() {

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod grid;
 pub mod loader;
 pub mod phases;
+pub mod prepare;
 pub mod sampler;
 pub mod split;
 pub mod window;

@@ -66,7 +66,7 @@ pub struct TrainingSubjects {
 /// Problems in the data, a malformed split file, or no TRAIN subject.
 pub fn training_subjects(settings: &Settings, base_dir: &Path) -> Result<TrainingSubjects, DataError> {
     let subjects = find_subjects(settings, base_dir, Needs::training(settings))?;
-    check_subjects(&subjects, &LoadOptions::from_settings(settings))?;
+    check_subjects(&subjects, &LoadOptions::for_checking(settings))?;
     let ids: Vec<String> = subjects.iter().map(|s| s.id.clone()).collect();
     let path = settings.split_file();
     let split = Split::load_or_make(&path, &ids, &split_spec(settings))?;

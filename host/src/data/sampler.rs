@@ -288,7 +288,8 @@ pub fn training_sampler(
     subjects: Vec<super::Subject>,
 ) -> Result<WindowSampler, DataError> {
     let sampling = Sampling::parse(&settings.network.window_sampling).map_err(|e| DataError::Invalid(vec![e]))?;
-    let options = super::LoadOptions::from_settings(settings);
+    let preparation = super::prepare::Preparation::learn_or_load(settings, &subjects)?;
+    let options = super::LoadOptions::new(settings, preparation);
     let classes = settings.segmentation.num_classes;
     let n = subjects.len();
     let cache = VolumeCache::new((settings.system.cache_mb as usize) << 20, move |i| {

@@ -12,6 +12,7 @@ use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::grid::corners;
 use crate::data::phases::held_out_subjects;
+use crate::data::prepare::Preparation;
 use crate::data::window::extract;
 use crate::data::{load_subject, LoadOptions, SubjectVolumes};
 use crate::io::write_labels;
@@ -103,8 +104,38 @@ pub fn segment_volume(
     Ok((sum, grid.len()))
 }
 
-/// The label of highest probability per voxel.
-pub fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
+/// Undoes the preparation on class probabilities of the prepared grid: labels on the
+/// input file's grid, with the input's label values.
+///
+/// # Errors
+/// A geometry that does not fit, or a label value that does not fit uint8.
+fn labels_in_input_geometry(
+    v: &SubjectVolumes,
+    probs: &[f32],
+    classes: usize,
+    label_map: Option<&crate::preprocess::LabelMap>,
+) -> Result<Vec<u8>, EngineError> {
+    let fail = |e: crate::preprocess::PreprocessError| EngineError::Other(format!("subject `{}`: {e}", v.id));
+    let probs = v.geometry.probabilities_to_input(probs, classes).map_err(fail)?;
+    let mut labels = v.geometry.labels_to_original(argmax(&probs, classes)).map_err(fail)?;
+    if let Some(map) = label_map {
+        map.invert(&mut labels).map_err(fail)?;
+    }
+    labels
+        .iter()
+        .map(|&l| {
+            u8::try_from(l as i64).map_err(|_| {
+                EngineError::Other(format!("subject `{}`: label value {l} does not fit a uint8 segmentation", v.id))
+            })
+        })
+        .collect()
+}
+
+/// The class of highest probability per voxel.
+///
+/// # Shapes
+/// `probs`: `[K, voxels]` → `[voxels]`
+pub fn argmax(probs: &[f32], classes: usize) -> Vec<f32> {
     let voxels = probs.len() / classes.max(1);
     (0..voxels)
         .map(|v| {
@@ -114,7 +145,7 @@ pub fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
                     best = c;
                 }
             }
-            best as u8
+            best as f32
         })
         .collect()
 }
@@ -164,7 +195,7 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let (mut model, weights) = model_for_inference(settings, registry, device, settings.inference.inference_iter)?;
     tracing::info!(checkpoint = %weights.display(), "segmenting with");
     let subjects = held_out_subjects(settings, base_dir, false)?;
-    let options = LoadOptions::from_settings(settings);
+    let options = LoadOptions::new(settings, Preparation::saved(settings)?);
     let out_dir = settings.inference_dir();
     let progress = Progress::new(0, subjects.len() as u64, "infer");
     let mut out = Vec::new();
@@ -175,9 +206,14 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         let inf = &settings.inference;
         let (probs, windows) =
             segment_volume(&mut model, &v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
-        let labels = argmax(&probs, settings.segmentation.num_classes);
+        let labels = labels_in_input_geometry(
+            &v,
+            &probs,
+            settings.segmentation.num_classes,
+            options.preparation.label_map.as_deref(),
+        )?;
         let output = out_dir.join(format!("{}{}.nii.gz", v.id, inf.output_postfix));
-        write_labels(&output, &v.reference.header, v.dims, &labels)?;
+        write_labels(&output, &v.reference.header, v.reference.dims, &labels)?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(subject = %v.id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
         progress.update(n as u64 + 1, v.id.clone());

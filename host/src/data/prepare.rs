@@ -1,0 +1,331 @@
+//! Preparing a subject's volumes for the network, and undoing it on outputs.
+//!
+//! Forward, per volume: reorient to `axcodes`, resample to `pixdim` (images linear,
+//! labels and weight maps nearest), pad by `volume_padding_size`; then, on images,
+//! histogram standardisation and whitening, and on labels the label map. Outputs go
+//! back in reverse: crop, resample class probabilities onto the reoriented input grid
+//! (linear), take the arg-max, reorient to the input's own axis codes, invert the label
+//! map. The learned parts (histogram landmarks, label map) are learned on the TRAIN
+//! subjects and saved in the model folder, so inference applies the same ones.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::DataError;
+use crate::config::Settings;
+use crate::io::Volume;
+use crate::preprocess::{
+    crop, pad, pad_record, reorient, reoriented_grid, resample_to_grid, resampled_grid, AxCodes, Grid, HistogramConfig,
+    HistogramModel, Interp, LabelMap, MaskRule, PadMode, PadRecord, PreprocessError,
+};
+
+fn error(what: &str, e: PreprocessError) -> DataError {
+    DataError::Invalid(vec![format!("{what}: {e}")])
+}
+
+/// How a subject's geometry is changed: every intermediate grid is kept so that the
+/// changes can be undone exactly on outputs.
+#[derive(Debug, Clone)]
+pub struct Geometry {
+    /// The grid of the files.
+    pub original: Grid,
+    /// The files' own axis codes.
+    pub original_codes: AxCodes,
+    /// After reorientation (the original grid when `axcodes` is unset).
+    pub reoriented: Grid,
+    /// After resampling (the reoriented grid when `pixdim` is unset).
+    pub resampled: Grid,
+    /// Padding added after resampling.
+    pub padding: PadRecord,
+    /// The grid the network sees.
+    pub prepared: Grid,
+}
+
+/// The geometry settings of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeometryOptions {
+    /// Target axis codes.
+    pub axcodes: Option<AxCodes>,
+    /// Target voxel size, mm.
+    pub pixdim: Option<[f64; 3]>,
+    /// Voxels added on each side.
+    pub padding: [usize; 3],
+    /// How images are padded (`minimum` is a constant per channel).
+    pub padding_mode: String,
+}
+
+impl Geometry {
+    /// Plans the changes for a volume on `original`.
+    ///
+    /// # Errors
+    /// An affine whose axis codes cannot be read.
+    pub fn plan(original: Grid, options: &GeometryOptions) -> Result<Geometry, PreprocessError> {
+        let original_codes = crate::preprocess::axcodes(&original.affine)?;
+        let reoriented = match options.axcodes {
+            Some(codes) => reoriented_grid(&original, codes)?,
+            None => original.clone(),
+        };
+        let resampled = match options.pixdim {
+            Some(p) => resampled_grid(&reoriented, p)?,
+            None => reoriented.clone(),
+        };
+        let with_padding: [usize; 3] = std::array::from_fn(|a| resampled.dims[a] + 2 * options.padding[a]);
+        let padding = pad_record(resampled.dims, with_padding);
+        // The config bounds the padding, so the padded size cannot overflow.
+        let prepared = padding.padded_grid(&resampled).expect("volume_padding_size is bounded by the config");
+        Ok(Geometry { original, original_codes, reoriented, resampled, padding, prepared })
+    }
+
+    /// Moves `data` (`channels` volumes on the original grid) onto the prepared grid.
+    ///
+    /// # Errors
+    /// Data that does not fill the original grid.
+    pub fn forward(
+        &self,
+        data: &[f32],
+        channels: usize,
+        interp: Interp,
+        mode: PadMode,
+    ) -> Result<Vec<f32>, PreprocessError> {
+        let data = if self.reoriented == self.original {
+            data.to_vec()
+        } else {
+            let codes = crate::preprocess::axcodes(&self.reoriented.affine)?;
+            reorient(data, channels, &self.original, codes)?.0
+        };
+        let data = if self.resampled == self.reoriented {
+            data
+        } else {
+            resample_to_grid(&data, channels, &self.reoriented, &self.resampled, interp)?
+        };
+        if self.padding.is_empty() {
+            return Ok(data);
+        }
+        Ok(pad(&data, channels, &self.resampled, &self.padding, mode)?.0)
+    }
+
+    /// Class probabilities `[K, prepared grid]` → `[K, reoriented grid]`: crop, then
+    /// linear resampling.
+    ///
+    /// # Errors
+    /// Data that does not fill the prepared grid.
+    pub fn probabilities_to_input(&self, probs: &[f32], classes: usize) -> Result<Vec<f32>, PreprocessError> {
+        let probs = if self.padding.is_empty() {
+            probs.to_vec()
+        } else {
+            crop(probs, classes, &self.prepared, &self.padding)?.0
+        };
+        if self.resampled == self.reoriented {
+            return Ok(probs);
+        }
+        resample_to_grid(&probs, classes, &self.resampled, &self.reoriented, Interp::Linear)
+    }
+
+    /// Labels on the reoriented grid → labels on the original grid (exact).
+    ///
+    /// # Errors
+    /// Data that does not fill the reoriented grid.
+    pub fn labels_to_original(&self, labels: Vec<f32>) -> Result<Vec<f32>, PreprocessError> {
+        if self.reoriented == self.original {
+            return Ok(labels);
+        }
+        Ok(reorient(&labels, 1, &self.reoriented, self.original_codes)?.0)
+    }
+}
+
+/// Everything that prepares a subject: geometry, intensity normalisation, label map.
+#[derive(Debug, Clone)]
+pub struct Preparation {
+    /// Geometry changes.
+    pub geometry: GeometryOptions,
+    /// Whitening, and its foreground rule (`MaskRule::All` for the whole channel).
+    pub whitening: Option<MaskRule>,
+    /// Learned histogram standardisation.
+    pub histogram: Option<Arc<HistogramModel>>,
+    /// Learned label map.
+    pub label_map: Option<Arc<LabelMap>>,
+}
+
+fn foreground_rule(settings: &Settings) -> MaskRule {
+    let n = &settings.network;
+    match n.foreground_type.as_str() {
+        "mean" => MaskRule::Mean,
+        "threshold" => MaskRule::Threshold(n.foreground_threshold as f32),
+        _ => MaskRule::Otsu,
+    }
+}
+
+/// The geometry settings of a job (sections agree: checked by the config).
+pub fn geometry_options(settings: &Settings) -> GeometryOptions {
+    let section = &settings.input[&settings.segmentation.image[0]];
+    let p = &section.pixdim;
+    let v = &settings.network.volume_padding_size;
+    GeometryOptions {
+        axcodes: AxCodes::parse(&section.axcodes).ok(),
+        pixdim: (p.len() == 3).then(|| [p[0], p[1], p[2]]),
+        padding: [v[0], v[1], v[2]],
+        padding_mode: settings.network.volume_padding_mode.clone(),
+    }
+}
+
+impl Preparation {
+    /// Geometry and whitening only (nothing learned): enough to learn the rest.
+    pub fn unlearned(settings: &Settings) -> Preparation {
+        let n = &settings.network;
+        let rule = if n.normalise_foreground_only { foreground_rule(settings) } else { MaskRule::All };
+        Preparation {
+            geometry: geometry_options(settings),
+            whitening: n.whitening.then_some(rule),
+            histogram: None,
+            label_map: None,
+        }
+    }
+
+    /// Reads the learned parts saved by training.
+    ///
+    /// # Errors
+    /// A learned part the config enables but whose file is missing or malformed.
+    pub fn saved(settings: &Settings) -> Result<Preparation, DataError> {
+        let mut p = Preparation::unlearned(settings);
+        if settings.network.normalisation {
+            let path = settings.histogram_file();
+            p.histogram =
+                Some(Arc::new(HistogramModel::load(&path).map_err(|e| error(&path.display().to_string(), e))?));
+        }
+        if settings.segmentation.label_normalisation {
+            let path = settings.label_map_file();
+            p.label_map = Some(Arc::new(LabelMap::load(&path).map_err(|e| error(&path.display().to_string(), e))?));
+        }
+        Ok(p)
+    }
+
+    /// Reuses the saved learned parts, learning (and saving) those that are missing from
+    /// `train` volumes, read in parallel.
+    ///
+    /// # Errors
+    /// Unreadable files or a failed fit.
+    pub fn learn_or_load(settings: &Settings, train: &[super::Subject]) -> Result<Preparation, DataError> {
+        use rayon::prelude::*;
+        let mut p = Preparation::unlearned(settings);
+        let n = &settings.network;
+        if n.normalisation {
+            let path = settings.histogram_file();
+            let model = if path.exists() {
+                HistogramModel::load(&path).map_err(|e| error(&path.display().to_string(), e))?
+            } else {
+                let cutoff = [n.cutoff[0], n.cutoff[1]];
+                let config = if n.norm_type == "quartile" {
+                    HistogramConfig::quartiles(cutoff, [0.0, 100.0], foreground_rule(settings))
+                } else {
+                    HistogramConfig::deciles(cutoff, [0.0, 100.0], foreground_rule(settings))
+                };
+                let images: Vec<(Vec<f32>, usize)> = train
+                    .par_iter()
+                    .map(|s| {
+                        let vols: Vec<Volume> =
+                            s.images.iter().map(|f| crate::io::read_volume(f)).collect::<Result<_, _>>()?;
+                        let channels = vols.iter().map(|v| v.channels).sum();
+                        Ok((vols.into_iter().flat_map(|v| v.data).collect(), channels))
+                    })
+                    .collect::<Result<_, DataError>>()?;
+                let model = HistogramModel::learn(config, images.iter().map(|(d, c)| (d.as_slice(), *c)))
+                    .map_err(|e| error("histogram standardisation", e))?;
+                model.save(&path).map_err(|e| error(&path.display().to_string(), e))?;
+                tracing::info!(file = %path.display(), subjects = train.len(), "histogram landmarks learned");
+                model
+            };
+            p.histogram = Some(Arc::new(model));
+        }
+        if settings.segmentation.label_normalisation {
+            let path = settings.label_map_file();
+            let map = if path.exists() {
+                LabelMap::load(&path).map_err(|e| error(&path.display().to_string(), e))?
+            } else {
+                let labels: Vec<Vec<f32>> = train
+                    .par_iter()
+                    .filter_map(|s| s.label.as_ref())
+                    .map(|f| crate::io::read_volume(f).map(|v| v.data).map_err(DataError::from))
+                    .collect::<Result<_, _>>()?;
+                let map =
+                    LabelMap::learn(labels.iter().map(Vec::as_slice)).map_err(|e| error("label normalisation", e))?;
+                map.save(&path).map_err(|e| error(&path.display().to_string(), e))?;
+                tracing::info!(file = %path.display(), classes = map.num_classes(), "label map learned");
+                map
+            };
+            if map.num_classes() != settings.segmentation.num_classes {
+                return Err(DataError::Invalid(vec![format!(
+                    "label normalisation found {} label values in TRAIN ({}) but segmentation.num_classes is {}",
+                    map.num_classes(),
+                    path.display(),
+                    settings.segmentation.num_classes
+                )]));
+            }
+            p.label_map = Some(Arc::new(map));
+        }
+        Ok(p)
+    }
+
+    /// The padding mode of images with `data` (`minimum` is each channel's minimum).
+    fn image_padding(&self, data: &[f32]) -> PadMode {
+        match self.geometry.padding_mode.as_str() {
+            "edge" => PadMode::Edge,
+            "symmetric" => PadMode::Symmetric,
+            "reflect" => PadMode::Reflect,
+            "constant" => PadMode::Constant(0.0),
+            _ => PadMode::Constant(data.iter().copied().filter(|v| v.is_finite()).fold(f32::INFINITY, f32::min)),
+        }
+    }
+
+    /// Prepares a subject's volumes (geometry of `first`): images, labels, weights.
+    ///
+    /// # Errors
+    /// Anything the preprocessing refuses (e.g. a label value the map does not know),
+    /// naming the subject.
+    pub fn apply(
+        &self,
+        subject: &str,
+        first: &Volume,
+        images: Vec<f32>,
+        channels: usize,
+        label: Option<Vec<f32>>,
+        weights: Option<Vec<f32>>,
+    ) -> Result<(Geometry, Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>), DataError> {
+        let fail = |e: PreprocessError| error(&format!("subject `{subject}`"), e);
+        let grid = Grid::new(first.dims, first.affine).map_err(fail)?;
+        let geometry = Geometry::plan(grid, &self.geometry).map_err(fail)?;
+        let mode = self.image_padding(&images);
+        let mut images = geometry.forward(&images, channels, Interp::Linear, mode).map_err(fail)?;
+        if let Some(h) = &self.histogram {
+            h.apply(&mut images, channels).map_err(fail)?;
+        }
+        if let Some(rule) = self.whitening {
+            crate::preprocess::whiten(&mut images, channels, rule).map_err(fail)?;
+        }
+        let zero = PadMode::Constant(0.0);
+        let label = match label {
+            Some(l) => {
+                let mut l = geometry.forward(&l, 1, Interp::Nearest, zero).map_err(fail)?;
+                if let Some(map) = &self.label_map {
+                    map.apply(&mut l).map_err(fail)?;
+                }
+                Some(l)
+            }
+            None => None,
+        };
+        let weights = weights.map(|w| geometry.forward(&w, 1, Interp::Nearest, zero)).transpose().map_err(fail)?;
+        Ok((geometry, images, label, weights))
+    }
+}
+
+/// Where the learned parts of a model live, for bundles and messages.
+pub fn learned_files(settings: &Settings) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if settings.network.normalisation {
+        files.push(settings.histogram_file());
+    }
+    if settings.segmentation.label_normalisation {
+        files.push(settings.label_map_file());
+    }
+    files.retain(|f| Path::new(f).exists());
+    files
+}
