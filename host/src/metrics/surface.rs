@@ -81,15 +81,18 @@ pub(crate) fn surface_in_crop(mask: &[bool], dims: [usize; 3], volume_dims: [usi
 /// The smallest box `[lo, hi)` holding every `true` voxel of the masks; `None` when all
 /// are empty.
 pub(crate) fn bounding_box(masks: &[&[bool]], dims: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
-    let [nx, ny, _] = dims;
+    let [nx, ny, nz] = dims;
     let mut lo = [usize::MAX; 3];
     let mut hi = [0usize; 3];
     for mask in masks {
-        for (n, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
-            let c = [n % nx, (n / nx) % ny, n / (nx * ny)];
-            for a in 0..3 {
-                lo[a] = lo[a].min(c[a]);
-                hi[a] = hi[a].max(c[a] + 1);
+        for k in 0..nz {
+            for j in 0..ny {
+                let row = &mask[nx * (j + ny * k)..nx * (j + ny * k + 1)];
+                let (Some(first), Some(last)) = (row.iter().position(|&m| m), row.iter().rposition(|&m| m)) else {
+                    continue;
+                };
+                lo = [lo[0].min(first), lo[1].min(j), lo[2].min(k)];
+                hi = [hi[0].max(last + 1), hi[1].max(j + 1), hi[2].max(k + 1)];
             }
         }
     }

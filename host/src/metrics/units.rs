@@ -145,14 +145,17 @@ pub fn evaluate_labels(
     if has(Unit::Foreground) {
         targets.push(Target::Foreground);
     }
-    // Rounded to the nearest integer: label l is [l − ½, l + ½), the foreground ≥ ½.
+    // Rounded to the nearest integer, halves away from zero (`f32::round`) without
+    // calling it: label l > 0 is [l − ½, l + ½), label 0 is (−½, ½), the foreground
+    // ≥ ½; NaN is nothing.
     let mask = |values: &[f32], t: Target| -> Vec<bool> {
         match t {
+            Target::Label(0) => values.iter().map(|&v| v > -0.5 && v < 0.5).collect(),
             Target::Label(l) => {
-                let l = l as f32;
-                values.iter().map(|&v| v.round() == l).collect()
+                let (lo, hi) = (l as f32 - 0.5, l as f32 + 0.5);
+                values.iter().map(|&v| v >= lo && v < hi).collect()
             }
-            Target::Foreground => values.iter().map(|&v| v.round() > 0.0).collect(),
+            Target::Foreground => values.iter().map(|&v| v >= 0.5).collect(),
         }
     };
     let mut voxel_rows = Vec::new();
