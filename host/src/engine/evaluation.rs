@@ -12,8 +12,8 @@
 //!   finite values, their mean, population standard deviation, median, min and max, and
 //!   how many values were NaN or infinite (those are left out of the statistics). Also
 //!   printed on stderr.
-//! - `metrics_components.csv`: every reference and segmentation component of the `cc`
-//!   unit: size, centroid, overlap, whether it was detected (reference) or matched
+//! - `metrics_components.csv` (with the `cc` unit only): every reference and segmentation
+//!   component: size, centroid, overlap, whether it was detected (reference) or matched
 //!   (segmentation), its Dice (reference) and the components it overlaps.
 //!
 //! Configuration (`[evaluation]`): `evaluation_units` (`label`, `foreground`, `cc`),
@@ -324,11 +324,13 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
     let summary_csv = beside("summary");
     write_file(&csv, &metrics_csv(&rows))?;
     write_file(&summary_csv, &summary_csv_text(&summary))?;
+    let components_path = beside("components");
     let components_csv = if options.units.contains(&Unit::Cc) {
-        let path = beside("components");
-        write_file(&path, &components_csv_text(&rows))?;
-        Some(path)
+        write_file(&components_path, &components_csv_text(&rows))?;
+        Some(components_path)
     } else {
+        // Not left over from an earlier run with the cc unit, as if it were this one's.
+        let _ = std::fs::remove_file(&components_path);
         None
     };
     Ok(EvaluationReport { rows, mean_dice, summary, csv, summary_csv, components_csv })
