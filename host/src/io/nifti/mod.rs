@@ -7,7 +7,7 @@
 //! - [`source`]: plain and gzip byte sources (all members, CRC checked), bounded reads.
 //! - [`read`]: which files hold what, reading with every size checked before
 //!   allocating, conversion to `f32`/`f64`.
-//! - [`write`]: `.nii`/`.nii.gz` output in a reference's geometry.
+//! - [`write`](mod@write): `.nii`/`.nii.gz` output in a reference's geometry.
 //!
 //! Conventions: values keep NIfTI memory order (first index fastest); scaling follows
 //! nibabel (`scl_slope` 0, NaN or infinite means no scaling); NaNs are kept. Every
