@@ -172,14 +172,21 @@ pub fn evaluate_labels(
         };
         let cc_unit = has(Unit::Cc) && t != Target::Label(0);
         let same = previous.iter().find(|p| p.0 == s && p.1 == r);
-        let metrics = voxel_unit.then(|| {
-            same.and_then(|p| p.2.clone())
-                .unwrap_or_else(|| binary_metrics(&s, &r, dims, spacing, options.tolerance_mm))
-        });
-        let components = cc_unit.then(|| {
-            same.and_then(|p| p.3.clone())
-                .unwrap_or_else(|| match_components(&s, &r, dims, options.connectivity, options.min_overlap))
-        });
+        // Independent: run side by side on rayon's threads.
+        let (metrics, components) = rayon::join(
+            || {
+                voxel_unit.then(|| {
+                    same.and_then(|p| p.2.clone())
+                        .unwrap_or_else(|| binary_metrics(&s, &r, dims, spacing, options.tolerance_mm))
+                })
+            },
+            || {
+                cc_unit.then(|| {
+                    same.and_then(|p| p.3.clone())
+                        .unwrap_or_else(|| match_components(&s, &r, dims, options.connectivity, options.min_overlap))
+                })
+            },
+        );
         if let Some(m) = &metrics {
             voxel_rows.push(UnitResult {
                 unit: if t == Target::Foreground { Unit::Foreground } else { Unit::Label },
