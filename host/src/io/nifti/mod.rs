@@ -153,6 +153,13 @@ mod tests {
         assert_eq!(image.data, labels.iter().map(|&v| f64::from(v) * 2.0 + 1.0).collect::<Vec<_>>());
         assert!(write_image(&dir.join("x.img"), &reference, [3, 4, 5], 1, &labels, &scaled).is_err());
         assert!(write_image(&path, &reference, [3, 4, 6], 1, &labels, &scaled).unwrap_err().message.contains("got 60"));
+        // Past NIfTI-1's int16 sizes the writer switches to NIfTI-2, which reads back.
+        let long: Vec<u8> = (0..40000u32).map(|v| (v % 7) as u8).collect();
+        let path = dir.join("long.nii.gz");
+        write_image(&path, &reference, [40000, 1, 1], 1, &long, &WriteOptions::default()).unwrap();
+        let v = read_volume(&path).unwrap();
+        assert_eq!((v.header.format, v.dims), (Format::Nifti2, [40000, 1, 1]));
+        assert!(v.data.iter().zip(&long).all(|(&a, &b)| a == f32::from(b)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -33,7 +33,8 @@ impl Files {
     }
 }
 
-/// Lower-cased file name and the part before a `.hdr`/`.img` (optionally `.gz`) ending.
+/// For a name ending in `.hdr`/`.img` (any case, optionally `.gz`): the stem before
+/// it (case kept), which half it names, and whether it is gzipped.
 fn pair_stem(path: &Path) -> Option<(String, &'static str, bool)> {
     let name = path.file_name()?.to_str()?;
     let lower = name.to_ascii_lowercase();
