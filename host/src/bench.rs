@@ -132,7 +132,9 @@ fn sampler_throughput(opts: &BenchOptions, sampling: &str) -> Result<SamplerFigu
     let mut loader = Loader::spawn(Arc::clone(&sampler), 1, 1 + opts.batches, opts.threads, s.training.queue_length);
     let started = Instant::now();
     for _ in 0..opts.batches {
-        loader.next_batch().ok_or_else(|| DataError::Invalid(vec!["the loader stopped early".into()]))??;
+        let batch =
+            loader.next_batch().ok_or_else(|| DataError::Invalid(vec!["the loader stopped early".into()]))??;
+        loader.recycle(batch);
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(SamplerFigures {

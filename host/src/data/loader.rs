@@ -1,12 +1,13 @@
 //! Loader threads: build batches ahead of the trainer into a bounded queue, and hand
-//! them out in iteration order whatever the thread count.
+//! them out in iteration order whatever the thread count. Batches the trainer is done
+//! with can be handed back ([`Loader::recycle`]) so their buffers are reused.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::{Batch, DataError, WindowSampler};
 
@@ -15,6 +16,7 @@ pub struct Loader {
     rx: Option<Receiver<(u64, Result<Batch, DataError>)>>,
     pending: BTreeMap<u64, Result<Batch, DataError>>,
     next: u64,
+    spare: Sender<Batch>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -22,22 +24,29 @@ impl Loader {
     /// Starts `threads` workers; at most `queue_length` finished batches wait in the queue.
     pub fn spawn(sampler: Arc<WindowSampler>, start: u64, end: u64, threads: usize, queue_length: usize) -> Loader {
         let (tx, rx) = bounded(queue_length.max(1));
+        let (spare, spares) = bounded::<Batch>(queue_length.max(1) + threads.max(1));
         let counter = Arc::new(AtomicU64::new(start));
         let workers = (0..threads.max(1))
             .map(|w| {
                 let (tx, counter, sampler) = (tx.clone(), Arc::clone(&counter), Arc::clone(&sampler));
+                let spares = spares.clone();
                 std::thread::Builder::new()
                     .name(format!("loader-{w}"))
                     .spawn(move || loop {
                         let t = counter.fetch_add(1, Ordering::Relaxed);
-                        if t >= end || tx.send((t, sampler.batch(t))).is_err() {
+                        if t >= end {
+                            return;
+                        }
+                        let mut batch = spares.try_recv().unwrap_or_default();
+                        let result = sampler.batch_into(t, &mut batch).map(|()| batch);
+                        if tx.send((t, result)).is_err() {
                             return;
                         }
                     })
                     .expect("spawning a loader thread")
             })
             .collect();
-        Loader { rx: Some(rx), pending: BTreeMap::new(), next: start, workers }
+        Loader { rx: Some(rx), pending: BTreeMap::new(), next: start, spare, workers }
     }
 
     /// The batch of the next iteration, waiting for it if needed; `None` past the end.
@@ -53,6 +62,13 @@ impl Loader {
             let (t, batch) = self.rx.as_ref()?.recv().ok()?;
             self.pending.insert(t, batch);
         }
+    }
+}
+
+impl Loader {
+    /// Hands a used batch back so a loader thread reuses its buffers.
+    pub fn recycle(&self, batch: Batch) {
+        let _ = self.spare.try_send(batch);
     }
 }
 

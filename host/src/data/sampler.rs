@@ -117,7 +117,7 @@ impl CacheSize for Prepared {
 }
 
 /// One training batch, in host memory.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Batch {
     /// `[N, C, wk, wj, wi]` images.
     pub images: Vec<f32>,
@@ -255,26 +255,39 @@ impl WindowSampler {
     /// # Errors
     /// A subject that cannot be loaded.
     pub fn batch(&self, t: u64) -> Result<Batch, DataError> {
+        let mut batch = Batch::default();
+        self.batch_into(t, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// The batch of iteration `t`, written into `batch`'s buffers (their memory is reused:
+    /// fresh multi-megabyte buffers per batch would cost a page fault per 4 KiB).
+    ///
+    /// # Errors
+    /// A subject that cannot be loaded.
+    pub fn batch_into(&self, t: u64, batch: &mut Batch) -> Result<(), DataError> {
         let per = self.window.iter().product::<usize>();
-        let mut images = Vec::new();
-        let mut labels = Vec::with_capacity(self.batch_size * per);
-        let mut channels = 0;
+        batch.images.clear();
+        batch.labels.clear();
+        batch.labels.reserve(self.batch_size * per);
         for b in 0..self.batch_size {
             let g = t * self.batch_size as u64 + b as u64;
             let p = self.cache.get(self.subject_of(g / self.sample_per_volume))?;
             let v = &p.volumes;
-            channels = v.channels;
-            images.reserve(self.batch_size * channels * per);
+            batch.channels = v.channels;
+            batch.images.reserve(self.batch_size * v.channels * per);
             if self.sampling == Sampling::Resize {
-                self.resized(v, &mut images, &mut labels);
+                self.resized(v, &mut batch.images, &mut batch.labels);
                 continue;
             }
             let corner = self.corner(&p, &mut Stream::new(&[self.seed, PLACE, g]));
-            extract(&v.image, v.dims, v.channels, corner, self.window, 0.0, &mut images);
+            extract(&v.image, v.dims, v.channels, corner, self.window, 0.0, &mut batch.images);
             let label = v.label.as_deref().expect("training subjects have labels");
-            extract(label, v.dims, 1, corner, self.window, 0, &mut labels);
+            extract(label, v.dims, 1, corner, self.window, 0, &mut batch.labels);
         }
-        Ok(Batch { images, labels, size: self.batch_size, channels, window: self.window })
+        batch.size = self.batch_size;
+        batch.window = self.window;
+        Ok(())
     }
 }
 

@@ -151,6 +151,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         let waited = step_start.elapsed().as_secs_f64();
         wait += waited;
         let (images, labels) = batch.to_tensors();
+        loader.recycle(batch);
         let (images, labels) = (images.to_device(device), labels.to_device(device));
         let logits = model
             .forward(&images, true)
