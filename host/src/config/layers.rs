@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(s.network.batch_size, 3);
         assert_eq!(s.input["parcellation"].filename_contains, vec!["seg".to_owned(), "v2".to_owned()]);
         assert_eq!(s.input["t1"].filename_contains, vec!["T1".to_owned()]);
-        assert_eq!((s.input["t1"].axcodes.as_str(), s.input["t1"].pixdim.as_slice()), ("LPS", [2.0, 2.0, 2.0].as_slice()));
+        assert_eq!(
+            (s.input["t1"].axcodes.as_str(), s.input["t1"].pixdim.as_slice()),
+            ("LPS", [2.0, 2.0, 2.0].as_slice())
+        );
         assert!(s.network.whitening);
     }
 }
