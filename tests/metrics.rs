@@ -320,6 +320,30 @@ fn evaluation_job_writes_every_metric_per_subject_label_and_unit() {
     let components = std::fs::read_to_string(eval.join("metrics_components.csv")).unwrap();
     assert!(components.lines().any(|l| l.starts_with("ellipsoids_aniso,1,segmentation,") && l.contains(",spurious,")));
 
+    // With label normalisation the saved label map's values are scored (segmentations
+    // carry them).
+    niftyhost::preprocess::LabelMap::from_values(vec![0, 2, 4])
+        .unwrap()
+        .save(dir.path().join("model/label_map.json"))
+        .unwrap();
+    let out = niftyhost_tests::run(
+        dir.path(),
+        &[
+            "evaluation",
+            "-c",
+            c,
+            "--set",
+            "segmentation.label_normalisation=true",
+            "--set",
+            "evaluation.include_background=false",
+        ],
+    );
+    assert!(out.status.success(), "{}", niftyhost_tests::text(&out).1);
+    let csv = std::fs::read_to_string(eval.join("metrics.csv")).unwrap();
+    let labels: Vec<&str> =
+        csv.lines().filter(|l| l.starts_with("multilabel,")).map(|l| l.split(',').nth(1).unwrap()).collect();
+    assert_eq!(labels, ["2", "4", "foreground", "2", "4", "foreground"]);
+
     // A bad option is a configuration error (exit code 2) naming the key.
     let out = niftyhost_tests::run(dir.path(), &["evaluation", "-c", c, "--set", "evaluation.connectivity=5"]);
     assert_eq!(out.status.code(), Some(2));

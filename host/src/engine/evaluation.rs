@@ -19,8 +19,9 @@
 //! Configuration (`[evaluation]`): `evaluation_units` (`label`, `foreground`, `cc`),
 //! `include_background` (label 0 in the label unit), `surface_tolerance_mm` (τ of the
 //! normalised surface Dice), `connectivity` (6, 18 or 26) and `component_min_overlap`.
-//! Labels are `0..segmentation.num_classes` (0 only with `include_background`); the voxel
-//! size is the reference's `pixdim`.
+//! Labels are `0..segmentation.num_classes` (0 only with `include_background`), or, with
+//! `segmentation.label_normalisation`, the label values of the saved label map (the
+//! values segmentations are written with); the voxel size is the reference's `pixdim`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use crate::config::{ConfigError, Settings};
 use crate::data::phases::held_out_subjects;
 use crate::io::read_volume;
 use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit};
+use crate::preprocess::LabelMap;
 
 /// One row of the metrics CSV: one subject, label (or `foreground`) and unit.
 #[derive(Debug, Clone, Serialize)]
@@ -239,7 +241,23 @@ fn spacing_of(pixdim: [f64; 3]) -> [f64; 3] {
 /// Invalid `[evaluation]` options, a missing segmentation (named), unreadable files,
 /// mismatched shapes, a 4D segmentation or reference.
 pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport, EngineError> {
-    let options = options(settings)?;
+    let mut options = options(settings)?;
+    if settings.segmentation.label_normalisation {
+        // Segmentations carry the original label values again: score those.
+        let path = settings.label_map_file();
+        let map = LabelMap::load(&path).map_err(|e| {
+            EngineError::Other(format!("label normalisation is on but its map {} is unusable: {e}", path.display()))
+        })?;
+        let (labels, negative): (Vec<i64>, Vec<i64>) = map.values.iter().partition(|&&v| v >= 0);
+        if !negative.is_empty() {
+            tracing::warn!("label values {negative:?} are negative: the label unit leaves them out");
+        }
+        options.labels = labels
+            .into_iter()
+            .filter_map(|v| u32::try_from(v).ok())
+            .filter(|&v| v != 0 || settings.evaluation.include_background)
+            .collect();
+    }
     let seg_dir = if settings.evaluation.seg_dir.as_os_str().is_empty() {
         settings.inference_dir()
     } else {
