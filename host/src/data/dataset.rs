@@ -367,7 +367,7 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
     for v in images {
         image.extend_from_slice(&v.data);
     }
-    let (geometry, image, label, weights) = options.preparation.apply(
+    let prepared = options.preparation.apply(
         &subject.id,
         &reference,
         image,
@@ -378,13 +378,13 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
     Ok(SubjectVolumes {
         id: subject.id.clone(),
         channels,
-        dims: geometry.prepared.dims,
-        geometry,
+        dims: prepared.geometry.prepared.dims,
+        geometry: prepared.geometry,
         reference,
-        image,
+        image: prepared.images,
         // Checked: integers in 0..num_classes (after the label map), and num_classes fits a Label.
-        label: label.map(|l| l.iter().map(|&x| x as Label).collect()),
-        weights,
+        label: prepared.label.map(|l| l.iter().map(|&x| x as Label).collect()),
+        weights: prepared.weights,
     })
 }
 

@@ -63,11 +63,11 @@ impl Geometry {
         let original_codes = crate::preprocess::axcodes(&original.affine)?;
         let reoriented = match options.axcodes {
             Some(codes) => reoriented_grid(&original, codes)?,
-            None => original.clone(),
+            None => original,
         };
         let resampled = match options.pixdim {
             Some(p) => resampled_grid(&reoriented, p)?,
-            None => reoriented.clone(),
+            None => reoriented,
         };
         let with_padding: [usize; 3] = std::array::from_fn(|a| resampled.dims[a] + 2 * options.padding[a]);
         let padding = pad_record(resampled.dims, with_padding);
@@ -131,6 +131,19 @@ impl Geometry {
         }
         Ok(reorient(&labels, 1, &self.reoriented, self.original_codes)?.0)
     }
+}
+
+/// A subject's volumes on the prepared grid.
+#[derive(Debug, Clone)]
+pub struct PreparedVolumes {
+    /// How they were moved there.
+    pub geometry: Geometry,
+    /// Image channels.
+    pub images: Vec<f32>,
+    /// Labels (mapped to classes).
+    pub label: Option<Vec<f32>>,
+    /// Sampler weights.
+    pub weights: Option<Vec<f32>>,
 }
 
 /// Everything that prepares a subject: geometry, intensity normalisation, label map.
@@ -289,7 +302,7 @@ impl Preparation {
         channels: usize,
         label: Option<Vec<f32>>,
         weights: Option<Vec<f32>>,
-    ) -> Result<(Geometry, Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>), DataError> {
+    ) -> Result<PreparedVolumes, DataError> {
         let fail = |e: PreprocessError| error(&format!("subject `{subject}`"), e);
         let grid = Grid::new(first.dims, first.affine).map_err(fail)?;
         let geometry = Geometry::plan(grid, &self.geometry).map_err(fail)?;
@@ -313,7 +326,7 @@ impl Preparation {
             None => None,
         };
         let weights = weights.map(|w| geometry.forward(&w, 1, Interp::Nearest, zero)).transpose().map_err(fail)?;
-        Ok((geometry, images, label, weights))
+        Ok(PreparedVolumes { geometry, images, label, weights })
     }
 }
 
