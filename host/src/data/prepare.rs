@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::io::Volume;
 use crate::preprocess::{
     crop, pad, pad_record, reorient, reoriented_grid, resample_to_grid, resampled_grid, AxCodes, Grid, HistogramConfig,
-    HistogramModel, Interp, LabelMap, MaskRule, PadMode, PadRecord, PreprocessError,
+    HistogramModel, Interp, LabelMap, MaskRule, PadMode, PadRecord, PreprocessError, SavedModel,
 };
 
 fn error(what: &str, e: PreprocessError) -> DataError {

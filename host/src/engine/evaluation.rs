@@ -33,7 +33,7 @@ use crate::config::{ConfigError, Settings};
 use crate::data::phases::held_out_subjects;
 use crate::io::read_volume;
 use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit};
-use crate::preprocess::LabelMap;
+use crate::preprocess::{LabelMap, SavedModel};
 
 /// One row of the metrics CSV: one subject, label (or `foreground`) and unit.
 #[derive(Debug, Clone, Serialize)]

@@ -14,12 +14,11 @@
 //! Percentiles use linear interpolation between order statistics at rank `p·(n − 1)`
 //! (numpy's default). Computing them copies the channel's foreground values once.
 
-use std::path::Path;
-
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::normalise::{rule_threshold, MaskRule};
+use super::saved::SavedModel;
 use super::PreprocessError;
 
 /// The `format` field of a saved model.
@@ -331,7 +330,12 @@ impl HistogramModel {
     /// [`HistogramConfig::validate`].
     pub fn validate(&self) -> Result<(), PreprocessError> {
         if self.format != HISTOGRAM_FORMAT || self.version != HISTOGRAM_VERSION {
-            return Err(unsupported(format!("format {:?} version {}", self.format, self.version)));
+            return Err(PreprocessError::UnsupportedFormat {
+                what: WHAT,
+                expected_format: HISTOGRAM_FORMAT,
+                expected_version: HISTOGRAM_VERSION,
+                got: format!("format {:?} version {}", self.format, self.version),
+            });
         }
         HistogramConfig { percentiles: self.percentiles.clone(), scale: self.scale, mask: self.mask }.validate()?;
         if self.landmarks.is_empty() {
@@ -401,66 +405,15 @@ impl HistogramModel {
         }
         Ok(())
     }
-
-    /// The model as pretty-printed JSON.
-    ///
-    /// # Errors
-    /// [`PreprocessError::Json`] (not expected for a valid model).
-    pub fn to_json(&self) -> Result<String, PreprocessError> {
-        serde_json::to_string_pretty(self).map_err(|source| PreprocessError::Json { what: WHAT, source })
-    }
-
-    /// Reads a model from JSON, checking the format name and version first, then the
-    /// content ([`HistogramModel::validate`]).
-    ///
-    /// # Errors
-    /// [`PreprocessError::Json`], [`PreprocessError::UnsupportedFormat`],
-    /// [`PreprocessError::InvalidModel`].
-    pub fn from_json(text: &str) -> Result<Self, PreprocessError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| PreprocessError::Json { what: WHAT, source })?;
-        let format = value.get("format").and_then(|v| v.as_str());
-        let version = value.get("version").and_then(|v| v.as_u64());
-        if format != Some(HISTOGRAM_FORMAT) || version != Some(u64::from(HISTOGRAM_VERSION)) {
-            return Err(unsupported(format!(
-                "format {} version {}",
-                value.get("format").map_or("(missing)".to_string(), |v| v.to_string()),
-                value.get("version").map_or("(missing)".to_string(), |v| v.to_string())
-            )));
-        }
-        let model: Self =
-            serde_json::from_value(value).map_err(|source| PreprocessError::Json { what: WHAT, source })?;
-        model.validate()?;
-        Ok(model)
-    }
-
-    /// Writes the model as JSON to `path`.
-    ///
-    /// # Errors
-    /// [`PreprocessError::Io`] naming the path.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), PreprocessError> {
-        let path = path.as_ref();
-        std::fs::write(path, self.to_json()?).map_err(|source| PreprocessError::Io { path: path.to_path_buf(), source })
-    }
-
-    /// Reads a model saved by [`HistogramModel::save`].
-    ///
-    /// # Errors
-    /// [`PreprocessError::Io`] naming the path; as [`HistogramModel::from_json`].
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, PreprocessError> {
-        let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| PreprocessError::Io { path: path.to_path_buf(), source })?;
-        Self::from_json(&text)
-    }
 }
 
-fn unsupported(got: String) -> PreprocessError {
-    PreprocessError::UnsupportedFormat {
-        what: WHAT,
-        expected_format: HISTOGRAM_FORMAT,
-        expected_version: HISTOGRAM_VERSION,
-        got,
+impl SavedModel for HistogramModel {
+    const WHAT: &'static str = WHAT;
+    const FORMAT: &'static str = HISTOGRAM_FORMAT;
+    const VERSION: u32 = HISTOGRAM_VERSION;
+
+    fn validate(&self) -> Result<(), PreprocessError> {
+        HistogramModel::validate(self)
     }
 }
 

@@ -2,11 +2,11 @@
 //! training label volumes ↔ class indices `0..K` in sorted order of the values.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::saved::SavedModel;
 use super::PreprocessError;
 
 /// The `format` field of a saved label map.
@@ -163,7 +163,12 @@ impl LabelMap {
     /// [`PreprocessError::UnsupportedFormat`], [`PreprocessError::InvalidModel`].
     pub fn validate(&self) -> Result<(), PreprocessError> {
         if self.format != LABEL_MAP_FORMAT || self.version != LABEL_MAP_VERSION {
-            return Err(unsupported(format!("format {:?} version {}", self.format, self.version)));
+            return Err(PreprocessError::UnsupportedFormat {
+                what: WHAT,
+                expected_format: LABEL_MAP_FORMAT,
+                expected_version: LABEL_MAP_VERSION,
+                got: format!("format {:?} version {}", self.format, self.version),
+            });
         }
         let limit = MAX_LABEL as i64;
         let ok = !self.values.is_empty()
@@ -234,64 +239,15 @@ impl LabelMap {
         });
         Ok(())
     }
-
-    /// The map as JSON.
-    ///
-    /// # Errors
-    /// [`PreprocessError::Json`] (not expected).
-    pub fn to_json(&self) -> Result<String, PreprocessError> {
-        serde_json::to_string_pretty(self).map_err(|source| PreprocessError::Json { what: WHAT, source })
-    }
-
-    /// Reads a map from JSON, checking the format and version first, then the values.
-    ///
-    /// # Errors
-    /// [`PreprocessError::Json`], [`PreprocessError::UnsupportedFormat`],
-    /// [`PreprocessError::InvalidModel`].
-    pub fn from_json(text: &str) -> Result<Self, PreprocessError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|source| PreprocessError::Json { what: WHAT, source })?;
-        let format = value.get("format").and_then(|v| v.as_str());
-        let version = value.get("version").and_then(|v| v.as_u64());
-        if format != Some(LABEL_MAP_FORMAT) || version != Some(u64::from(LABEL_MAP_VERSION)) {
-            return Err(unsupported(format!(
-                "format {} version {}",
-                value.get("format").map_or("(missing)".to_string(), |v| v.to_string()),
-                value.get("version").map_or("(missing)".to_string(), |v| v.to_string())
-            )));
-        }
-        let map: Self = serde_json::from_value(value).map_err(|source| PreprocessError::Json { what: WHAT, source })?;
-        map.validate()?;
-        Ok(map)
-    }
-
-    /// Writes the map as JSON to `path`.
-    ///
-    /// # Errors
-    /// [`PreprocessError::Io`] naming the path.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), PreprocessError> {
-        let path = path.as_ref();
-        std::fs::write(path, self.to_json()?).map_err(|source| PreprocessError::Io { path: path.to_path_buf(), source })
-    }
-
-    /// Reads a map saved by [`LabelMap::save`].
-    ///
-    /// # Errors
-    /// [`PreprocessError::Io`] naming the path; as [`LabelMap::from_json`].
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, PreprocessError> {
-        let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| PreprocessError::Io { path: path.to_path_buf(), source })?;
-        Self::from_json(&text)
-    }
 }
 
-fn unsupported(got: String) -> PreprocessError {
-    PreprocessError::UnsupportedFormat {
-        what: WHAT,
-        expected_format: LABEL_MAP_FORMAT,
-        expected_version: LABEL_MAP_VERSION,
-        got,
+impl SavedModel for LabelMap {
+    const WHAT: &'static str = WHAT;
+    const FORMAT: &'static str = LABEL_MAP_FORMAT;
+    const VERSION: u32 = LABEL_MAP_VERSION;
+
+    fn validate(&self) -> Result<(), PreprocessError> {
+        LabelMap::validate(self)
     }
 }
 

@@ -34,6 +34,7 @@ pub mod normalise;
 pub mod orientation;
 pub mod pad;
 pub mod resample;
+mod saved;
 
 pub use error::PreprocessError;
 pub use grid::{Grid, IDENTITY};
@@ -43,3 +44,4 @@ pub use normalise::{foreground_mask, otsu_threshold, whiten, whiten_with_mask, C
 pub use orientation::{axcodes, reorient, reoriented_grid, AxCodes};
 pub use pad::{crop, pad, pad_record, pad_to, PadMode, PadRecord};
 pub use resample::{resample, resample_to_grid, resampled_grid, Interp};
+pub use saved::SavedModel;
