@@ -21,7 +21,7 @@ fn outputs_come_back_in_the_input_geometry_after_reorienting_resampling_and_padd
         dir.path(),
         "toynet",
         "spatial_window_size = [16, 16, 16]\nvolume_padding_size = [2, 3, 4]\nvolume_padding_mode = \"edge\"\n\
-         [training]\nmax_iter = 3\n[inference]\nspatial_window_size = [24, 24, 24]",
+         [training]\nmax_iter = 3\n[inference]\nspatial_window_size = [24, 24, 24]\nborder = [4, 4, 4]",
     );
     // Both sections reoriented to LPS and resampled to 3 mm.
     let text_config = std::fs::read_to_string(&config).unwrap().replace(

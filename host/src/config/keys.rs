@@ -99,7 +99,12 @@ pub const KEYS: &[KeySpec] = &[
     k("training.log_every_n", "10", "log a line every n iterations"),
     k("inference.inference_iter", "-1", "checkpoint to segment with (-1 = latest)"),
     k("inference.spatial_window_size", "[]", "inference window (i, j, k); empty = the training window"),
-    k("inference.overlap", "0.25", "fraction of a window shared with its neighbour (0 <= overlap < 1)"),
+    k("inference.overlap", "0.25", "fraction of a window's kept region shared with its neighbour (0 <= overlap < 1)"),
+    k(
+        "inference.border",
+        "[0, 0, 0]",
+        "voxels dropped from each side of every output window (NiftyNet's border), (i, j, k)",
+    ),
     k("inference.batch_size", "4", "windows per forward pass"),
     k("inference.output_dir", "\"\"", "where segmentations go (empty = <model_dir>/inference)"),
     k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),

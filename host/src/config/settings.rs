@@ -98,6 +98,7 @@ pub struct Inference {
     pub inference_iter: i64,
     pub spatial_window_size: Vec<usize>,
     pub overlap: f64,
+    pub border: Vec<usize>,
     pub batch_size: usize,
     pub output_dir: PathBuf,
     pub output_postfix: String,
@@ -163,6 +164,13 @@ impl Settings {
             if v == 0 {
                 return invalid(format!("`{key}` must be positive"));
             }
+        }
+        let window = self.inference_window();
+        let b = &self.inference.border;
+        if b.len() != 3 || (0..3).any(|a| 2 * b[a] >= window[a]) {
+            return invalid(format!(
+                "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, got {b:?}"
+            ));
         }
         if !(0.0..1.0).contains(&self.inference.overlap) {
             return invalid(format!("`inference.overlap` must be in [0, 1), got {}", self.inference.overlap));

@@ -32,7 +32,24 @@ pub struct Segmented {
     pub seconds: f64,
 }
 
+/// How the volume is tiled with windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tiling {
+    /// Window fed to the network `(i, j, k)`.
+    pub window: [usize; 3],
+    /// Voxels dropped from each side of every output window (NiftyNet's `border`): only
+    /// the central `window - 2·border` of each output is kept.
+    pub border: [usize; 3],
+    /// Fraction of a kept region shared with its neighbour.
+    pub overlap: f64,
+    /// Windows per forward pass.
+    pub batch_size: usize,
+}
+
 /// Class probabilities of a whole volume, averaged over overlapping windows.
+///
+/// The kept central regions of the windows tile the volume; a window reaching past the
+/// volume is filled with 0.
 ///
 /// # Shapes
 /// returns `[K, k, j, i]` in memory (`K = num_classes`)
@@ -42,22 +59,25 @@ pub struct Segmented {
 pub fn segment_volume(
     model: &mut Model,
     volume: &SubjectVolumes,
-    window: [usize; 3],
-    overlap: f64,
-    batch_size: usize,
+    tiling: &Tiling,
     device: tch::Device,
 ) -> Result<(Vec<f32>, usize), EngineError> {
     let [di, dj, dk] = volume.dims;
+    let window = tiling.window;
     let [wi, wj, wk] = window;
+    let [bi, bj, bk] = tiling.border;
+    let kept: [usize; 3] = std::array::from_fn(|a| window[a] - 2 * tiling.border[a]);
     let voxels = di * dj * dk;
-    let grid = corners(volume.dims, window, overlap);
+    // Corners of the kept regions; the windows start `border` earlier.
+    let grid = corners(volume.dims, kept, tiling.overlap);
     let mut sum: Vec<f32> = Vec::new();
     let mut count = vec![0u16; voxels];
     let mut classes = 0usize;
-    for chunk in grid.chunks(batch_size.max(1)) {
+    for chunk in grid.chunks(tiling.batch_size.max(1)) {
         let mut buf = Vec::with_capacity(chunk.len() * volume.channels * wi * wj * wk);
         for c in chunk {
-            extract(&volume.image, volume.dims, volume.channels, c.map(|v| v as isize), window, 0.0, &mut buf);
+            let start: [isize; 3] = std::array::from_fn(|a| c[a] as isize - tiling.border[a] as isize);
+            extract(&volume.image, volume.dims, volume.channels, start, window, 0.0, &mut buf);
         }
         let shape = [chunk.len() as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
         let input = Tensor::from_slice(&buf).view(shape).to_device(device);
@@ -82,12 +102,12 @@ pub fn segment_volume(
         let per_window = k * wi * wj * wk;
         for (n, c) in chunk.iter().enumerate() {
             let w = &flat[n * per_window..(n + 1) * per_window];
-            for z in 0..wk.min(dk - c[2]) {
-                for y in 0..wj.min(dj - c[1]) {
+            for z in 0..kept[2].min(dk - c[2]) {
+                for y in 0..kept[1].min(dj - c[1]) {
                     let row = ((c[2] + z) * dj + c[1] + y) * di + c[0];
-                    let len = wi.min(di - c[0]);
+                    let len = kept[0].min(di - c[0]);
                     for cls in 0..k {
-                        let src = &w[((cls * wk + z) * wj + y) * wi..][..len];
+                        let src = &w[((cls * wk + bk + z) * wj + bj + y) * wi + bi..][..len];
                         let dst = &mut sum[cls * voxels + row..][..len];
                         dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
                     }
@@ -204,8 +224,14 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         // One subject in memory at a time.
         let v = load_subject(subject, &options)?;
         let inf = &settings.inference;
-        let (probs, windows) =
-            segment_volume(&mut model, &v, settings.inference_window(), inf.overlap, inf.batch_size, device)?;
+        let b = &inf.border;
+        let tiling = Tiling {
+            window: settings.inference_window(),
+            border: [b[0], b[1], b[2]],
+            overlap: inf.overlap,
+            batch_size: inf.batch_size,
+        };
+        let (probs, windows) = segment_volume(&mut model, &v, &tiling, device)?;
         let labels = labels_in_input_geometry(
             &v,
             &probs,
