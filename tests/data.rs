@@ -234,3 +234,58 @@ fn the_split_is_made_once_reused_and_inference_takes_the_infer_subjects() {
     assert_eq!(training_subjects(&s2, dir.path()).unwrap().train.len(), 3);
     assert_eq!(std::fs::read_to_string(&split_file).unwrap(), before);
 }
+
+/// Writes a float32 16³ volume with `affine` whose voxel (i, j, k) is `f(i, j, k)`.
+fn write_f32(path: &Path, affine: [[f64; 4]; 4], f: impl Fn(usize, usize, usize) -> f32) {
+    use niftyhost::io::nifti::{reference_for_affine, write_image, WriteOptions};
+    let mut data = Vec::with_capacity(16 * 16 * 16);
+    for k in 0..16 {
+        for j in 0..16 {
+            for i in 0..16 {
+                data.push(f(i, j, k));
+            }
+        }
+    }
+    write_image(path, &reference_for_affine(&affine), [16, 16, 16], 1, &data, &WriteOptions::default()).unwrap();
+}
+
+#[test]
+fn bad_data_is_reported_per_file_nan_images_moved_affines_and_fractional_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let eye = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+    let mut moved = eye;
+    moved[0][3] = 5.0;
+    // s1: NaN voxels in the image; s2: label grid shifted by 5 mm; s3: label 1.5.
+    write_f32(&d.join("img_s1.nii"), eye, |i, _, _| if i == 3 { f32::NAN } else { 1.0 });
+    write_f32(&d.join("seg_s1.nii"), eye, |_, _, _| 0.0);
+    write_f32(&d.join("img_s2.nii"), eye, |_, _, _| 1.0);
+    write_f32(&d.join("seg_s2.nii"), moved, |_, _, _| 0.0);
+    write_f32(&d.join("img_s3.nii"), eye, |_, _, _| 1.0);
+    write_f32(&d.join("seg_s3.nii"), eye, |i, _, _| if i == 0 { 1.5 } else { 0.0 });
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let config = d.join("config.toml");
+    let body = |seg_dir: &Path| {
+        format!(
+            "[system]\nmodel_dir = \"{m}\"\n[input.img]\npath_to_search = \"{p}\"\nfilename_contains = [\"img_\"]\n\
+             [input.seg]\npath_to_search = \"{s}\"\nfilename_contains = [\"seg_\"]\n\
+             [segmentation]\nimage = [\"img\"]\nlabel = \"seg\"\nnum_classes = 2\n",
+            m = d.join("model").display(),
+            p = d.display(),
+            s = seg_dir.display()
+        )
+    };
+    std::fs::write(&config, body(d)).unwrap();
+    let out = run(d, &["check", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("3 problem(s) in the data"), "{stderr}");
+    assert!(stderr.contains("img_s1.nii has 256 NaN or infinite voxels"), "{stderr}");
+    assert!(stderr.contains("seg_s2.nii and image") && stderr.contains("differing by up to 5.0000 mm"), "{stderr}");
+    assert!(stderr.contains("seg_s3.nii has value 1.5, expected integers in 0..2"), "{stderr}");
+    // A section whose folder holds no image names the section and the folder.
+    std::fs::write(&config, body(&d.join("empty"))).unwrap();
+    let out = run(d, &["check", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("input section `seg` found no image in path_to_search"), "{stderr}");
+}
