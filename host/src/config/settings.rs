@@ -75,6 +75,12 @@ pub struct Training {
     pub optimiser: String,
     pub lr: f64,
     pub momentum: f64,
+    pub lr_schedule: String,
+    pub lr_step_size: u64,
+    pub lr_gamma: f64,
+    pub lr_power: f64,
+    pub warmup_iters: u64,
+    pub clip_grad_norm: f64,
     pub weight_decay: f64,
     pub max_iter: u64,
     pub starting_iter: i64,
@@ -265,8 +271,14 @@ impl Settings {
                 first.axcodes
             ));
         }
-        if !["adam", "sgd"].contains(&self.training.optimiser.as_str()) {
-            return invalid(format!("`training.optimiser` must be adam or sgd, got \"{}\"", self.training.optimiser));
+        if let Err(e) = crate::engine::optim::Rule::parse(&self.training.optimiser) {
+            return invalid(format!("`training.optimiser`: {e}"));
+        }
+        if !["constant", "step", "poly", "cosine"].contains(&self.training.lr_schedule.as_str()) {
+            return invalid(format!(
+                "`training.lr_schedule` must be constant, step, poly or cosine, got \"{}\"",
+                self.training.lr_schedule
+            ));
         }
         Ok(())
     }
@@ -293,6 +305,30 @@ impl Settings {
         } else {
             self.system.dataset_split_file.clone()
         }
+    }
+
+    /// The optimiser the config describes.
+    pub fn optimiser(&self) -> crate::engine::optim::OptimiserConfig {
+        let t = &self.training;
+        crate::engine::optim::OptimiserConfig {
+            rule: crate::engine::optim::Rule::parse(&t.optimiser).unwrap_or(crate::engine::optim::Rule::Adam),
+            momentum: t.momentum,
+            weight_decay: t.weight_decay,
+            clip_grad_norm: t.clip_grad_norm,
+        }
+    }
+
+    /// The learning-rate schedule the config describes.
+    pub fn schedule(&self) -> crate::engine::optim::Schedule {
+        use crate::engine::optim::Decay;
+        let t = &self.training;
+        let decay = match t.lr_schedule.as_str() {
+            "step" => Decay::Step { size: t.lr_step_size, gamma: t.lr_gamma },
+            "poly" => Decay::Poly { power: t.lr_power },
+            "cosine" => Decay::Cosine,
+            _ => Decay::Constant,
+        };
+        crate::engine::optim::Schedule { base: t.lr, warmup: t.warmup_iters, max_iter: t.max_iter, decay }
     }
 
     /// The histogram landmarks file.

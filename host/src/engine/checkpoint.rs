@@ -58,6 +58,11 @@ fn err(path: &Path, message: impl ToString) -> CheckpointError {
     CheckpointError { path: path.to_owned(), message: message.to_string() }
 }
 
+/// The optimiser-state file beside a weights file.
+pub fn optimiser_path(weights: &Path) -> PathBuf {
+    weights.with_extension("optim.safetensors")
+}
+
 /// Paths of checkpoint `iteration` in `dir`: (weights, metadata).
 pub fn paths(dir: &Path, iteration: u64) -> (PathBuf, PathBuf) {
     (dir.join(format!("iter_{iteration:08}.safetensors")), dir.join(format!("iter_{iteration:08}.json")))
@@ -76,13 +81,23 @@ fn sync_rename(tmp: &Path, dst: &Path) -> Result<(), CheckpointError> {
 ///
 /// # Errors
 /// The file that could not be written and why.
-pub fn save(dir: &Path, model: &Model, meta: &CheckpointMeta) -> Result<PathBuf, CheckpointError> {
+pub fn save(
+    dir: &Path,
+    model: &Model,
+    optimiser: &[(String, Tensor)],
+    meta: &CheckpointMeta,
+) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     let (weights, json) = paths(dir, meta.iteration);
-    let tmp = weights.with_extension("safetensors.tmp");
-    let named: Vec<(&str, &Tensor)> = model.state().map(|(n, t)| (n.as_str(), t)).collect();
-    Tensor::write_safetensors(&named, &tmp).map_err(|e| err(&tmp, e))?;
-    sync_rename(&tmp, &weights)?;
+    let write = |path: &Path, named: Vec<(&str, &Tensor)>| {
+        let tmp = path.with_extension("tmp");
+        Tensor::write_safetensors(&named, &tmp).map_err(|e| err(&tmp, e))?;
+        sync_rename(&tmp, path)
+    };
+    write(&weights, model.state().map(|(n, t)| (n.as_str(), t)).collect())?;
+    if !optimiser.is_empty() {
+        write(&optimiser_path(&weights), optimiser.iter().map(|(n, t)| (n.as_str(), t)).collect())?;
+    }
     let tmp = json.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(meta).map_err(|e| err(&json, e))?;
     std::fs::write(&tmp, text).map_err(|e| err(&tmp, e))?;
@@ -112,6 +127,7 @@ pub fn prune(dir: &Path, keep: usize) {
     for (n, _) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         let (weights, json) = paths(dir, *n);
         let _ = std::fs::remove_file(json);
+        let _ = std::fs::remove_file(optimiser_path(&weights));
         let _ = std::fs::remove_file(weights);
     }
 }
@@ -149,4 +165,17 @@ pub fn load_weights(weights: &Path, model: &mut Model) -> Result<(), CheckpointE
         return Err(err(weights, format!("holds tensor `{extra}` that network `{}` does not have", model.name)));
     }
     Ok(())
+}
+
+/// Reads the optimiser state saved beside `weights` (`None` when it has none).
+///
+/// # Errors
+/// An unreadable file.
+pub fn read_optimiser(weights: &Path) -> Result<Option<std::collections::HashMap<String, Tensor>>, CheckpointError> {
+    let path = optimiser_path(weights);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let tensors = Tensor::read_safetensors(&path).map_err(|e| err(&path, e))?;
+    Ok(Some(tensors.into_iter().collect()))
 }

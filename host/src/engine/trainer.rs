@@ -62,8 +62,8 @@ fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
         .collect()
 }
 
-/// The iteration to start from, restoring weights when resuming.
-fn restore(settings: &Settings, model: &mut Model) -> Result<u64, EngineError> {
+/// The iteration to start from, restoring weights and optimiser state when resuming.
+fn restore(settings: &Settings, model: &mut Model, optimiser: &mut Optimiser) -> Result<u64, EngineError> {
     let dir = settings.checkpoint_dir();
     let wanted = settings.training.starting_iter;
     let found = checkpoint::list(&dir);
@@ -90,6 +90,14 @@ fn restore(settings: &Settings, model: &mut Model) -> Result<u64, EngineError> {
         }
     };
     checkpoint::load_weights(&chosen.1, model)?;
+    match checkpoint::read_optimiser(&chosen.1)? {
+        Some(state) => optimiser.load_state(state, &model.params).map_err(|e| {
+            EngineError::Other(format!("optimiser state {}: {e}", checkpoint::optimiser_path(&chosen.1).display()))
+        })?,
+        None => {
+            tracing::warn!(file = %chosen.1.display(), "the checkpoint has no optimiser state: the optimiser starts afresh")
+        }
+    }
     tracing::info!(iteration = chosen.0, file = %chosen.1.display(), "resumed from checkpoint");
     Ok(chosen.0)
 }
@@ -112,9 +120,10 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let mut model = Model::build(registry, settings, device)?;
     let loss_fn = registry
         .new_loss(&settings.training.loss, &serde_json::Value::Object(settings.training.loss_params.clone()))?;
-    let start = restore(settings, &mut model)?;
+    let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
+    let start = restore(settings, &mut model, &mut optimiser)?;
     let t = &settings.training;
-    let mut optimiser = Optimiser::new(&t.optimiser, t.momentum, &model.params);
+    let schedule = settings.schedule();
     tracing::info!(network = %model.name, parameters = model.parameter_count(), device = ?device, "model ready");
 
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
@@ -167,12 +176,13 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
             return Err(EngineError::NonFinite { iteration: iteration + 1, loss: loss_value, last_checkpoint: last });
         }
         loss.backward();
-        optimiser.step(&mut model.params, t.lr, t.weight_decay);
+        let lr = schedule.lr(iteration);
+        let grad_norm = optimiser.step(&mut model.params, lr);
         let done = iteration + 1;
         let step_secs = step_start.elapsed().as_secs_f64();
         let rate = progress.rate(done);
         let record = serde_json::json!({
-            "iteration": done, "loss": loss_value, "lr": t.lr, "patches_per_s": rate * patches,
+            "iteration": done, "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "patches_per_s": rate * patches,
             "data_wait_s": waited, "step_s": step_secs,
         });
         let _ = writeln!(log, "{record}");
@@ -188,7 +198,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         if done % t.save_every_n == 0 || done == t.max_iter {
             meta.iteration = done;
             meta.loss = loss_value;
-            let path = checkpoint::save(&ckpt_dir, &model, &meta)?;
+            let path = checkpoint::save(&ckpt_dir, &model, &optimiser.state(&model.params), &meta)?;
             checkpoint::prune(&ckpt_dir, t.max_checkpoints);
             tracing::debug!(file = %path.display(), "checkpoint saved");
             last_checkpoint = Some(path);
