@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
-use niftyhost_plugin_api::{ComponentKind, RTensor};
+use niftyhost_plugin_api::ComponentKind;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::Optimiser;
+use super::replicas::Replicas;
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
@@ -108,7 +108,7 @@ fn restore(settings: &Settings, model: &mut Model, optimiser: &mut Optimiser) ->
 /// Bad data or configuration, a missing plugin, a plugin failure, a checkpoint that
 /// cannot be written, or a NaN/infinite loss (the last good checkpoint is kept).
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
-    let device = crate::torch::single_device(&settings.system.devices)?;
+    let devices = crate::torch::select_devices(&settings.system.devices)?;
     if settings.system.torch_threads > 0 {
         tch::set_num_threads(settings.system.torch_threads as i32);
     }
@@ -117,14 +117,15 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
     let sampler = Arc::new(training_sampler(settings, subjects.train)?);
 
-    let mut model = Model::build(registry, settings, device)?;
-    let loss_fn = registry
-        .new_loss(&settings.training.loss, &serde_json::Value::Object(settings.training.loss_params.clone()))?;
+    let mut replicas = Replicas::build(registry, settings, &devices)?;
+    let model = replicas.primary();
     let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
-    let start = restore(settings, &mut model, &mut optimiser)?;
+    let start = restore(settings, model, &mut optimiser)?;
+    replicas.broadcast();
     let t = &settings.training;
     let schedule = settings.schedule();
-    tracing::info!(network = %model.name, parameters = model.parameter_count(), device = ?device, "model ready");
+    let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
+    tracing::info!(network = %name, parameters, devices = ?devices, "model ready");
 
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
@@ -161,23 +162,14 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         wait += waited;
         let (images, labels) = batch.to_tensors();
         loader.recycle(batch);
-        let (images, labels) = (images.to_device(device), labels.to_device(device));
-        let logits = model
-            .forward(&images, true)
-            .map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
-        let loss = loss_fn
-            .loss(&RTensor::from_tch(logits), &RTensor::from_tch(labels), ROption::RNone)
-            .into_result()
-            .map_err(|error| EngineError::Plugin { context: format!("loss `{}`", t.loss), error })?
-            .into_tch();
-        loss_value = loss.double_value(&[]);
+        loss_value = replicas.forward_backward(&images, &labels, &t.loss)?;
         if !loss_value.is_finite() {
             let last = last_checkpoint.as_ref().map_or("none".to_owned(), |p| p.display().to_string());
             return Err(EngineError::NonFinite { iteration: iteration + 1, loss: loss_value, last_checkpoint: last });
         }
-        loss.backward();
         let lr = schedule.lr(iteration);
-        let grad_norm = optimiser.step(&mut model.params, lr);
+        let grad_norm = optimiser.step(&mut replicas.primary().params, lr);
+        replicas.broadcast();
         let done = iteration + 1;
         let step_secs = step_start.elapsed().as_secs_f64();
         let rate = progress.rate(done);
@@ -198,7 +190,8 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         if done % t.save_every_n == 0 || done == t.max_iter {
             meta.iteration = done;
             meta.loss = loss_value;
-            let path = checkpoint::save(&ckpt_dir, &model, &optimiser.state(&model.params), &meta)?;
+            let model = replicas.primary();
+            let path = checkpoint::save(&ckpt_dir, model, &optimiser.state(&model.params), &meta)?;
             checkpoint::prune(&ckpt_dir, t.max_checkpoints);
             tracing::debug!(file = %path.display(), "checkpoint saved");
             last_checkpoint = Some(path);
@@ -215,7 +208,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         seconds_per_iteration: seconds / steps,
         patches_per_second: steps * patches / seconds.max(1e-9),
         data_wait_share: wait / seconds.max(1e-9),
-        parameters: model.parameter_count(),
+        parameters,
         checkpoint: last_checkpoint.unwrap_or_default(),
         log: log_path,
     })

@@ -1,0 +1,186 @@
+//! Synchronous data parallelism: one network replica per device, each step splitting
+//! the batch across replicas, running forward and backward on all of them at once (a
+//! thread per replica), averaging the gradients into the first replica, where the one
+//! optimiser step happens, and copying the result back to every replica.
+//!
+//! Batch rule: the batch is cut into contiguous chunks whose sizes differ by at most one,
+//! the first replicas taking the larger ones; replicas left without a window sit the step
+//! out. Each replica's loss is weighted by its share of the batch, so for losses that are
+//! means over windows the averaged gradient is the full batch's gradient. Losses that mix
+//! windows (e.g. Dice summed over the batch) are computed per replica, as NiftyNet's
+//! towers do.
+
+use abi_stable::std_types::ROption;
+use niftyhost_plugin_api::{LossBox, RTensor};
+use tch::{Device, Tensor};
+
+use super::{EngineError, Model};
+use crate::config::Settings;
+use crate::plugins::Registry;
+
+/// The replicas of a network, one per device.
+pub struct Replicas {
+    models: Vec<Model>,
+    losses: Vec<LossBox>,
+    devices: Vec<Device>,
+}
+
+/// The chunks `(start, length)` of a batch of `n` windows over `replicas` replicas.
+pub fn split(n: usize, replicas: usize) -> Vec<(usize, usize)> {
+    let (base, extra) = (n / replicas, n % replicas);
+    let mut start = 0;
+    (0..replicas)
+        .map(|r| {
+            let len = base + usize::from(r < extra);
+            let chunk = (start, len);
+            start += len;
+            chunk
+        })
+        .collect()
+}
+
+impl Replicas {
+    /// Builds one network and one loss per device through the plugins, all replicas
+    /// starting from the first one's weights.
+    ///
+    /// # Errors
+    /// A missing component or a plugin refusing its parameters or device.
+    pub fn build(registry: &Registry, settings: &Settings, devices: &[Device]) -> Result<Replicas, EngineError> {
+        let loss_config = serde_json::Value::Object(settings.training.loss_params.clone());
+        let mut models = Vec::with_capacity(devices.len());
+        let mut losses = Vec::with_capacity(devices.len());
+        for &device in devices {
+            models.push(Model::build(registry, settings, device)?);
+            losses.push(registry.new_loss(&settings.training.loss, &loss_config)?);
+        }
+        let mut replicas = Replicas { models, losses, devices: devices.to_vec() };
+        replicas.broadcast();
+        Ok(replicas)
+    }
+
+    /// The replica the optimiser updates and checkpoints are taken from.
+    pub fn primary(&mut self) -> &mut Model {
+        &mut self.models[0]
+    }
+
+    /// Number of replicas.
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Whether there is no replica (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// Forward and backward of one batch on every replica in parallel; leaves the
+    /// averaged gradient in the primary replica. Returns the batch loss (the replicas'
+    /// losses weighted by their share of the batch).
+    ///
+    /// # Shapes
+    /// images `[N, C, D, H, W]`, labels `[N, 1, D, H, W]` (on the CPU)
+    ///
+    /// # Errors
+    /// A plugin failure in any replica, naming the component.
+    pub fn forward_backward(&mut self, images: &Tensor, labels: &Tensor, loss_name: &str) -> Result<f64, EngineError> {
+        let n = images.size()[0] as usize;
+        let chunks = split(n, self.models.len());
+        let results: Vec<Result<f64, EngineError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .models
+                .iter_mut()
+                .zip(self.losses.iter_mut())
+                .zip(&self.devices)
+                .zip(&chunks)
+                .filter(|(_, &(_, len))| len > 0)
+                .map(|(((model, loss_fn), &device), &(start, len))| {
+                    let x = images.narrow(0, start as i64, len as i64).to_device(device);
+                    let y = labels.narrow(0, start as i64, len as i64).to_device(device);
+                    let share = len as f64 / n as f64;
+                    scope.spawn(move || -> Result<f64, EngineError> {
+                        let logits = model.forward(&x, true).map_err(|error| EngineError::Plugin {
+                            context: format!("network `{}` forward on {device:?}", model.name),
+                            error,
+                        })?;
+                        let loss = loss_fn
+                            .loss(&RTensor::from_tch(logits), &RTensor::from_tch(y), ROption::RNone)
+                            .into_result()
+                            .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?
+                            .into_tch();
+                        let value = loss.double_value(&[]);
+                        if value.is_finite() {
+                            (loss * share).backward();
+                        }
+                        Ok(value * share)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::Other("a replica thread panicked".into()))))
+                .collect()
+        });
+        let mut total = 0.0;
+        for r in results {
+            total += r?;
+        }
+        self.gather_gradients();
+        Ok(total)
+    }
+
+    /// Sums every replica's gradients into the primary's (each is already weighted).
+    fn gather_gradients(&mut self) {
+        let (primary, others) = self.models.split_first_mut().expect("at least one replica");
+        let device = self.devices[0];
+        tch::no_grad(|| {
+            for other in others.iter_mut() {
+                for ((_, p), (_, q)) in primary.params.iter_mut().zip(&mut other.params) {
+                    let g = q.grad();
+                    if !g.defined() {
+                        continue;
+                    }
+                    // The primary always has a share of the batch, so its graph reaches every
+                    // parameter another replica's does.
+                    let mut pg = p.grad();
+                    if pg.defined() {
+                        let _ = pg.g_add_(&g.to_device(device));
+                    }
+                    q.zero_grad();
+                }
+            }
+        });
+    }
+
+    /// Copies the primary's parameters and buffers to every other replica.
+    pub fn broadcast(&mut self) {
+        let (primary, others) = self.models.split_first_mut().expect("at least one replica");
+        tch::no_grad(|| {
+            for other in others.iter_mut() {
+                for ((_, src), (_, dst)) in primary.state().zip(other.params.iter_mut().chain(other.buffers.iter_mut()))
+                {
+                    dst.copy_(src);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn chunks_cover_the_batch_and_differ_by_at_most_one() {
+        assert_eq!(split(4, 2), vec![(0, 2), (2, 2)]);
+        assert_eq!(split(5, 2), vec![(0, 3), (3, 2)]);
+        assert_eq!(split(2, 3), vec![(0, 1), (1, 1), (2, 0)]);
+        for n in 0..20 {
+            for r in 1..5 {
+                let c = split(n, r);
+                assert_eq!(c.iter().map(|x| x.1).sum::<usize>(), n);
+                let (lo, hi) = (c.iter().map(|x| x.1).min().unwrap(), c.iter().map(|x| x.1).max().unwrap());
+                assert!(hi - lo <= 1);
+            }
+        }
+    }
+}
