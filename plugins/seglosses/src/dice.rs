@@ -89,7 +89,8 @@ impl LossFn for GeneralisedDice {
 }
 
 /// Tversky: `1 − mean_c (I_c + s) / (I_c + α FP_c + β FN_c + s)` with
-/// `FP_c = Σ w p (1 − g)` and `FN_c = Σ w (1 − p) g`. `α = β = 0.5` is `dice`.
+/// `FP_c = Σ w p (1 − g)` and `FN_c = Σ w (1 − p) g`. `α = β = 0.5` with smooth `s/2` is
+/// `dice` with smooth `s`.
 pub(crate) struct Tversky {
     pub alpha: f64,
     pub beta: f64,
