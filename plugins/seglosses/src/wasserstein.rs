@@ -91,3 +91,26 @@ impl LossFn for GeneralisedWassersteinDice {
         Ok(1.0 - (&tp2 + self.smooth) / (tp2 + errors + self.smooth))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_matrix;
+
+    #[test]
+    fn distance_matrices_are_checked() {
+        assert_eq!(check_matrix(&[]).unwrap(), 0);
+        assert_eq!(check_matrix(&[0.0, 1.0, 1.0, 0.0]).unwrap(), 2);
+        assert_eq!(check_matrix(&[0.0, 1.0, 2.0, 1.0, 0.0, 0.5, 2.0, 0.5, 0.0]).unwrap(), 3);
+        for (bad, why) in [
+            (vec![0.0, 1.0, 1.0], "K×K"),
+            (vec![0.0], "K ≥ 2"),
+            (vec![0.5, 1.0, 1.0, 0.0], "zero diagonal"),
+            (vec![0.0, 1.0, 2.0, 0.0], "symmetric"),
+            (vec![0.0, -1.0, -1.0, 0.0], "≥ 0"),
+            (vec![0.0, f64::NAN, f64::NAN, 0.0], "finite"),
+        ] {
+            let err = check_matrix(&bad).unwrap_err();
+            assert!(err.message.contains(why), "{bad:?}: {}", err.message);
+        }
+    }
+}
