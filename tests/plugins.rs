@@ -29,7 +29,13 @@ fn list_plugins_shows_every_component_with_file_and_sha256() {
             ("cross_entropy", "loss"),
             ("dice", "loss"),
             ("dice_ce", "loss"),
+            ("dice_squared", "loss"),
+            ("focal", "loss"),
+            ("generalised_dice", "loss"),
+            ("generalised_wasserstein_dice", "loss"),
+            ("sensitivity_specificity", "loss"),
             ("toynet", "network"),
+            ("tversky", "loss"),
             ("unet3d", "network")
         ]
     );
@@ -42,7 +48,7 @@ fn list_plugins_shows_every_component_with_file_and_sha256() {
     // The table has a header and one row per component.
     let out = run(dir.path(), &["list-plugins"]);
     let (stdout, _) = text(&out);
-    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+    assert_eq!(stdout.lines().count(), 12, "a header and one row per component: {stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("unet3d") && l.contains("network") && l.ends_with("ok")), "{stdout}");
 }
 
