@@ -85,41 +85,48 @@ impl Replicas {
     pub fn forward_backward(&mut self, images: &Tensor, labels: &Tensor, loss_name: &str) -> Result<f64, EngineError> {
         let n = images.size()[0] as usize;
         let chunks = split(n, self.models.len());
-        let results: Vec<Result<f64, EngineError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .models
-                .iter_mut()
-                .zip(self.losses.iter_mut())
-                .zip(&self.devices)
-                .zip(&chunks)
-                .filter(|(_, &(_, len))| len > 0)
-                .map(|(((model, loss_fn), &device), &(start, len))| {
-                    let x = images.narrow(0, start as i64, len as i64).to_device(device);
-                    let y = labels.narrow(0, start as i64, len as i64).to_device(device);
-                    let share = len as f64 / n as f64;
-                    scope.spawn(move || -> Result<f64, EngineError> {
-                        let logits = model.forward(&x, true).map_err(|error| EngineError::Plugin {
-                            context: format!("network `{}` forward on {device:?}", model.name),
-                            error,
-                        })?;
-                        let loss = loss_fn
-                            .loss(&RTensor::from_tch(logits), &RTensor::from_tch(y), ROption::RNone)
-                            .into_result()
-                            .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?
-                            .into_tch();
-                        let value = loss.double_value(&[]);
-                        if value.is_finite() {
-                            (loss * share).backward();
-                        }
-                        Ok(value * share)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::Other("a replica thread panicked".into()))))
-                .collect()
-        });
+        let jobs: Vec<_> = self
+            .models
+            .iter_mut()
+            .zip(self.losses.iter_mut())
+            .zip(&self.devices)
+            .zip(&chunks)
+            .filter(|(_, &(_, len))| len > 0)
+            .map(|(((model, loss_fn), &device), &(start, len))| {
+                let x = images.narrow(0, start as i64, len as i64).to_device(device);
+                let y = labels.narrow(0, start as i64, len as i64).to_device(device);
+                (model, loss_fn, device, x, y, len as f64 / n as f64)
+            })
+            .collect();
+        let run = |(model, loss_fn, device, x, y, share): (&mut Model, &mut LossBox, Device, Tensor, Tensor, f64)| {
+            let logits = model.forward(&x, true).map_err(|error| EngineError::Plugin {
+                context: format!("network `{}` forward on {device:?}", model.name),
+                error,
+            })?;
+            let loss = loss_fn
+                .loss(&RTensor::from_tch(logits), &RTensor::from_tch(y), ROption::RNone)
+                .into_result()
+                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?
+                .into_tch();
+            let value = loss.double_value(&[]);
+            if value.is_finite() {
+                (loss * share).backward();
+            }
+            Ok(value * share)
+        };
+        // One replica runs on the calling thread: a fresh thread per step would also
+        // start a fresh intra-op thread pool in libtorch every step.
+        let results: Vec<Result<f64, EngineError>> = if jobs.len() == 1 {
+            jobs.into_iter().map(run).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs.into_iter().map(|job| scope.spawn(move || run(job))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::Other("a replica thread panicked".into()))))
+                    .collect()
+            })
+        };
         let mut total = 0.0;
         for r in results {
             total += r?;
