@@ -29,6 +29,7 @@ use std::path::PathBuf;
 
 use niftyhost::io::read_volume;
 use niftyhost::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit};
+use niftyhost::preprocess::SavedModel;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

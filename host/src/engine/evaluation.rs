@@ -32,7 +32,7 @@ use super::EngineError;
 use crate::config::{ConfigError, Settings};
 use crate::data::phases::held_out_subjects;
 use crate::io::read_volume;
-use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit};
+use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit, UnitResult};
 use crate::preprocess::{LabelMap, SavedModel};
 
 /// One row of the metrics CSV: one subject, label (or `foreground`) and unit.
@@ -52,6 +52,21 @@ pub struct MetricRow {
     pub metrics: Option<BinaryMetrics>,
     /// Components and their matching (cc unit).
     pub components: Option<ComponentSummary>,
+}
+
+impl MetricRow {
+    /// The row of one subject's unit result.
+    fn from_unit(subject: String, u: UnitResult) -> MetricRow {
+        MetricRow {
+            subject,
+            label: u.target.to_string(),
+            unit: u.unit,
+            ref_voxels: u.ref_voxels,
+            seg_voxels: u.seg_voxels,
+            metrics: u.metrics,
+            components: u.components,
+        }
+    }
 }
 
 /// A CSV cell.
@@ -305,15 +320,7 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
             );
         }
         for u in evaluate_labels(&seg.data, &reference.data, seg.dims, spacing, &options) {
-            rows.push(MetricRow {
-                subject: s.id.clone(),
-                label: u.target.to_string(),
-                unit: u.unit,
-                ref_voxels: u.ref_voxels,
-                seg_voxels: u.seg_voxels,
-                metrics: u.metrics,
-                components: u.components,
-            });
+            rows.push(MetricRow::from_unit(s.id.clone(), u));
         }
     }
     let mean_dice: Vec<(u32, f64)> = options
@@ -578,15 +585,7 @@ mod tests {
         let mut rows = Vec::new();
         for (n, (s, r)) in pairs.iter().enumerate() {
             for u in evaluate_labels(s, r, [4, 1, 1], [1.0; 3], &options) {
-                rows.push(MetricRow {
-                    subject: format!("s{n}"),
-                    label: u.target.to_string(),
-                    unit: u.unit,
-                    ref_voxels: u.ref_voxels,
-                    seg_voxels: u.seg_voxels,
-                    metrics: u.metrics,
-                    components: u.components,
-                });
+                rows.push(MetricRow::from_unit(format!("s{n}"), u));
             }
         }
         let summary = summarise(&rows);
