@@ -44,3 +44,42 @@ fn two_cpu_replicas_with_half_batches_match_one_replica_with_the_whole_batch() {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
 }
+
+#[test]
+fn validation_runs_on_the_valid_subjects_with_loss_and_dice_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    plugin_dir(d, &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    // Two subjects (the bundled volumes under two ids); one becomes VALID.
+    let data = niftyhost_tests::repo_root().join("data/mni152");
+    for (section, file) in [("images", "t1_2mm.nii.gz"), ("labels", "tissue_2mm.nii.gz")] {
+        let f = data.join(file);
+        std::fs::write(d.join(format!("{section}.csv")), format!("a,{}\nb,{}\n", f.display(), f.display())).unwrap();
+    }
+    let config = d.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[system]\nmodel_dir = \"{m}\"\n[input.t1]\ncsv_file = \"images.csv\"\n[input.label]\ncsv_file = \"labels.csv\"\n\
+             [segmentation]\nimage = [\"t1\"]\nlabel = \"label\"\nnum_classes = 3\n\
+             [network]\nname = \"toynet\"\nspatial_window_size = [16, 16, 16]\n\
+             [training]\nmax_iter = 6\nexclude_fraction_for_validation = 0.5\nvalidation_every_n = 2\nvalidation_max_iter = 2\n",
+            m = d.join("model").display()
+        ),
+    )
+    .unwrap();
+    let out = run(d, &["train", "-c", config.to_str().unwrap(), "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let validations = report["validations"].as_array().unwrap();
+    assert_eq!(validations.iter().map(|v| v["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 6]);
+    for v in validations {
+        assert!(v["loss"].as_f64().unwrap().is_finite());
+        assert_eq!(v["dice"].as_array().unwrap().len(), 3);
+    }
+    let split = std::fs::read_to_string(d.join("model/dataset_split.csv")).unwrap();
+    assert_eq!(split.matches("VALID").count(), 1, "{split}");
+    let log = std::fs::read_to_string(d.join("model/train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"validation\"")).count(), 3);
+}

@@ -93,6 +93,10 @@ pub struct Training {
     pub k_folds: usize,
     pub fold: usize,
     pub log_every_n: u64,
+    pub validation_every_n: u64,
+    pub validation_max_iter: u64,
+    pub patience: usize,
+    pub early_stopping_mode: String,
     #[serde(default)]
     pub loss_params: Map<String, Value>,
 }
@@ -273,6 +277,9 @@ impl Settings {
         }
         if let Err(e) = crate::engine::optim::Rule::parse(&self.training.optimiser) {
             return invalid(format!("`training.optimiser`: {e}"));
+        }
+        if let Err(e) = crate::engine::validation::EarlyStopping::parse(&self.training.early_stopping_mode, 1) {
+            return invalid(format!("`training.early_stopping_mode`: {e}"));
         }
         if !["constant", "step", "poly", "cosine"].contains(&self.training.lr_schedule.as_str()) {
             return invalid(format!(

@@ -9,6 +9,7 @@ pub mod model;
 pub mod optim;
 pub mod replicas;
 pub mod trainer;
+pub mod validation;
 
 pub use error::EngineError;
 pub use model::Model;

@@ -158,6 +158,36 @@ impl Replicas {
         });
     }
 
+    /// Loss and logits of the primary replica in evaluation mode, without gradients.
+    ///
+    /// # Errors
+    /// A plugin failure.
+    pub fn evaluate(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        loss_name: &str,
+    ) -> Result<(f64, Tensor), EngineError> {
+        let device = self.devices[0];
+        let model = &mut self.models[0];
+        tch::no_grad(|| {
+            let logits = model.forward(&images.to_device(device), false).map_err(|error| EngineError::Plugin {
+                context: format!("network `{}` forward (validation)", model.name),
+                error,
+            })?;
+            let loss = self.losses[0]
+                .loss(
+                    &RTensor::from_tch(logits.shallow_clone()),
+                    &RTensor::from_tch(labels.to_device(device)),
+                    ROption::RNone,
+                )
+                .into_result()
+                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })?
+                .into_tch();
+            Ok((loss.double_value(&[]), logits.to_device(Device::Cpu)))
+        })
+    }
+
     /// Copies the primary's parameters and buffers to every other replica.
     pub fn broadcast(&mut self) {
         let (primary, others) = self.models.split_first_mut().expect("at least one replica");

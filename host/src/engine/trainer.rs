@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::Optimiser;
 use super::replicas::Replicas;
+use super::validation::{validate, EarlyStopping, Validation};
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
@@ -43,6 +44,10 @@ pub struct TrainReport {
     pub checkpoint: PathBuf,
     /// The per-iteration log.
     pub log: PathBuf,
+    /// Validations run.
+    pub validations: Vec<Validation>,
+    /// Iteration early stopping ended the run at, if it did.
+    pub stopped_early: Option<u64>,
 }
 
 fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
@@ -116,6 +121,18 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let subjects = training_subjects(settings, base_dir)?;
     tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
     let sampler = Arc::new(training_sampler(settings, subjects.train)?);
+    let t = &settings.training;
+    let validation_sampler = match (t.validation_every_n, subjects.valid.is_empty()) {
+        (0, _) => None,
+        (_, true) => {
+            tracing::warn!("training.validation_every_n is set but the split has no VALID subject: no validation");
+            None
+        }
+        (_, false) => Some(Arc::new(training_sampler(settings, subjects.valid)?)),
+    };
+    let early = EarlyStopping::parse(&t.early_stopping_mode, t.patience).map_err(EngineError::Other)?;
+    let mut validations: Vec<Validation> = Vec::new();
+    let mut stopped_early = None;
 
     let mut replicas = Replicas::build(registry, settings, &devices)?;
     let model = replicas.primary();
@@ -187,7 +204,21 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
                 progress.eta_secs(done)
             );
         }
-        if done % t.save_every_n == 0 || done == t.max_iter {
+        let mut stop = false;
+        if let Some(vs) = validation_sampler.as_ref().filter(|_| done % t.validation_every_n == 0) {
+            let classes = settings.segmentation.num_classes;
+            let v = validate(&mut replicas, Arc::clone(vs), t.validation_max_iter, classes, done, &t.loss)?;
+            let _ = writeln!(log, "{}", serde_json::json!({"validation": v}));
+            tracing::info!(iteration = done, loss = v.loss, dice = ?v.dice, "validation");
+            validations.push(v);
+            let losses: Vec<f64> = validations.iter().map(|v| v.loss).collect();
+            if early.should_stop(&losses) {
+                tracing::info!(iteration = done, rule = ?early, "early stopping");
+                stopped_early = Some(done);
+                stop = true;
+            }
+        }
+        if done % t.save_every_n == 0 || done == t.max_iter || stop {
             meta.iteration = done;
             meta.loss = loss_value;
             let model = replicas.primary();
@@ -196,12 +227,18 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
             tracing::debug!(file = %path.display(), "checkpoint saved");
             last_checkpoint = Some(path);
         }
+        if stop {
+            break;
+        }
     }
     drop(progress);
     let seconds = started.elapsed().as_secs_f64();
-    let steps = (t.max_iter.saturating_sub(start)).max(1) as f64;
+    let end = stopped_early.unwrap_or(t.max_iter).max(start);
+    let steps = (end - start).max(1) as f64;
     Ok(TrainReport {
-        iterations: t.max_iter.max(start),
+        iterations: end,
+        validations,
+        stopped_early,
         started_at: start,
         final_loss: loss_value,
         seconds,

@@ -1,0 +1,133 @@
+//! Validation during training: fixed windows of the VALID subjects, scored with the
+//! network in evaluation mode (loss and per-class Dice, from the same metric code as
+//! `niftyhost evaluation`), and the early-stopping rules applied to the losses.
+
+use serde::Serialize;
+use tch::Kind;
+
+use super::replicas::Replicas;
+use super::EngineError;
+use crate::data::{Loader, WindowSampler};
+use crate::metrics::confusion;
+
+/// One validation's result.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Validation {
+    /// Iteration after which it ran.
+    pub iteration: u64,
+    /// Mean loss over the validation batches.
+    pub loss: f64,
+    /// Dice per class over all validation windows (NaN for a class absent from both).
+    pub dice: Vec<f64>,
+}
+
+/// When to stop training early, from the validation losses so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// Never.
+    Off,
+    /// Stop when the newest loss is above the mean of the `patience` before it.
+    Mean {
+        /// Losses compared against.
+        patience: usize,
+    },
+    /// Stop when the loss went up at each of the last `patience` validations.
+    ValidationUp {
+        /// Consecutive increases that stop training.
+        patience: usize,
+    },
+}
+
+impl EarlyStopping {
+    /// The rule `training.early_stopping_mode` and `training.patience` describe
+    /// (`patience = 0`: off).
+    ///
+    /// # Errors
+    /// An unknown mode.
+    pub fn parse(mode: &str, patience: usize) -> Result<EarlyStopping, String> {
+        match (mode, patience) {
+            (_, 0) => Ok(EarlyStopping::Off),
+            ("mean", p) => Ok(EarlyStopping::Mean { patience: p }),
+            ("validation_up", p) => Ok(EarlyStopping::ValidationUp { patience: p }),
+            (other, _) => Err(format!("unknown early stopping mode `{other}`: expected mean or validation_up")),
+        }
+    }
+
+    /// Whether to stop given the validation losses so far, oldest first.
+    pub fn should_stop(&self, losses: &[f64]) -> bool {
+        match *self {
+            EarlyStopping::Off => false,
+            EarlyStopping::Mean { patience } => match losses.split_last() {
+                Some((last, before)) if before.len() >= patience => {
+                    let window = &before[before.len() - patience..];
+                    *last > window.iter().sum::<f64>() / patience as f64
+                }
+                _ => false,
+            },
+            EarlyStopping::ValidationUp { patience } => {
+                losses.len() > patience && losses[losses.len() - patience - 1..].windows(2).all(|w| w[1] > w[0])
+            }
+        }
+    }
+}
+
+/// Scores `batches` fixed batches of `sampler` (batch `t` is always the same windows).
+///
+/// # Errors
+/// Data that cannot be loaded, or a plugin failure.
+pub fn validate(
+    replicas: &mut Replicas,
+    sampler: std::sync::Arc<WindowSampler>,
+    batches: u64,
+    classes: usize,
+    iteration: u64,
+    loss_name: &str,
+) -> Result<Validation, EngineError> {
+    let mut loader = Loader::spawn(sampler, 0, batches, 1, 2);
+    let mut total = 0.0;
+    let mut counts = vec![crate::metrics::LabelOverlap { label: 0, tp: 0, fp: 0, fn_: 0, tn: 0 }; classes];
+    for _ in 0..batches {
+        let batch =
+            loader.next_batch().ok_or_else(|| EngineError::Other("validation loader stopped early".into()))??;
+        let (images, labels) = batch.to_tensors();
+        let (loss, logits) = replicas.evaluate(&images, &labels, loss_name)?;
+        total += loss;
+        let predicted: Vec<f32> = Vec::<f32>::try_from(logits.argmax(1, false).to_kind(Kind::Float).view([-1]))
+            .map_err(|e| EngineError::Other(e.to_string()))?;
+        let reference: Vec<f32> = batch.labels.iter().map(|&l| f32::from(l)).collect();
+        for (sum, c) in counts.iter_mut().zip(confusion(&predicted, &reference, classes as u32)) {
+            *sum = crate::metrics::LabelOverlap {
+                label: c.label,
+                tp: sum.tp + c.tp,
+                fp: sum.fp + c.fp,
+                fn_: sum.fn_ + c.fn_,
+                tn: sum.tn + c.tn,
+            };
+        }
+        loader.recycle(batch);
+    }
+    Ok(Validation { iteration, loss: total / batches.max(1) as f64, dice: counts.iter().map(|c| c.dice()).collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EarlyStopping;
+
+    #[test]
+    fn mean_rule_stops_when_the_newest_loss_is_above_the_recent_mean() {
+        let rule = EarlyStopping::parse("mean", 3).unwrap();
+        assert!(!rule.should_stop(&[1.0, 0.9, 0.8]), "too few losses");
+        assert!(!rule.should_stop(&[1.0, 0.9, 0.8, 0.7]));
+        assert!(rule.should_stop(&[1.0, 0.5, 0.4, 0.8]), "0.8 > mean(1.0, 0.5, 0.4)");
+    }
+
+    #[test]
+    fn validation_up_stops_after_patience_increases_in_a_row() {
+        let rule = EarlyStopping::parse("validation_up", 2).unwrap();
+        assert!(!rule.should_stop(&[0.5, 0.6]));
+        assert!(!rule.should_stop(&[0.5, 0.6, 0.55]));
+        assert!(rule.should_stop(&[0.5, 0.4, 0.6, 0.7]));
+        assert_eq!(EarlyStopping::parse("mean", 0).unwrap(), EarlyStopping::Off);
+        assert!(EarlyStopping::parse("median", 2).is_err());
+    }
+}
