@@ -142,3 +142,51 @@ fn a_resumed_run_gives_the_same_losses_as_an_uninterrupted_one() {
     assert_eq!(a.len(), 8);
     assert_eq!(a, b, "same losses, iteration by iteration, with weights, optimiser state and data stream restored");
 }
+
+#[test]
+fn a_run_killed_while_checkpointing_leaves_the_latest_complete_checkpoint_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = tissue_config(
+        dir.path(),
+        "toynet",
+        "batch_size = 1\nspatial_window_size = [12, 12, 12]\n[training]\nmax_iter = 100000\nsave_every_n = 1\nmax_checkpoints = 3",
+    );
+    let c = config.to_str().unwrap();
+    let ckpt = dir.path().join("model/checkpoints");
+    let settings = load(Some(&config), &Overrides::default()).unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("toynet")], dirs: vec![] });
+    // Kill at a few different moments of a run that checkpoints every iteration.
+    for (round, delay_ms) in [37u64, 211, 503].into_iter().enumerate() {
+        let starting = if round == 0 { "0" } else { "-1" };
+        let child = std::process::Command::new(niftyhost_tests::niftyhost_bin())
+            .current_dir(dir.path())
+            .args(["-q", "train", "-c", c, "--starting-iter", starting])
+            .env_remove("NIFTYHOST_PLUGIN_PATH")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed however this round ends, so a failing assertion leaves no training behind.
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill(); // SIGKILL
+                let _ = self.0.wait();
+            }
+        }
+        let child = KillOnDrop(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let before = checkpoint::list(&ckpt).last().map_or(0, |(i, _)| *i);
+        while checkpoint::list(&ckpt).last().map_or(0, |(i, _)| *i) < before + 2 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoints appeared");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        drop(child);
+        let (iteration, weights) = checkpoint::list(&ckpt).last().cloned().expect("a complete checkpoint survives");
+        assert_eq!(checkpoint::read_meta(&weights).unwrap().iteration, iteration);
+        let mut model = Model::build(&reg, &settings, Device::Cpu).unwrap();
+        checkpoint::load_weights(&weights, &mut model).unwrap();
+        assert!(checkpoint::read_optimiser(&weights).unwrap().is_some());
+    }
+}
