@@ -139,7 +139,6 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
     let start = restore(settings, model, &mut optimiser)?;
     replicas.broadcast();
-    let t = &settings.training;
     let schedule = settings.schedule();
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
     tracing::info!(network = %name, parameters, devices = ?devices, "model ready");
