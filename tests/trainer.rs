@@ -83,3 +83,38 @@ fn validation_runs_on_the_valid_subjects_with_loss_and_dice_per_class() {
     let log = std::fs::read_to_string(d.join("model/train_log.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"validation\"")).count(), 3);
 }
+
+#[test]
+fn transfer_learning_restores_and_freezes_the_parameters_the_regexes_name() {
+    let source = tempfile::tempdir().unwrap();
+    let a = train(source.path(), "cpu");
+    let weights = source.path().join("model/checkpoints/iter_00000020.safetensors");
+
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = tissue_config(
+        dir.path(),
+        "toynet",
+        &format!(
+            "batch_size = 2\nspatial_window_size = [12, 12, 12]\n[training]\nlr = 0.05\nmax_iter = 5\nsave_every_n = 5\n\
+             restore_from = \"{}\"\nvars_to_restore = \"^conv1\\\\.\"\nvars_to_freeze = \"^conv1\\\\.\"",
+            weights.display()
+        ),
+    );
+    let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let b: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.path().join("model/checkpoints/iter_00000005.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for name in ["conv1.weight", "conv1.bias"] {
+        assert!(a[name].equal(&b[name]), "{name} restored from the source and frozen");
+    }
+    assert!(!a["classifier.weight"].equal(&b["classifier.weight"]), "other parameters are neither restored nor frozen");
+    assert!(
+        stderr.contains("parameters frozen") && stderr.contains("weights restored for transfer learning"),
+        "{stderr}"
+    );
+}

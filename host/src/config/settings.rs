@@ -84,6 +84,9 @@ pub struct Training {
     pub weight_decay: f64,
     pub max_iter: u64,
     pub starting_iter: i64,
+    pub restore_from: PathBuf,
+    pub vars_to_restore: String,
+    pub vars_to_freeze: String,
     pub save_every_n: u64,
     pub max_checkpoints: usize,
     pub queue_length: usize,
@@ -277,6 +280,16 @@ impl Settings {
         }
         if let Err(e) = crate::engine::optim::Rule::parse(&self.training.optimiser) {
             return invalid(format!("`training.optimiser`: {e}"));
+        }
+        for (key, pattern) in
+            [("training.vars_to_restore", &t.vars_to_restore), ("training.vars_to_freeze", &t.vars_to_freeze)]
+        {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return invalid(format!("`{key}` is not a regular expression: {e}"));
+            }
+        }
+        if !t.restore_from.as_os_str().is_empty() && t.starting_iter != 0 {
+            return invalid("`training.restore_from` starts a new run: it needs `training.starting_iter = 0`".into());
         }
         if let Err(e) = crate::engine::validation::EarlyStopping::parse(&self.training.early_stopping_mode, 1) {
             return invalid(format!("`training.early_stopping_mode`: {e}"));

@@ -179,3 +179,31 @@ pub fn read_optimiser(weights: &Path) -> Result<Option<std::collections::HashMap
     let tensors = Tensor::read_safetensors(&path).map_err(|e| err(&path, e))?;
     Ok(Some(tensors.into_iter().collect()))
 }
+
+/// Copies into the model the tensors of `weights` whose names match `names` (transfer
+/// learning); the model's other tensors keep their values. Returns the names copied.
+///
+/// # Errors
+/// A matching model tensor missing from the file or of another shape, or no match.
+pub fn load_matching(weights: &Path, model: &mut Model, names: &regex::Regex) -> Result<Vec<String>, CheckpointError> {
+    let saved: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(weights).map_err(|e| err(weights, e))?.into_iter().collect();
+    let mut copied = Vec::new();
+    for (name, t) in model.params.iter_mut().chain(model.buffers.iter_mut()).filter(|(n, _)| names.is_match(n)) {
+        let src = saved
+            .get(name.as_str())
+            .ok_or_else(|| err(weights, format!("has no tensor `{name}` (matched by vars_to_restore)")))?;
+        if src.size() != t.size() {
+            return Err(err(
+                weights,
+                format!("tensor `{name}` is {:?}, the network expects {:?}", src.size(), t.size()),
+            ));
+        }
+        tch::no_grad(|| t.copy_(src));
+        copied.push(name.clone());
+    }
+    if copied.is_empty() {
+        return Err(err(weights, format!("no tensor of network `{}` matches vars_to_restore `{names}`", model.name)));
+    }
+    Ok(copied)
+}

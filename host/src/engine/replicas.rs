@@ -188,6 +188,20 @@ impl Replicas {
         })
     }
 
+    /// Stops training the parameters whose names match `names` in every replica; returns
+    /// how many parameters (per replica) it froze.
+    pub fn freeze(&mut self, names: &regex::Regex) -> usize {
+        let mut frozen = 0;
+        for model in &mut self.models {
+            frozen = 0;
+            for (_, p) in model.params.iter_mut().filter(|(n, _)| names.is_match(n)) {
+                let _ = p.set_requires_grad(false);
+                frozen += 1;
+            }
+        }
+        frozen
+    }
+
     /// Copies the primary's parameters and buffers to every other replica.
     pub fn broadcast(&mut self) {
         let (primary, others) = self.models.split_first_mut().expect("at least one replica");

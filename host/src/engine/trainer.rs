@@ -138,7 +138,17 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let model = replicas.primary();
     let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
     let start = restore(settings, model, &mut optimiser)?;
+    if start == 0 && !t.restore_from.as_os_str().is_empty() {
+        let names = regex::Regex::new(&t.vars_to_restore).map_err(|e| EngineError::Other(e.to_string()))?;
+        let copied = checkpoint::load_matching(&t.restore_from, model, &names)?;
+        tracing::info!(tensors = copied.len(), file = %t.restore_from.display(), "weights restored for transfer learning");
+    }
     replicas.broadcast();
+    if !t.vars_to_freeze.is_empty() {
+        let names = regex::Regex::new(&t.vars_to_freeze).map_err(|e| EngineError::Other(e.to_string()))?;
+        let frozen = replicas.freeze(&names);
+        tracing::info!(parameters = frozen, pattern = %t.vars_to_freeze, "parameters frozen");
+    }
     let schedule = settings.schedule();
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
     tracing::info!(network = %name, parameters, devices = ?devices, "model ready");
