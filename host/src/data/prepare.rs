@@ -8,7 +8,6 @@
 //! map. The learned parts (histogram landmarks, label map) are learned on the TRAIN
 //! subjects and saved in the model folder, so inference applies the same ones.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use super::DataError;
@@ -328,17 +327,4 @@ impl Preparation {
         let weights = weights.map(|w| geometry.forward(&w, 1, Interp::Nearest, zero)).transpose().map_err(fail)?;
         Ok(PreparedVolumes { geometry, images, label, weights })
     }
-}
-
-/// Where the learned parts of a model live, for bundles and messages.
-pub fn learned_files(settings: &Settings) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    if settings.network.normalisation {
-        files.push(settings.histogram_file());
-    }
-    if settings.segmentation.label_normalisation {
-        files.push(settings.label_map_file());
-    }
-    files.retain(|f| Path::new(f).exists());
-    files
 }
