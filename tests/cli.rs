@@ -74,6 +74,21 @@ fn an_unknown_key_is_a_usage_error_naming_key_file_and_nearest() {
 }
 
 #[test]
+fn device_and_precision_keys_are_checked_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tissue_config(dir.path(), "toynet", "[training]\nmax_iter = 1");
+    let c = config.to_str().unwrap();
+    let out = run(dir.path(), &["train", "-c", c, "--devices", "cpu,cpu", "--set", "system.num_gpus=2"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`system.num_gpus` = 2 and `system.devices` = [\"cpu\", \"cpu\"] disagree"), "{stderr}");
+    let out = run(dir.path(), &["train", "-c", c, "--set", "training.mixed_precision=\"fp8\""]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`training.mixed_precision` must be none, fp16 or bf16, got \"fp8\""), "{stderr}");
+}
+
+#[test]
 fn plugins_are_found_through_niftyhost_plugin_path() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugin_dir(dir.path(), &[workspace_plugin("toynet")]);

@@ -43,6 +43,35 @@ fn two_cpu_replicas_with_half_batches_match_one_replica_with_the_whole_batch() {
     for (x, y) in losses(one.path()).iter().zip(losses(two.path())) {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
+    run_logs_record_every_device(&two.path().join("model"));
+}
+
+/// The two-replica run's logs: each JSONL step names both devices and their share of
+/// the batch; TensorBoard events and the loss curve are there.
+fn run_logs_record_every_device(model: &Path) {
+    let log = std::fs::read_to_string(model.join("train_log.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), 20);
+    for step in &steps {
+        let devices = step["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 2, "{step}");
+        assert!(devices.iter().all(|d| d["windows"] == 2 && d["seconds"].as_f64().unwrap() > 0.0), "{step}");
+        let pct = step["data_wait_pct"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pct), "{step}");
+    }
+    let events: Vec<_> = std::fs::read_dir(model.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."))
+        .collect();
+    assert_eq!(events.len(), 1);
+    let bytes = std::fs::read(&events[0]).unwrap();
+    // Scalars for every step, and slices at the first step (default: every 50).
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(text.matches("train/loss").count(), 20);
+    assert_eq!(text.matches("windows/axial").count(), 1);
+    let png = std::fs::read(model.join("loss_curve.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
 
 #[test]

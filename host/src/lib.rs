@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod plugins;
 pub mod preprocess;
 pub mod rng;
+pub mod runlog;
 pub mod telemetry;
 pub mod torch;

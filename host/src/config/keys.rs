@@ -20,7 +20,8 @@ const fn k(key: &'static str, default: &'static str, doc: &'static str) -> KeySp
 /// `network.params` and `training.loss_params` (checked against the plugins' schemas).
 pub const KEYS: &[KeySpec] = &[
     k("system.seed", "1", "seed of every random draw (weights are the plugin's: seeded through libtorch)"),
-    k("system.devices", "[\"cpu\"]", "devices to run on: \"cpu\", \"cuda:0\", ..."),
+    k("system.devices", "[\"cpu\"]", "devices to run on, one network replica each: \"cpu\", \"cuda:0\", ..."),
+    k("system.num_gpus", "0", "train on cuda:0..cuda:n-1 (NiftyNet's num_gpus; 0 = use system.devices)"),
     k("system.model_dir", "\"runs/model\"", "folder for checkpoints, logs, inference and evaluation outputs"),
     k("system.loader_threads", "2", "threads that sample and batch windows"),
     k("system.torch_threads", "0", "libtorch intra-op threads (0 = libtorch's default)"),
@@ -106,6 +107,16 @@ pub const KEYS: &[KeySpec] = &[
     k("training.k_folds", "0", "k-fold cross-validation: VALID is fold `training.fold` of k (0 = off)"),
     k("training.fold", "0", "the validation fold (0..k_folds-1) when k_folds > 1"),
     k("training.log_every_n", "10", "log a line every n iterations"),
+    k(
+        "training.mixed_precision",
+        "\"none\"",
+        "autocast on CUDA devices: none, fp16 (with dynamic loss scaling) or bf16; CPU devices stay fp32",
+    ),
+    k(
+        "training.tensorboard_every_n",
+        "50",
+        "TensorBoard events in <model_dir>/logs: scalars every iteration, slices of input, label and prediction every n iterations (0 = none)",
+    ),
     k("training.validation_every_n", "0", "validate on the VALID subjects every n iterations (0 = never)"),
     k("training.validation_max_iter", "1", "validation batches (the same windows every time)"),
     k("training.patience", "0", "early stopping: validations looked back on (0 = never stop early)"),

@@ -14,6 +14,7 @@ use super::ConfigError;
 pub struct System {
     pub seed: u64,
     pub devices: Vec<String>,
+    pub num_gpus: usize,
     pub model_dir: PathBuf,
     pub loader_threads: usize,
     pub torch_threads: usize,
@@ -96,6 +97,8 @@ pub struct Training {
     pub k_folds: usize,
     pub fold: usize,
     pub log_every_n: u64,
+    pub mixed_precision: String,
+    pub tensorboard_every_n: u64,
     pub validation_every_n: u64,
     pub validation_max_iter: u64,
     pub patience: usize,
@@ -170,6 +173,19 @@ impl Settings {
         }
         if self.system.devices.is_empty() {
             return invalid("`system.devices` lists no device".into());
+        }
+        let gpus = self.system.num_gpus;
+        if gpus > 0 && self.system.devices != ["cpu"] && self.system.devices != self.device_names() {
+            return invalid(format!(
+                "`system.num_gpus` = {gpus} and `system.devices` = {:?} disagree: set one of them",
+                self.system.devices
+            ));
+        }
+        if !["none", "fp16", "bf16"].contains(&self.training.mixed_precision.as_str()) {
+            return invalid(format!(
+                "`training.mixed_precision` must be none, fp16 or bf16, got \"{}\"",
+                self.training.mixed_precision
+            ));
         }
         for (key, v) in
             [("network.batch_size", self.network.batch_size), ("inference.batch_size", self.inference.batch_size)]
@@ -324,6 +340,15 @@ impl Settings {
             self.system.model_dir.join("dataset_split.csv")
         } else {
             self.system.dataset_split_file.clone()
+        }
+    }
+
+    /// The devices to run on: `cuda:0..n-1` when `system.num_gpus` = n > 0, else
+    /// `system.devices`.
+    pub fn device_names(&self) -> Vec<String> {
+        match self.system.num_gpus {
+            0 => self.system.devices.clone(),
+            n => (0..n).map(|i| format!("cuda:{i}")).collect(),
         }
     }
 

@@ -42,6 +42,9 @@ pub struct CheckpointMeta {
     pub torch_abi_tag: String,
     /// The whole configuration.
     pub config: serde_json::Value,
+    /// The fp16 loss scaler's state, when mixed precision scales the loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<super::precision::LossScaler>,
 }
 
 /// A checkpoint that cannot be written or read.

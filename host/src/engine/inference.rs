@@ -211,7 +211,7 @@ pub fn model_for_inference(
 /// # Errors
 /// Bad data, no checkpoint, a plugin failure, or an unwritable output.
 pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
-    let device = crate::torch::single_device(&settings.system.devices)?;
+    let device = crate::torch::single_device(&settings.device_names())?;
     let (mut model, weights) = model_for_inference(settings, registry, device, settings.inference.inference_iter)?;
     tracing::info!(checkpoint = %weights.display(), "segmenting with");
     let subjects = held_out_subjects(settings, base_dir, false)?;

@@ -7,6 +7,7 @@ pub mod evaluation;
 pub mod inference;
 pub mod model;
 pub mod optim;
+pub mod precision;
 pub mod replicas;
 pub mod trainer;
 pub mod validation;

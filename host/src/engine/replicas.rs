@@ -10,10 +10,14 @@
 //! windows (e.g. Dice summed over the batch) are computed per replica, as NiftyNet's
 //! towers do.
 
+use std::time::Instant;
+
 use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::{LossBox, RTensor};
+use serde::Serialize;
 use tch::{Device, Tensor};
 
+use super::precision::Precision;
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::plugins::Registry;
@@ -23,6 +27,29 @@ pub struct Replicas {
     models: Vec<Model>,
     losses: Vec<LossBox>,
     devices: Vec<Device>,
+    precision: Precision,
+}
+
+/// One replica's part of a training step.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaStep {
+    /// The device, e.g. "Cpu" or "Cuda(0)".
+    pub device: String,
+    /// Windows of the batch it took.
+    pub windows: usize,
+    /// Its loss over those windows.
+    pub loss: f64,
+    /// Seconds of its forward, loss and backward.
+    pub seconds: f64,
+}
+
+/// What a training step's forward and backward passes report.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// The batch loss: the replicas' losses weighted by their share of the batch.
+    pub loss: f64,
+    /// Each replica that took part, in device order.
+    pub replicas: Vec<ReplicaStep>,
 }
 
 /// The chunks `(start, length)` of a batch of `n` windows over `replicas` replicas.
@@ -53,7 +80,8 @@ impl Replicas {
             models.push(Model::build(registry, settings, device)?);
             losses.push(registry.new_loss(&settings.training.loss, &loss_config)?);
         }
-        let mut replicas = Replicas { models, losses, devices: devices.to_vec() };
+        let precision = Precision::parse(&settings.training.mixed_precision).on(devices);
+        let mut replicas = Replicas { models, losses, devices: devices.to_vec(), precision };
         replicas.broadcast();
         Ok(replicas)
     }
@@ -61,6 +89,11 @@ impl Replicas {
     /// The replica the optimiser updates and checkpoints are taken from.
     pub fn primary(&mut self) -> &mut Model {
         &mut self.models[0]
+    }
+
+    /// The arithmetic the replicas' forward passes run in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Number of replicas.
@@ -74,15 +107,23 @@ impl Replicas {
     }
 
     /// Forward and backward of one batch on every replica in parallel; leaves the
-    /// averaged gradient in the primary replica. Returns the batch loss (the replicas'
-    /// losses weighted by their share of the batch).
+    /// averaged gradient in the primary replica, multiplied by `loss_scale` (1 unless
+    /// fp16 loss scaling is on). Returns the batch loss (the replicas' losses weighted by
+    /// their share of the batch, unscaled) and each replica's part.
     ///
     /// # Shapes
     /// images `[N, C, D, H, W]`, labels `[N, 1, D, H, W]` (on the CPU)
     ///
     /// # Errors
     /// A plugin failure in any replica, naming the component.
-    pub fn forward_backward(&mut self, images: &Tensor, labels: &Tensor, loss_name: &str) -> Result<f64, EngineError> {
+    pub fn forward_backward(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        loss_name: &str,
+        loss_scale: f64,
+    ) -> Result<StepOutcome, EngineError> {
+        let precision = self.precision;
         let n = images.size()[0] as usize;
         let chunks = split(n, self.models.len());
         let jobs: Vec<_> = self
@@ -95,10 +136,13 @@ impl Replicas {
             .map(|(((model, loss_fn), &device), &(start, len))| {
                 let x = images.narrow(0, start as i64, len as i64).to_device(device);
                 let y = labels.narrow(0, start as i64, len as i64).to_device(device);
-                (model, loss_fn, device, x, y, len as f64 / n as f64)
+                (model, loss_fn, device, x, y, len)
             })
             .collect();
-        let run = |(model, loss_fn, device, x, y, share): (&mut Model, &mut LossBox, Device, Tensor, Tensor, f64)| {
+        let run = |(model, loss_fn, device, x, y, len): (&mut Model, &mut LossBox, Device, Tensor, Tensor, usize)| {
+            let started = Instant::now();
+            let share = len as f64 / n as f64;
+            let autocast = precision.autocast(device);
             let logits = model.forward(&x, true).map_err(|error| EngineError::Plugin {
                 context: format!("network `{}` forward on {device:?}", model.name),
                 error,
@@ -108,15 +152,17 @@ impl Replicas {
                 .into_result()
                 .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?
                 .into_tch();
+            drop(autocast);
             let value = loss.double_value(&[]);
             if value.is_finite() {
-                (loss * share).backward();
+                (loss * (share * loss_scale)).backward();
             }
-            Ok(value * share)
+            let seconds = started.elapsed().as_secs_f64();
+            Ok(ReplicaStep { device: format!("{device:?}"), windows: len, loss: value, seconds })
         };
         // One replica runs on the calling thread: a fresh thread per step would also
         // start a fresh intra-op thread pool in libtorch every step.
-        let results: Vec<Result<f64, EngineError>> = if jobs.len() == 1 {
+        let results: Vec<Result<ReplicaStep, EngineError>> = if jobs.len() == 1 {
             jobs.into_iter().map(run).collect()
         } else {
             std::thread::scope(|scope| {
@@ -127,12 +173,10 @@ impl Replicas {
                     .collect()
             })
         };
-        let mut total = 0.0;
-        for r in results {
-            total += r?;
-        }
+        let replicas = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let loss = replicas.iter().map(|r| r.loss * r.windows as f64 / n as f64).sum();
         self.gather_gradients();
-        Ok(total)
+        Ok(StepOutcome { loss, replicas })
     }
 
     /// Sums every replica's gradients into the primary's (each is already weighted).

@@ -1,10 +1,11 @@
 //! The trainer: batches from the loader threads, forward and backward through the plugin
 //! network and loss, an optimiser step, progress, logs and checkpoints.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tch::Tensor;
 
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 use niftyhost_plugin_api::ComponentKind;
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::Optimiser;
+use super::precision::{LossScaler, Precision};
 use super::replicas::Replicas;
 use super::validation::{validate, EarlyStopping, Validation};
 use super::{EngineError, Model};
@@ -19,6 +21,7 @@ use crate::config::Settings;
 use crate::data::phases::training_subjects;
 use crate::data::{training_sampler, Loader};
 use crate::plugins::Registry;
+use crate::runlog::{RunLog, StepRecord};
 use crate::telemetry::Progress;
 
 /// What a finished training run reports.
@@ -38,16 +41,85 @@ pub struct TrainReport {
     pub patches_per_second: f64,
     /// Share of loop time spent waiting for batches.
     pub data_wait_share: f64,
+    /// Mean seconds per step of each part of it.
+    pub step_parts: StepParts,
     /// Trainable scalars of the network.
     pub parameters: i64,
     /// The last checkpoint written.
     pub checkpoint: PathBuf,
     /// The per-iteration log.
     pub log: PathBuf,
+    /// The TensorBoard event file, if written.
+    pub tensorboard: Option<PathBuf>,
+    /// The loss curve drawn at the end.
+    pub loss_curve: Option<PathBuf>,
     /// Validations run.
     pub validations: Vec<Validation>,
     /// Iteration early stopping ended the run at, if it did.
     pub stopped_early: Option<u64>,
+}
+
+/// Where a training step's time goes, as mean seconds per step. The host's overhead is
+/// everything but `data_wait` and `plugin`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepParts {
+    /// Waiting for the loader threads' batch (queue pop included).
+    pub data_wait: f64,
+    /// Batch buffers to tensors, and the buffers back to the loaders.
+    pub batch_to_tensors: f64,
+    /// Network forward, loss and backward in the plugins (the slowest replica).
+    pub plugin: f64,
+    /// Splitting the batch, moving it to the devices, replica threads, and gradient
+    /// averaging: the replicas' call minus `plugin`.
+    pub dispatch_and_averaging: f64,
+    /// Loss unscaling, clipping and the optimiser update.
+    pub optimiser: f64,
+    /// Copying the updated parameters to the other replicas.
+    pub broadcast: f64,
+    /// The JSONL and TensorBoard records and the progress bar.
+    pub logs: f64,
+    /// What happens every n steps (averaged over all steps): validation, TensorBoard
+    /// images (a forward pass) and checkpoints.
+    pub periodic: f64,
+    /// The whole step.
+    pub step: f64,
+    /// The host's own share of a step: batch to tensors, dispatch and averaging,
+    /// optimiser, broadcast and logs over the whole step.
+    pub host_overhead_share: f64,
+}
+
+impl StepParts {
+    fn add(&mut self, other: &StepParts) {
+        self.data_wait += other.data_wait;
+        self.batch_to_tensors += other.batch_to_tensors;
+        self.plugin += other.plugin;
+        self.dispatch_and_averaging += other.dispatch_and_averaging;
+        self.optimiser += other.optimiser;
+        self.broadcast += other.broadcast;
+        self.logs += other.logs;
+        self.periodic += other.periodic;
+        self.step += other.step;
+    }
+
+    fn mean(mut self, steps: f64) -> StepParts {
+        let steps = steps.max(1.0);
+        for v in [
+            &mut self.data_wait,
+            &mut self.batch_to_tensors,
+            &mut self.plugin,
+            &mut self.dispatch_and_averaging,
+            &mut self.optimiser,
+            &mut self.broadcast,
+            &mut self.logs,
+            &mut self.periodic,
+            &mut self.step,
+        ] {
+            *v /= steps;
+        }
+        let host = self.batch_to_tensors + self.dispatch_and_averaging + self.optimiser + self.broadcast + self.logs;
+        self.host_overhead_share = host / self.step.max(1e-12);
+        self
+    }
 }
 
 fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
@@ -113,7 +185,7 @@ fn restore(settings: &Settings, model: &mut Model, optimiser: &mut Optimiser) ->
 /// Bad data or configuration, a missing plugin, a plugin failure, a checkpoint that
 /// cannot be written, or a NaN/infinite loss (the last good checkpoint is kept).
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
-    let devices = crate::torch::select_devices(&settings.system.devices)?;
+    let devices = crate::torch::select_devices(&settings.device_names())?;
     if settings.system.torch_threads > 0 {
         tch::set_num_threads(settings.system.torch_threads as i32);
     }
@@ -153,18 +225,11 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
     tracing::info!(network = %name, parameters, devices = ?devices, "model ready");
 
+    let mut scaler = (replicas.precision() == Precision::Fp16).then(|| restore_scaler(settings, start));
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
-    let log_path = settings.system.model_dir.join("train_log.jsonl");
-    // A fresh run starts a fresh log; a resumed run appends to it.
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(start > 0)
-        .write(true)
-        .truncate(start == 0)
-        .open(&log_path)
-        .map_err(|e| EngineError::Other(format!("{}: {e}", log_path.display())))?;
+    let mut log = RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?;
 
     let ckpt_dir = settings.checkpoint_dir();
     let mut meta = CheckpointMeta {
@@ -174,36 +239,56 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         plugins: plugin_refs(registry, settings),
         torch_abi_tag: TORCH_ABI_TAG.to_owned(),
         config: serde_json::to_value(settings).unwrap_or_default(),
+        loss_scaler: scaler,
     };
     let mut last_checkpoint: Option<PathBuf> = checkpoint::list(&ckpt_dir).last().map(|(_, p)| p.clone());
     let progress = Progress::new(start, t.max_iter, "train");
     let started = Instant::now();
-    let (mut wait, mut loss_value) = (0.0f64, f64::NAN);
+    let mut loss_value = f64::NAN;
+    let mut parts = StepParts::default();
     let patches = settings.network.batch_size as f64;
     for iteration in start..t.max_iter {
+        let mut part = StepParts::default();
         let step_start = Instant::now();
+        let mut clock = Instant::now();
+        let mut lap = || std::mem::replace(&mut clock, Instant::now()).elapsed().as_secs_f64();
         let batch =
             loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))??;
-        let waited = step_start.elapsed().as_secs_f64();
-        wait += waited;
+        part.data_wait = lap();
         let (images, labels) = batch.to_tensors();
         loader.recycle(batch);
-        loss_value = replicas.forward_backward(&images, &labels, &t.loss)?;
+        part.batch_to_tensors = lap();
+        let outcome = replicas.forward_backward(&images, &labels, &t.loss, scaler.map_or(1.0, |s| s.scale))?;
+        part.plugin = outcome.replicas.iter().map(|r| r.seconds).fold(0.0, f64::max);
+        part.dispatch_and_averaging = (lap() - part.plugin).max(0.0);
+        loss_value = outcome.loss;
         if !loss_value.is_finite() {
             let last = last_checkpoint.as_ref().map_or("none".to_owned(), |p| p.display().to_string());
             return Err(EngineError::NonFinite { iteration: iteration + 1, loss: loss_value, last_checkpoint: last });
         }
         let lr = schedule.lr(iteration);
-        let grad_norm = optimiser.step(&mut replicas.primary().params, lr);
+        let params = &mut replicas.primary().params;
+        let grad_norm = match scaler.as_mut().map(|s| s.unscale(params)) {
+            Some(false) => f64::NAN,
+            _ => optimiser.step(params, lr),
+        };
+        part.optimiser = lap();
         replicas.broadcast();
+        part.broadcast = lap();
         let done = iteration + 1;
-        let step_secs = step_start.elapsed().as_secs_f64();
         let rate = progress.rate(done);
-        let record = serde_json::json!({
-            "iteration": done, "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "patches_per_s": rate * patches,
-            "data_wait_s": waited, "step_s": step_secs,
+        log.step(&StepRecord {
+            iteration: done,
+            loss: loss_value,
+            lr,
+            grad_norm,
+            patches_per_s: rate * patches,
+            data_wait_s: part.data_wait,
+            data_wait_pct: 100.0 * part.data_wait / step_start.elapsed().as_secs_f64().max(1e-12),
+            step_s: step_start.elapsed().as_secs_f64(),
+            loss_scale: scaler.map(|s| s.scale),
+            devices: outcome.replicas,
         });
-        let _ = writeln!(log, "{record}");
         progress.update(done, format!("loss {loss_value:.4} | {:.1} patches/s", rate * patches));
         if (done % t.log_every_n.max(1) == 0 && !progress.is_visible()) || done == t.max_iter {
             tracing::info!(
@@ -213,11 +298,15 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
                 progress.eta_secs(done)
             );
         }
+        part.logs = lap();
+        if t.tensorboard_every_n > 0 && (done % t.tensorboard_every_n == 0 || done == start + 1) {
+            log_slices(&mut log, &mut replicas, &images, &labels, done, settings, &t.loss)?;
+        }
         let mut stop = false;
         if let Some(vs) = validation_sampler.as_ref().filter(|_| done % t.validation_every_n == 0) {
             let classes = settings.segmentation.num_classes;
             let v = validate(&mut replicas, Arc::clone(vs), t.validation_max_iter, classes, done, &t.loss)?;
-            let _ = writeln!(log, "{}", serde_json::json!({"validation": v}));
+            log.validation(&v);
             tracing::info!(iteration = done, loss = v.loss, dice = ?v.dice, "validation");
             validations.push(v);
             let losses: Vec<f64> = validations.iter().map(|v| v.loss).collect();
@@ -228,14 +317,20 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
             }
         }
         if done % t.save_every_n == 0 || done == t.max_iter || stop {
+            // The log reaches the disk before the checkpoint that a resume starts from.
+            log.flush();
             meta.iteration = done;
             meta.loss = loss_value;
+            meta.loss_scaler = scaler;
             let model = replicas.primary();
             let path = checkpoint::save(&ckpt_dir, model, &optimiser.state(&model.params), &meta)?;
             checkpoint::prune(&ckpt_dir, t.max_checkpoints);
             tracing::debug!(file = %path.display(), "checkpoint saved");
             last_checkpoint = Some(path);
         }
+        part.periodic = lap();
+        part.step = step_start.elapsed().as_secs_f64();
+        parts.add(&part);
         if stop {
             break;
         }
@@ -244,6 +339,14 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let seconds = started.elapsed().as_secs_f64();
     let end = stopped_early.unwrap_or(t.max_iter).max(start);
     let steps = (end - start).max(1) as f64;
+    let parts = parts.mean(steps);
+    let loss_curve = match log.finish(&format!("{name}: loss")) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            tracing::warn!("loss curve not drawn: {e}");
+            None
+        }
+    };
     Ok(TrainReport {
         iterations: end,
         validations,
@@ -253,9 +356,39 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         seconds,
         seconds_per_iteration: seconds / steps,
         patches_per_second: steps * patches / seconds.max(1e-9),
-        data_wait_share: wait / seconds.max(1e-9),
+        data_wait_share: parts.data_wait / parts.step.max(1e-12),
+        step_parts: parts,
         parameters,
         checkpoint: last_checkpoint.unwrap_or_default(),
-        log: log_path,
+        log: log.jsonl_path().to_owned(),
+        tensorboard: log.event_file().map(Path::to_owned),
+        loss_curve,
     })
+}
+
+/// The fp16 loss scaler to continue with: the checkpoint's when resuming, else a new one.
+fn restore_scaler(settings: &Settings, start: u64) -> LossScaler {
+    checkpoint::list(&settings.checkpoint_dir())
+        .iter()
+        .find(|(i, _)| *i == start)
+        .and_then(|(_, path)| checkpoint::read_meta(path).ok())
+        .and_then(|meta| meta.loss_scaler)
+        .unwrap_or_default()
+}
+
+/// Logs the middle slices of the batch's first window with the network's prediction.
+fn log_slices(
+    log: &mut RunLog,
+    replicas: &mut Replicas,
+    images: &Tensor,
+    labels: &Tensor,
+    step: u64,
+    settings: &Settings,
+    loss_name: &str,
+) -> Result<(), EngineError> {
+    let (image, label) = (images.narrow(0, 0, 1), labels.narrow(0, 0, 1));
+    let (_, logits) = replicas.evaluate(&image, &label, loss_name)?;
+    let prediction = logits.argmax(1, false).get(0);
+    log.slices(step, &image.get(0).get(0), &label.get(0).get(0), &prediction, settings.segmentation.num_classes);
+    Ok(())
 }
