@@ -66,6 +66,11 @@ pub struct TrainingFigures {
     pub seconds_per_iteration: f64,
     /// Share of loop time waiting for batches.
     pub data_wait_share: f64,
+    /// The host's share of a step (batch to tensors, dispatch, gradient averaging,
+    /// optimiser, broadcast, logs) beside the plugin's forward and backward.
+    pub host_overhead_share: f64,
+    /// Mean seconds per step of each part.
+    pub step_parts: trainer::StepParts,
 }
 
 /// Everything measured.
@@ -171,6 +176,8 @@ pub fn run(opts: &BenchOptions, registry: &Registry) -> Result<BenchReport, Engi
             network: s.network.name.clone(),
             seconds_per_iteration: report.seconds_per_iteration,
             data_wait_share: report.data_wait_share,
+            host_overhead_share: report.step_parts.host_overhead_share,
+            step_parts: report.step_parts,
         })
     };
     Ok(BenchReport {

@@ -151,10 +151,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(t) = &report.training {
                 eprintln!(
-                    "{} training: {:.3} s/iteration, data wait {:.2}%",
+                    "{} training: {:.3} s/iteration, data wait {:.2}%, host overhead {:.2}% (plugin forward/backward {:.3} s, optimiser {:.4} s per step)",
                     t.network,
                     t.seconds_per_iteration,
-                    100.0 * t.data_wait_share
+                    100.0 * t.data_wait_share,
+                    100.0 * t.host_overhead_share,
+                    t.step_parts.plugin,
+                    t.step_parts.optimiser,
                 );
             }
             if args.plugins.json {
