@@ -321,6 +321,36 @@ fn evaluation_job_writes_every_metric_per_subject_label_and_unit() {
     let components = std::fs::read_to_string(eval.join("metrics_components.csv")).unwrap();
     assert!(components.lines().any(|l| l.starts_with("ellipsoids_aniso,1,segmentation,") && l.contains(",spurious,")));
 
+    // Two folders, no config, from an empty folder: references paired with the
+    // segmentations by name; with the config's labels, the same CSV.
+    let refs = dir.path().join("refs");
+    std::fs::create_dir_all(&refs).unwrap();
+    for case in ["multilabel", "ellipsoids_aniso"] {
+        std::fs::copy(data.join(format!("ref_{case}.nii.gz")), refs.join(format!("{case}.nii.gz"))).unwrap();
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out_csv = empty.path().join("out/metrics.csv");
+    let (s, r, o) = (segs.to_str().unwrap(), refs.to_str().unwrap(), out_csv.to_str().unwrap());
+    let flags =
+        ["evaluation", "--seg-dir", s, "--ref-dir", r, "--out", o, "--set", "evaluation.surface_tolerance_mm=1.6"];
+    let labels = "evaluation.labels=[0, 1, 2, 3, 4, 5]";
+    let out = niftyhost_tests::run(empty.path(), &[&flags[..], &["--set", labels]].concat());
+    assert!(out.status.success(), "{}", niftyhost_tests::text(&out).1);
+    assert!(std::fs::read_to_string(&out_csv).unwrap() == csv, "folder and config evaluations differ");
+    // Without labels given, the values found in the files are scored: 5 is in none.
+    let out = niftyhost_tests::run(empty.path(), &flags);
+    assert!(out.status.success(), "{}", niftyhost_tests::text(&out).1);
+    let found = std::fs::read_to_string(&out_csv).unwrap();
+    let scored: Vec<&str> =
+        found.lines().filter(|l| l.starts_with("multilabel,") && l.contains(",label,")).map(|l| &l[11..12]).collect();
+    assert_eq!(scored, ["0", "1", "2", "3", "4"]);
+    std::fs::remove_file(segs.join("multilabel_seg.nii.gz")).unwrap();
+    let out = niftyhost_tests::run(empty.path(), &flags);
+    let (_, stderr) = niftyhost_tests::text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("have no segmentation") && stderr.contains("`multilabel`: expected"), "{stderr}");
+    std::fs::copy(fixtures().join("multilabel_seg.nii.gz"), segs.join("multilabel_seg.nii.gz")).unwrap();
+
     // With label normalisation the saved label map's values are scored (segmentations
     // carry them).
     niftyhost::preprocess::LabelMap::from_values(vec![0, 2, 4])

@@ -29,8 +29,9 @@ pub enum Command {
     Train(JobArgs),
     /// Segment images window by window with a trained checkpoint.
     Inference(JobArgs),
-    /// Compare segmentations with reference labels and write a metrics CSV.
-    Evaluation(JobArgs),
+    /// Compare segmentations with reference labels and write a metrics CSV: the config's
+    /// held-out subjects, or two folders (`--seg-dir S --ref-dir R`, no config needed).
+    Evaluation(EvaluationArgs),
     /// Check that every subject's files are readable and agree, listing every problem.
     Check(JobArgs),
     /// Measure the data pipeline: NIfTI decoding, sampler throughput and the data-wait
@@ -69,6 +70,44 @@ pub struct BenchArgs {
     /// Plugins.
     #[command(flatten)]
     pub plugins: PluginArgs,
+}
+
+/// Arguments of `niftyhost evaluation`.
+#[derive(Debug, Clone, Args)]
+pub struct EvaluationArgs {
+    /// Config, overrides and plugins.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Shortcut for `evaluation.seg_dir`: the segmentations.
+    #[arg(long, value_name = "DIR")]
+    pub seg_dir: Option<PathBuf>,
+    /// Shortcut for `evaluation.ref_dir`: reference labels `<id>.nii[.gz]`, each paired with
+    /// `<seg-dir>/<id><inference.output_postfix>.nii[.gz]` (else `<seg-dir>/<id>.nii[.gz]`).
+    #[arg(long, value_name = "DIR")]
+    pub ref_dir: Option<PathBuf>,
+    /// Shortcut for `evaluation.output_csv`.
+    #[arg(long, value_name = "CSV")]
+    pub out: Option<PathBuf>,
+}
+
+impl EvaluationArgs {
+    /// The job's overrides with these flags before `--set`, so `--set` wins.
+    ///
+    /// # Errors
+    /// As [`JobArgs::overrides`].
+    pub fn overrides(&self) -> Result<Overrides, ConfigError> {
+        let mut overrides = self.job.overrides()?;
+        let path = |p: &PathBuf| toml::Value::String(p.display().to_string()).to_string();
+        let flags = [
+            ("--seg-dir", "evaluation.seg_dir", &self.seg_dir),
+            ("--ref-dir", "evaluation.ref_dir", &self.ref_dir),
+            ("--out", "evaluation.output_csv", &self.out),
+        ];
+        let entries =
+            flags.into_iter().filter_map(|(flag, key, v)| Some((flag.to_owned(), key.to_owned(), path(v.as_ref()?))));
+        overrides.cli.splice(0..0, entries);
+        Ok(overrides)
+    }
 }
 
 /// Where plugins are looked for.

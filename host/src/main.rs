@@ -101,13 +101,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Evaluation(args) => {
-            let s = settings(&args)?;
+            let s = config::load(args.job.config.as_deref(), &args.overrides()?)?;
             let report = evaluation::evaluate(&s, here).context("evaluation failed")?;
             for (label, dice) in &report.mean_dice {
                 eprintln!("label {label}: mean Dice {dice:.4}");
             }
             eprintln!("metrics: {}", report.csv.display());
-            if args.plugins.json {
+            if args.job.plugins.json {
                 print_json(&report)?;
             }
         }

@@ -133,6 +133,16 @@ pub const KEYS: &[KeySpec] = &[
     k("inference.output_dir", "\"\"", "where segmentations go (empty = <model_dir>/inference)"),
     k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),
     k("evaluation.seg_dir", "\"\"", "segmentations to evaluate (empty = inference.output_dir)"),
+    k(
+        "evaluation.ref_dir",
+        "\"\"",
+        "reference labels <id>.nii[.gz], paired by name with <seg_dir>/<id><inference.output_postfix>.nii[.gz] (empty = the dataset's labels)",
+    ),
+    k(
+        "evaluation.labels",
+        "[]",
+        "label values to score (empty = 0..num_classes, or every value found when evaluation.ref_dir is set)",
+    ),
     k("evaluation.output_csv", "\"\"", "metrics CSV (empty = <model_dir>/evaluation/metrics.csv)"),
     k(
         "evaluation.evaluation_units",

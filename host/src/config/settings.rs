@@ -125,6 +125,8 @@ pub struct Inference {
 #[serde(deny_unknown_fields)]
 pub struct Evaluation {
     pub seg_dir: PathBuf,
+    pub ref_dir: PathBuf,
+    pub labels: Vec<u32>,
     pub output_csv: PathBuf,
     pub evaluation_units: Vec<String>,
     pub include_background: bool,
@@ -207,13 +209,9 @@ impl Settings {
         if self.training.save_every_n == 0 {
             return invalid("`training.save_every_n` must be positive".into());
         }
-        for name in self.segmentation.image.iter().chain([&self.segmentation.label]) {
-            if !self.input.contains_key(name) {
-                let have: Vec<&String> = self.input.keys().collect();
-                return invalid(format!(
-                    "`segmentation` names input section `{name}`, but the config defines only {have:?}"
-                ));
-            }
+        // Evaluating two folders needs no dataset.
+        if self.evaluation.ref_dir.as_os_str().is_empty() {
+            self.validate_inputs()?;
         }
         let t = &self.training;
         for (key, f) in [
@@ -273,27 +271,6 @@ impl Settings {
                 n.volume_padding_mode
             ));
         }
-        let used: Vec<&String> = self.segmentation.image.iter().chain([&self.segmentation.label]).collect();
-        for (key, differs) in [
-            ("pixdim", used.windows(2).any(|w| self.input[w[0]].pixdim != self.input[w[1]].pixdim)),
-            ("axcodes", used.windows(2).any(|w| self.input[w[0]].axcodes != self.input[w[1]].axcodes)),
-        ] {
-            if differs {
-                return invalid(format!(
-                    "input sections {used:?} must agree on `{key}` (images and labels share one grid)"
-                ));
-            }
-        }
-        let first = &self.input[&self.segmentation.image[0]];
-        if !first.pixdim.is_empty() && (first.pixdim.len() != 3 || first.pixdim.iter().any(|p| *p <= 0.0)) {
-            return invalid(format!("`pixdim` must be three positive voxel sizes in mm, got {:?}", first.pixdim));
-        }
-        if !first.axcodes.is_empty() && crate::preprocess::AxCodes::parse(&first.axcodes).is_err() {
-            return invalid(format!(
-                "`axcodes` must be three letters from L/R, A/P, S/I, one per axis, got \"{}\"",
-                first.axcodes
-            ));
-        }
         if let Err(e) = crate::engine::optim::Rule::parse(&self.training.optimiser) {
             return invalid(format!("`training.optimiser`: {e}"));
         }
@@ -314,6 +291,41 @@ impl Settings {
             return invalid(format!(
                 "`training.lr_schedule` must be constant, step, poly or cosine, got \"{}\"",
                 self.training.lr_schedule
+            ));
+        }
+        Ok(())
+    }
+
+    /// The input sections `[segmentation]` names: defined, on one grid.
+    fn validate_inputs(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for name in self.segmentation.image.iter().chain([&self.segmentation.label]) {
+            if !self.input.contains_key(name) {
+                let have: Vec<&String> = self.input.keys().collect();
+                return invalid(format!(
+                    "`segmentation` names input section `{name}`, but the config defines only {have:?}"
+                ));
+            }
+        }
+        let used: Vec<&String> = self.segmentation.image.iter().chain([&self.segmentation.label]).collect();
+        for (key, differs) in [
+            ("pixdim", used.windows(2).any(|w| self.input[w[0]].pixdim != self.input[w[1]].pixdim)),
+            ("axcodes", used.windows(2).any(|w| self.input[w[0]].axcodes != self.input[w[1]].axcodes)),
+        ] {
+            if differs {
+                return invalid(format!(
+                    "input sections {used:?} must agree on `{key}` (images and labels share one grid)"
+                ));
+            }
+        }
+        let first = &self.input[&self.segmentation.image[0]];
+        if !first.pixdim.is_empty() && (first.pixdim.len() != 3 || first.pixdim.iter().any(|p| *p <= 0.0)) {
+            return invalid(format!("`pixdim` must be three positive voxel sizes in mm, got {:?}", first.pixdim));
+        }
+        if !first.axcodes.is_empty() && crate::preprocess::AxCodes::parse(&first.axcodes).is_err() {
+            return invalid(format!(
+                "`axcodes` must be three letters from L/R, A/P, S/I, one per axis, got \"{}\"",
+                first.axcodes
             ));
         }
         Ok(())

@@ -229,7 +229,8 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
-    let mut log = RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?;
+    let mut log =
+        RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?;
 
     let ckpt_dir = settings.checkpoint_dir();
     let mut meta = CheckpointMeta {

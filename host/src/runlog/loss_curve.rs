@@ -104,11 +104,9 @@ pub fn draw(train: &[(f64, f64)], validation: &[(f64, f64)], title: &str) -> Can
     }
 
     let mut legend_x = LEFT + plot_w;
-    for (name, colour, shown) in [
-        ("validation", VALID, !validation.is_empty()),
-        ("moving average", SMOOTH, true),
-        ("training loss", RAW, true),
-    ] {
+    for (name, colour, shown) in
+        [("validation", VALID, !validation.is_empty()), ("moving average", SMOOTH, true), ("training loss", RAW, true)]
+    {
         if shown {
             legend_x -= Canvas::text_width(name, 2) + 40;
             c.fill_rect((legend_x, 18), (legend_x + 14, 26), colour);

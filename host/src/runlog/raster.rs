@@ -166,7 +166,12 @@ impl Canvas {
 ///
 /// # Errors
 /// `pixels` does not hold `width × height` pixels of `colour`.
-pub fn encode_png(pixels: &[u8], width: u32, height: u32, colour: png::ColorType) -> Result<Vec<u8>, png::EncodingError> {
+pub fn encode_png(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    colour: png::ColorType,
+) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut out, width, height);

@@ -187,7 +187,7 @@ mod tests {
     fn events_match_tensorboards_own_encoding() {
         // Written by TensorBoard's protocol buffers and record writer: see the script
         // beside the file.
-        let reference = include_bytes!("../../../tests/data/tensorboard/reference.tfevents");
+        let reference = include_bytes!("../../../tests/fixtures/tensorboard/reference.tfevents");
         let mut ours = record(&version_event(1795840999.25));
         ours.extend(record(&summary_event(1795841000.5, 300, "train/loss", &SummaryValue::Scalar(0.8344))));
         let image = SummaryValue::Image { png: b"\x89PNG-not-really", height: 2, width: 3, channels: 1 };

@@ -1,73 +1,14 @@
-//! Evaluation: segmentations against reference labels, per subject, label and unit, as
-//! CSV, with a summary over subjects.
-//!
-//! Outputs (beside `evaluation.output_csv`, default `<model_dir>/evaluation/metrics.csv`):
-//! - `metrics.csv`: one row per subject × label × unit with every metric as a column
-//!   (see [`column_names`]); the first ten columns are the historical
-//!   `subject,label,dice,jaccard,tp,fp,fn,tn,ref_voxels,seg_voxels`, then `unit`. A
-//!   label/foreground row leaves the component columns empty; a `cc` row leaves the voxel
-//!   overlap and distance columns empty. Undefined values are `NaN`, infinite distances
-//!   `inf` (see [`crate::metrics`] for the definitions and the empty cases).
-//! - `metrics_summary.csv`: per unit, label and metric over subjects: the number of
-//!   finite values, their mean, population standard deviation, median, min and max, and
-//!   how many values were NaN or infinite (those are left out of the statistics). Also
-//!   printed on stderr.
-//! - `metrics_components.csv` (with the `cc` unit only): every reference and segmentation
-//!   component: size, centroid, overlap, whether it was detected (reference) or matched
-//!   (segmentation), its Dice (reference) and the components it overlaps.
-//!
-//! Configuration (`[evaluation]`): `evaluation_units` (`label`, `foreground`, `cc`),
-//! `include_background` (label 0 in the label unit), `surface_tolerance_mm` (τ of the
-//! normalised surface Dice), `connectivity` (6, 18 or 26) and `component_min_overlap`.
-//! Labels are `0..segmentation.num_classes` (0 only with `include_background`), or, with
-//! `segmentation.label_normalisation`, the label values of the saved label map (the
-//! values segmentations are written with); the voxel size is the reference's `pixdim`.
+//! The evaluation's outputs: the metrics CSV (one row per subject × label × unit),
+//! the summary over subjects (CSV and a table for the terminal) and the per-component CSV.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use super::EngineError;
-use crate::config::{ConfigError, Settings};
-use crate::data::phases::held_out_subjects;
-use crate::io::read_volume;
-use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit, UnitResult};
-use crate::preprocess::{LabelMap, SavedModel};
-
-/// One row of the metrics CSV: one subject, label (or `foreground`) and unit.
-#[derive(Debug, Clone, Serialize)]
-pub struct MetricRow {
-    /// Subject id.
-    pub subject: String,
-    /// Label value, or `foreground`.
-    pub label: String,
-    /// `label`, `foreground` or `cc`.
-    pub unit: Unit,
-    /// Reference voxels of the label.
-    pub ref_voxels: u64,
-    /// Segmentation voxels of the label.
-    pub seg_voxels: u64,
-    /// Every voxel and surface metric (label and foreground units).
-    pub metrics: Option<BinaryMetrics>,
-    /// Components and their matching (cc unit).
-    pub components: Option<ComponentSummary>,
-}
-
-impl MetricRow {
-    /// The row of one subject's unit result.
-    fn from_unit(subject: String, u: UnitResult) -> MetricRow {
-        MetricRow {
-            subject,
-            label: u.target.to_string(),
-            unit: u.unit,
-            ref_voxels: u.ref_voxels,
-            seg_voxels: u.seg_voxels,
-            metrics: u.metrics,
-            components: u.components,
-        }
-    }
-}
+use super::MetricRow;
+use crate::engine::EngineError;
+use crate::metrics::{BinaryMetrics, ComponentSummary, Unit};
 
 /// A CSV cell.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -181,186 +122,6 @@ pub struct SummaryRow {
     pub inf: usize,
 }
 
-/// What an evaluation produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct EvaluationReport {
-    /// Every row.
-    pub rows: Vec<MetricRow>,
-    /// Mean Dice per label (label unit) over subjects where it is defined.
-    pub mean_dice: Vec<(u32, f64)>,
-    /// Statistics over subjects per unit, label and metric.
-    pub summary: Vec<SummaryRow>,
-    /// The metrics CSV written.
-    pub csv: PathBuf,
-    /// The summary CSV written.
-    pub summary_csv: PathBuf,
-    /// The per-component CSV written (cc unit).
-    pub components_csv: Option<PathBuf>,
-}
-
-/// The metric options of `[evaluation]`.
-///
-/// # Errors
-/// An unknown unit, a connectivity other than 6, 18 or 26, a negative or non-finite
-/// tolerance, an overlap fraction outside `[0, 1)`.
-pub fn options(settings: &Settings) -> Result<EvalOptions, ConfigError> {
-    let e = &settings.evaluation;
-    let invalid = |m: String| Err(ConfigError::Invalid(m));
-    let mut units = Vec::new();
-    for name in &e.evaluation_units {
-        match Unit::parse(name) {
-            Some(u) if !units.contains(&u) => units.push(u),
-            Some(_) => {}
-            None => {
-                return invalid(format!(
-                    "`evaluation.evaluation_units` must list label, foreground or cc, got \"{name}\""
-                ))
-            }
-        }
-    }
-    if units.is_empty() {
-        return invalid("`evaluation.evaluation_units` lists no unit (label, foreground, cc)".into());
-    }
-    let Some(connectivity) = Connectivity::from_neighbours(e.connectivity) else {
-        return invalid(format!("`evaluation.connectivity` must be 6, 18 or 26, got {}", e.connectivity));
-    };
-    if !(e.surface_tolerance_mm.is_finite() && e.surface_tolerance_mm >= 0.0) {
-        return invalid(format!("`evaluation.surface_tolerance_mm` must be >= 0, got {}", e.surface_tolerance_mm));
-    }
-    if !(0.0..1.0).contains(&e.component_min_overlap) {
-        return invalid(format!(
-            "`evaluation.component_min_overlap` must be in [0, 1), got {}",
-            e.component_min_overlap
-        ));
-    }
-    let first = if e.include_background { 0 } else { 1 };
-    Ok(EvalOptions {
-        labels: (first..settings.segmentation.num_classes as u32).collect(),
-        units,
-        tolerance_mm: e.surface_tolerance_mm,
-        connectivity,
-        min_overlap: e.component_min_overlap,
-    })
-}
-
-/// The voxel size to measure with: `pixdim` as stored, a zero, negative or non-finite
-/// size counting as 1 mm (as the affine fall-back does) and a negative one by magnitude.
-fn spacing_of(pixdim: [f64; 3]) -> [f64; 3] {
-    pixdim.map(|p| if p.is_finite() && p != 0.0 { p.abs() } else { 1.0 })
-}
-
-/// Evaluates `<seg_dir>/<id><postfix>.nii.gz` against each subject's label and writes the
-/// three CSVs; prints the summary on stderr.
-///
-/// # Errors
-/// Invalid `[evaluation]` options, a missing segmentation (named), unreadable files,
-/// mismatched shapes, a 4D segmentation or reference.
-pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport, EngineError> {
-    let mut options = options(settings)?;
-    if settings.segmentation.label_normalisation {
-        // Segmentations carry the original label values again: score those.
-        let path = settings.label_map_file();
-        let map = LabelMap::load(&path).map_err(|e| {
-            EngineError::Other(format!("label normalisation is on but its map {} is unusable: {e}", path.display()))
-        })?;
-        let (labels, negative): (Vec<i64>, Vec<i64>) = map.values.iter().partition(|&&v| v >= 0);
-        if !negative.is_empty() {
-            tracing::warn!("label values {negative:?} are negative: the label unit leaves them out");
-        }
-        options.labels = labels
-            .into_iter()
-            .filter_map(|v| u32::try_from(v).ok())
-            .filter(|&v| v != 0 || settings.evaluation.include_background)
-            .collect();
-    }
-    let seg_dir = if settings.evaluation.seg_dir.as_os_str().is_empty() {
-        settings.inference_dir()
-    } else {
-        settings.evaluation.seg_dir.clone()
-    };
-    let subjects = held_out_subjects(settings, base_dir, true)?;
-    let mut rows = Vec::new();
-    for s in &subjects {
-        let seg_path = seg_dir.join(format!("{}{}.nii.gz", s.id, settings.inference.output_postfix));
-        if !seg_path.is_file() {
-            return Err(EngineError::Other(format!(
-                "no segmentation for subject `{}`: expected {} (run `niftyhost inference` first)",
-                s.id,
-                seg_path.display()
-            )));
-        }
-        let seg = read_volume(&seg_path)?;
-        let reference = read_volume(s.label.as_ref().expect("subjects found with labels"))?;
-        if seg.dims != reference.dims {
-            return Err(EngineError::Other(format!(
-                "{} is {:?} but reference {} is {:?}",
-                seg_path.display(),
-                seg.dims,
-                reference.path.display(),
-                reference.dims
-            )));
-        }
-        for v in [&seg, &reference] {
-            if v.channels != 1 {
-                return Err(EngineError::Other(format!(
-                    "{}: a label volume has one value per voxel, this one has {} (4D)",
-                    v.path.display(),
-                    v.channels
-                )));
-            }
-        }
-        let spacing = spacing_of(reference.pixdim);
-        let seg_spacing = spacing_of(seg.pixdim);
-        if (0..3).any(|a| (seg_spacing[a] - spacing[a]).abs() > 1e-4 * spacing[a]) {
-            tracing::warn!(
-                "{}: voxel size {:?} differs from the reference's {:?}; measuring with the reference's",
-                seg_path.display(),
-                seg_spacing,
-                spacing
-            );
-        }
-        for u in evaluate_labels(&seg.data, &reference.data, seg.dims, spacing, &options) {
-            rows.push(MetricRow::from_unit(s.id.clone(), u));
-        }
-    }
-    let mean_dice: Vec<(u32, f64)> = options
-        .labels
-        .iter()
-        .filter(|_| options.units.contains(&Unit::Label))
-        .map(|&l| {
-            let name = l.to_string();
-            let d: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.unit == Unit::Label && r.label == name)
-                .filter_map(|r| r.metrics.as_ref().map(|m| m.dice))
-                .filter(|d| d.is_finite())
-                .collect();
-            (l, if d.is_empty() { f64::NAN } else { d.iter().sum::<f64>() / d.len() as f64 })
-        })
-        .collect();
-    let summary = summarise(&rows);
-    eprint!("{}", summary_table(&summary));
-
-    let csv = settings.evaluation_csv();
-    let beside = |suffix: &str| {
-        let stem = csv.file_stem().map_or_else(|| "metrics".into(), |s| s.to_string_lossy().into_owned());
-        csv.with_file_name(format!("{stem}_{suffix}.csv"))
-    };
-    let summary_csv = beside("summary");
-    write_file(&csv, &metrics_csv(&rows))?;
-    write_file(&summary_csv, &summary_csv_text(&summary))?;
-    let components_path = beside("components");
-    let components_csv = if options.units.contains(&Unit::Cc) {
-        write_file(&components_path, &components_csv_text(&rows))?;
-        Some(components_path)
-    } else {
-        // Not left over from an earlier run with the cc unit, as if it were this one's.
-        let _ = std::fs::remove_file(&components_path);
-        None
-    };
-    Ok(EvaluationReport { rows, mean_dice, summary, csv, summary_csv, components_csv })
-}
-
 fn format_real(v: f64) -> String {
     format!("{v:.6}")
 }
@@ -374,7 +135,7 @@ fn format_cell(c: Cell) -> String {
 }
 
 /// The metrics CSV: `subject,label,dice,…,seg_voxels,unit,…`.
-fn metrics_csv(rows: &[MetricRow]) -> String {
+pub(super) fn metrics_csv(rows: &[MetricRow]) -> String {
     let mut text = column_names().join(",");
     text.push('\n');
     for r in rows {
@@ -394,7 +155,7 @@ fn metrics_csv(rows: &[MetricRow]) -> String {
 
 /// Statistics per unit, label and metric, in the order the rows first name them; metrics
 /// a unit leaves empty are left out.
-fn summarise(rows: &[MetricRow]) -> Vec<SummaryRow> {
+pub(super) fn summarise(rows: &[MetricRow]) -> Vec<SummaryRow> {
     let mut groups: Vec<(Unit, &str)> = Vec::new();
     for r in rows {
         if !groups.contains(&(r.unit, r.label.as_str())) {
@@ -437,7 +198,7 @@ fn summarise(rows: &[MetricRow]) -> Vec<SummaryRow> {
     out
 }
 
-fn summary_csv_text(summary: &[SummaryRow]) -> String {
+pub(super) fn summary_csv_text(summary: &[SummaryRow]) -> String {
     let mut text = String::from("unit,label,metric,n,mean,std,median,min,max,nan,inf\n");
     for s in summary {
         let _ = writeln!(
@@ -462,7 +223,7 @@ fn summary_csv_text(summary: &[SummaryRow]) -> String {
 /// The summary for a terminal: one block per unit, one line per metric, one column per
 /// label with `mean ± std (median)` over subjects, and `[k NaN, m inf]` when some values
 /// were left out.
-fn summary_table(summary: &[SummaryRow]) -> String {
+pub(super) fn summary_table(summary: &[SummaryRow]) -> String {
     let mut text = String::new();
     let mut units: Vec<Unit> = summary.iter().map(|s| s.unit).collect();
     units.dedup();
@@ -522,7 +283,7 @@ fn short(v: f64) -> String {
 }
 
 /// The per-component CSV of the cc unit.
-fn components_csv_text(rows: &[MetricRow]) -> String {
+pub(super) fn components_csv_text(rows: &[MetricRow]) -> String {
     let mut text = String::from(
         "subject,label,side,component,voxels,centroid_i,centroid_j,centroid_k,overlap_voxels,status,dice,overlapping\n",
     );
@@ -555,7 +316,7 @@ fn components_csv_text(rows: &[MetricRow]) -> String {
     text
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
+pub(super) fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
     let fail = |e: std::io::Error| EngineError::Other(format!("{}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
@@ -566,6 +327,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{evaluate_labels, EvalOptions};
 
     #[test]
     fn the_historical_columns_come_first_then_unit() {

@@ -1,0 +1,131 @@
+//! Which segmentation is scored against which reference: from the config's dataset
+//! (`<seg_dir>/<id><postfix>.nii.gz` for each held-out subject), or from two folders
+//! matched by file name, without a dataset.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::data::phases::held_out_subjects;
+use crate::engine::EngineError;
+
+/// One subject's segmentation and reference label files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    /// Subject id.
+    pub id: String,
+    /// The segmentation.
+    pub segmentation: PathBuf,
+    /// The reference labels.
+    pub reference: PathBuf,
+}
+
+const EXTENSIONS: [&str; 2] = [".nii.gz", ".nii"];
+
+/// A NIfTI file name without its extension, or `None` for other files.
+fn stem(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    EXTENSIONS.iter().find_map(|ext| name.strip_suffix(ext)).map(str::to_owned)
+}
+
+/// The held-out subjects of the config's dataset with their segmentations in `seg_dir`.
+///
+/// # Errors
+/// The dataset cannot be read, or a subject has no segmentation (every one is named).
+pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Result<Vec<Pair>, EngineError> {
+    let subjects = held_out_subjects(settings, base_dir, true)?;
+    let postfix = &settings.inference.output_postfix;
+    let mut pairs = Vec::new();
+    let mut missing = Vec::new();
+    for s in subjects {
+        let segmentation = seg_dir.join(format!("{}{postfix}.nii.gz", s.id));
+        match s.label {
+            Some(reference) if segmentation.is_file() => pairs.push(Pair { id: s.id, segmentation, reference }),
+            _ => missing.push(format!("`{}`: expected {}", s.id, segmentation.display())),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(EngineError::Other(format!(
+            "no segmentation for {} subject(s) (run `niftyhost inference` first):\n  {}",
+            missing.len(),
+            missing.join("\n  ")
+        )));
+    }
+    Ok(pairs)
+}
+
+/// Every NIfTI file of `ref_dir` (`<id>.nii[.gz]`) with the file of `seg_dir` named
+/// `<id><postfix>.nii[.gz]`, or else `<id>.nii[.gz]` (other tools' outputs often keep
+/// the reference's name).
+///
+/// # Errors
+/// A folder that cannot be read, a folder without NIfTI files, or references without a
+/// segmentation (every one is named).
+pub fn from_folders(seg_dir: &Path, ref_dir: &Path, postfix: &str) -> Result<Vec<Pair>, EngineError> {
+    let list = |dir: &Path| -> Result<Vec<(String, PathBuf)>, EngineError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| EngineError::Other(format!("{}: {e}", dir.display())))?;
+        let mut files: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter_map(|p| stem(&p).map(|s| (s, p)))
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let references = list(ref_dir)?;
+    if references.is_empty() {
+        return Err(EngineError::Other(format!("{}: no .nii or .nii.gz reference files", ref_dir.display())));
+    }
+    let segmentations = list(seg_dir)?;
+    let mut pairs = Vec::new();
+    let mut missing = Vec::new();
+    for (id, reference) in references {
+        let wanted = format!("{id}{postfix}");
+        let found =
+            segmentations.iter().find(|(s, _)| *s == wanted).or_else(|| segmentations.iter().find(|(s, _)| *s == id));
+        match found {
+            Some((_, segmentation)) => pairs.push(Pair { id, segmentation: segmentation.clone(), reference }),
+            None => missing.push(format!("`{id}`: expected {}/{wanted}.nii[.gz]", seg_dir.display())),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(EngineError::Other(format!(
+            "{} reference(s) in {} have no segmentation:\n  {}",
+            missing.len(),
+            ref_dir.display(),
+            missing.join("\n  ")
+        )));
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, names: &[&str]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for n in names {
+            std::fs::write(dir.join(n), b"").unwrap();
+        }
+    }
+
+    #[test]
+    fn folders_pair_by_name_with_the_postfix_and_name_every_missing_file() {
+        let root = std::env::temp_dir().join(format!("niftyhost-pairs-{}", std::process::id()));
+        let (seg, reference) = (root.join("seg"), root.join("ref"));
+        touch(&reference, &["b.nii.gz", "a.nii", "notes.txt"]);
+        touch(&seg, &["a_seg.nii.gz", "b_seg.nii", "c_seg.nii.gz", "b.nii.gz"]);
+        let pairs = from_folders(&seg, &reference, "_seg").unwrap();
+        let ids: Vec<(&str, &str)> =
+            pairs.iter().map(|p| (p.id.as_str(), p.segmentation.file_name().unwrap().to_str().unwrap())).collect();
+        assert_eq!(ids, [("a", "a_seg.nii.gz"), ("b", "b_seg.nii")]);
+        // Without the postfix's file, the reference's own name is taken.
+        let pairs = from_folders(&seg, &reference, "_out").unwrap_err().to_string();
+        assert!(pairs.contains("1 reference(s)") && pairs.contains("`a`: expected"), "{pairs}");
+        std::fs::remove_file(seg.join("b.nii.gz")).unwrap();
+        let err = from_folders(&seg, &reference, "").unwrap_err().to_string();
+        assert!(err.contains("2 reference(s)") && err.contains("`a`") && err.contains("`b`"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
