@@ -174,6 +174,19 @@ fn panics_inside_plugins_become_errors_not_aborts() {
 }
 
 #[test]
+fn a_panic_in_training_is_reported_once_as_an_error_naming_the_component() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[sdk_fixture("panicky"), workspace_plugin("seglosses")]);
+    let config = tissue_config(dir.path(), "panic_in_forward", "[training]\nmax_iter = 1");
+    let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("network `panic_in_forward` forward"), "{stderr}");
+    assert_eq!(stderr.matches("deliberate panic in forward").count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked at"), "the plugin's panic hook does not print: {stderr}");
+}
+
+#[test]
 fn a_plugin_built_outside_the_host_is_dropped_in_and_trains_by_name() {
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(dir.path(), &[sdk_fixture("dropnet"), workspace_plugin("seglosses")]);

@@ -16,8 +16,23 @@ pub struct Host {
 }
 
 impl Host {
+    /// Remembers the host, and sends this library's panic reports to the host's log at
+    /// debug level instead of stderr: every entry point catches its panics and returns
+    /// them as errors, which the host reports once. The hook belongs to this library's
+    /// own copy of std, so the host's and other plugins' panics are not affected.
     pub(crate) fn install(module: HostModule_Ref, plugin: &'static str) {
-        let _ = HOST.set(Host { module, plugin });
+        if HOST.set(Host { module, plugin }).is_ok() {
+            std::panic::set_hook(Box::new(|info| {
+                let location = info.location().map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                host_log(LogLevel::Debug, &format!("panic{location}: {}", super::guard::first_line(&message)));
+            }));
+        }
     }
 
     /// Sends one record to the host's log.
