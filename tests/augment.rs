@@ -211,3 +211,14 @@ fn training_augments_only_training_windows_through_a_drop_in_plugin() {
         .iter()
         .any(|p| p["component"] == "record" && p["kind"] == "augmentation" && p["version"] == "0.2.0"));
 }
+
+#[test]
+fn the_augmented_example_config_builds_its_chain() {
+    let path = repo_root().join("configs/unet3d_augment.toml");
+    let s = load(Some(&path), &Overrides::default()).unwrap();
+    let entries = chain(&s.training);
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["spatial", "gamma", "gaussian_noise"]);
+    let built = AugmentationChain::build(&registry(&[workspace_plugin("augment")]), &entries).unwrap();
+    assert_eq!(built.names(), names);
+}
