@@ -135,7 +135,7 @@ fn unknown_components_parameters_and_entry_keys_name_the_nearest() {
     assert!(err.contains("unknown field `probabilty`") && err.contains("`probability`"), "{err}");
     let err = try_settings(dir.path(), "[[training.augmentation]]\nname = \"gamma\"\nprobability = 1.5\n");
     let err = err.unwrap_err().to_string();
-    assert!(err.contains("entry 1 (`gamma`): `probability` must be in [0, 1], got 1.5"), "{err}");
+    assert!(err.contains("`training.augmentation[0]` (`gamma`): `probability` must be in [0, 1], got 1.5"), "{err}");
 }
 
 #[test]

@@ -57,14 +57,12 @@ pub fn validate(t: &Training) -> Result<(), ConfigError> {
     let invalid = |m: String| Err(ConfigError::Invalid(m));
     for (i, e) in t.augmentation.iter().enumerate() {
         if e.name.trim().is_empty() {
-            return invalid(format!("`training.augmentation` entry {} has an empty `name`", i + 1));
+            return invalid(format!("`training.augmentation[{i}]` has an empty `name`"));
         }
         if !(0.0..=1.0).contains(&e.probability) {
             return invalid(format!(
-                "`training.augmentation` entry {} (`{}`): `probability` must be in [0, 1], got {}",
-                i + 1,
-                e.name,
-                e.probability
+                "`training.augmentation[{i}]` (`{}`): `probability` must be in [0, 1], got {}",
+                e.name, e.probability
             ));
         }
     }
