@@ -22,7 +22,7 @@
 
 use niftyhost_plugin_api::sdk::{AugmentFn, Param, ParamType, Params};
 use niftyhost_plugin_api::PluginError;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::common::{check_inputs, number, range};
 use crate::rng::Rng;
@@ -163,28 +163,29 @@ fn displacement(control: &[f32], k: i64, [d, h, w]: [i64; 3]) -> Tensor {
 /// The sampling grid `[1, D, H, W, 3]` (grid_sampler's normalised `(x, y, z)`, corners
 /// aligned) of transform `matrix` plus `disp` (`[3, D, H, W]` mm), for a patch of
 /// `[D, H, W]` voxels of `spacing` mm along `(D, H, W)`.
+///
+/// With corners aligned, normalised coordinate `g_a = c_a / h_a` where `c_a` is the
+/// position in mm from the centre and `h_a` the half extent, so the affine part is
+/// libtorch's `affine_grid_generator` with `θ[b][a] = M[b][a] · h_a / h_b`.
 pub fn sampling_grid(matrix: [[f64; 3]; 3], disp: Option<&Tensor>, size: [i64; 3], spacing: [f64; 3]) -> Tensor {
-    let opts = (Kind::Float, Device::Cpu);
     // (x, y, z) = (W, H, D)
     let n = [size[2], size[1], size[0]];
     let s = [spacing[2], spacing[1], spacing[0]];
     let half: [f64; 3] = std::array::from_fn(|a| if n[a] > 1 { s[a] * (n[a] - 1) as f64 / 2.0 } else { 1.0 });
-    let shapes = [[1, 1, n[0]], [1, n[1], 1], [n[2], 1, 1]];
-    let coords: Vec<Tensor> =
-        (0..3).map(|a| ((Tensor::arange(n[a], opts) - (n[a] - 1) as f64 / 2.0) * s[a]).view(shapes[a])).collect();
-    let axes: Vec<Tensor> = (0..3)
-        .map(|b| {
-            let g = &coords[0] * (matrix[b][0] / half[b])
-                + &coords[1] * (matrix[b][1] / half[b])
-                + &coords[2] * (matrix[b][2] / half[b]);
-            let g = g.expand([size[0], size[1], size[2]], false);
-            match disp {
-                Some(u) => g + u.get(b as i64) / half[b],
-                None => g.contiguous(),
-            }
-        })
-        .collect();
-    Tensor::stack(&axes, -1).unsqueeze(0)
+    let mut theta = Vec::with_capacity(12);
+    for b in 0..3 {
+        theta.extend((0..3).map(|a| (matrix[b][a] * half[a] / half[b]) as f32));
+        theta.push(0.0);
+    }
+    let theta = Tensor::from_slice(&theta).view([1, 3, 4]);
+    let grid = Tensor::affine_grid_generator(&theta, [1, 1, size[0], size[1], size[2]], true);
+    match disp {
+        None => grid,
+        Some(u) => {
+            let scale = Tensor::from_slice(&half.map(|h| (1.0 / h) as f32)).view([3, 1, 1, 1]);
+            grid + (u * scale).permute([1, 2, 3, 0]).unsqueeze(0)
+        }
+    }
 }
 
 /// Resamples `image` `[C, D, H, W]` (linear) and `label` `[1, D, H, W]` (nearest) on

@@ -208,3 +208,22 @@ fn bad_parameters_name_the_component_and_the_key() {
     let err = flip.apply(&Tensor::zeros([4, 4, 4], (Kind::Float, tch::Device::Cpu)), None, [1.0; 3], 0).unwrap_err();
     assert!(err.message.contains("[C, D, H, W]"), "{}", err.message);
 }
+
+#[test]
+fn rotation_is_physical_with_anisotropic_voxels() {
+    // H: 5 voxels of 2 mm, W: 9 voxels of 1 mm: both 8 mm across. A quarter turn about k
+    // takes the output voxel at (x, y) mm from the input at (−y, x): for even i that is
+    // input voxel (j' = 2 + (i − 4)/2, i' = 8 − 2j).
+    let (image, _) = sample(2, 5, 9);
+    let quarter = component("rotation", r#"{"rotation_angle": [], "rotation_angle_z": [90.0, 90.0]}"#);
+    let (out, _) = quarter.apply(&image, None, [1.0, 2.0, 1.0], 0).unwrap();
+    for k in 0..2 {
+        for j in 0..5i64 {
+            for i in (0..9i64).step_by(2) {
+                let got = out.double_value(&[0, k, j, i]);
+                let want = image.double_value(&[0, k, 2 + (i - 4) / 2, 8 - 2 * j]);
+                assert!((got - want).abs() < 1e-4, "({k}, {j}, {i}): {got} vs {want}");
+            }
+        }
+    }
+}
