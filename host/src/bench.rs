@@ -1,7 +1,8 @@
 //! `niftyhost bench`: throughput of the data pipeline on the 1 mm MNI152 tissue task
 //! (`data/mni152_1mm`): NIfTI decoding, windows per second of the uniform and balanced
 //! samplers from cached volumes, and the share of a real training loop spent waiting
-//! for data.
+//! for data. With `--augment`: the cost of each augmentation component and of the
+//! default chain on one window, and the training loop's data wait with that chain on.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::{load, Overrides, Settings};
 use crate::data::phases::training_subjects;
-use crate::data::{training_sampler, DataError, Loader};
+use crate::data::{training_sampler, AugmentationChain, DataError, Loader};
 use crate::engine::{trainer, EngineError};
 use crate::io::read_volume;
 use crate::plugins::Registry;
@@ -33,6 +34,8 @@ pub struct BenchOptions {
     pub train_iterations: u64,
     /// Scratch folder (split file, checkpoints).
     pub scratch: PathBuf,
+    /// Also measure augmentation (needs the `augment` plugin).
+    pub augment: bool,
 }
 
 /// Decoding figures.
@@ -88,6 +91,158 @@ pub struct BenchReport {
     pub samplers: Vec<SamplerFigures>,
     /// The training loop, when run.
     pub training: Option<TrainingFigures>,
+    /// Augmentation costs and the training loop with the default chain, with `--augment`.
+    pub augmentation: Option<AugmentFigures>,
+}
+
+/// One augmentation's cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct AugmentCost {
+    /// The component (or `chain`).
+    pub name: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// Window edge it ran on, voxels.
+    pub edge: usize,
+    /// Mean milliseconds per window.
+    pub milliseconds: f64,
+}
+
+/// Augmentation figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct AugmentFigures {
+    /// The default chain's config keys.
+    pub chain: Vec<(String, String)>,
+    /// Each component alone, then the chain on the window and on the window with its margin.
+    pub costs: Vec<AugmentCost>,
+    /// The training loop with the chain on, when run.
+    pub training: Option<TrainingFigures>,
+}
+
+/// The default chain: flips, rotation, scaling and elastic deformation (composed, one
+/// resampling; every window deformed), then bias field, gamma and Gaussian noise.
+pub const DEFAULT_CHAIN: &[(&str, &str)] = &[
+    ("training.random_flipping_axes", "[0, 1, 2]"),
+    ("training.rotation_angle", "[-10.0, 10.0]"),
+    ("training.scaling_percentage", "[-10.0, 10.0]"),
+    ("training.do_elastic_deformation", "true"),
+    ("training.deformation_sigma", "4.0"),
+    ("training.proportion_to_deform", "1.0"),
+    ("training.bias_field_range", "[-0.3, 0.3]"),
+    (
+        "training.augmentation",
+        "[{name = \"gamma\", probability = 0.5}, {name = \"gaussian_noise\", probability = 0.5, params = {std_range = [0.0, 0.1]}}]",
+    ),
+];
+
+/// Each component alone, every random part forced on.
+const COMPONENTS: &[(&str, &str)] = &[
+    ("flip", r#"{"flip_probability": 1.0}"#),
+    ("rotation", r#"{"rotation_angle": [-10.0, 10.0]}"#),
+    ("scaling", r#"{"scaling_percentage": [-10.0, 10.0]}"#),
+    ("elastic", r#"{"deformation_sigma": 4.0, "proportion_to_deform": 1.0}"#),
+    (
+        "spatial",
+        r#"{"random_flipping_axes": [0, 1, 2], "rotation_angle": [-10.0, 10.0], "scaling_percentage": [-10.0, 10.0], "do_elastic_deformation": true, "deformation_sigma": 4.0, "proportion_to_deform": 1.0}"#,
+    ),
+    ("bias_field", r#"{"bias_field_range": [-0.3, 0.3]}"#),
+    ("gamma", "{}"),
+    ("gaussian_noise", "{}"),
+    ("gaussian_blur", r#"{"sigma_range": [0.5, 1.5]}"#),
+    ("contrast_brightness", "{}"),
+];
+
+/// Mean milliseconds of `f(seed)` over `reps` seeds, after one warm-up call.
+fn mean_ms(reps: u64, mut f: impl FnMut(u64) -> Result<(), EngineError>) -> Result<f64, EngineError> {
+    f(u64::MAX)?;
+    let started = Instant::now();
+    for seed in 0..reps {
+        f(seed)?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e3 / reps as f64)
+}
+
+fn augmentation(opts: &BenchOptions, registry: &Registry) -> Result<AugmentFigures, EngineError> {
+    use abi_stable::std_types::ROption;
+    use niftyhost_plugin_api::{RTensor, Spacing};
+    use tch::{Kind, Tensor};
+
+    let chain_keys: Vec<(String, String)> = DEFAULT_CHAIN.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let s = settings(opts, "uniform", DEFAULT_CHAIN)?;
+    let margin = (opts.window as f64 * s.training.augmentation_margin).round() as usize;
+    let subjects = training_subjects(&s, Path::new("."))?;
+    let sampler = training_sampler(&s, subjects.train)?;
+    let batch = sampler.batch(0)?;
+    let w = opts.window as i64;
+    let per = (w * w * w) as usize;
+    let image = Tensor::from_slice(&batch.images[..per]).view([1, w, w, w]);
+    let label = Tensor::from_slice(&batch.labels[..per]).view([1, w, w, w]).to_kind(Kind::Int64);
+    let spacing = Spacing([1.0; 3]);
+    let reps = 10;
+    let mut costs = Vec::new();
+    for (name, json) in COMPONENTS {
+        let params: serde_json::Value = serde_json::from_str(json).map_err(|e| EngineError::Other(e.to_string()))?;
+        let component = registry.new_augmentation(name, &params)?;
+        let (img, lab) = (RTensor::from_tch(image.shallow_clone()), RTensor::from_tch(label.shallow_clone()));
+        let ms = mean_ms(reps, |seed| {
+            component
+                .apply(&img, ROption::RSome(&lab), spacing, seed)
+                .into_result()
+                .map(drop)
+                .map_err(|e| EngineError::Other(format!("augmentation `{name}`: {e}")))
+        })?;
+        costs.push(AugmentCost { name: name.to_string(), params, edge: opts.window, milliseconds: ms });
+    }
+    let chain = AugmentationChain::from_settings(&s, registry)?
+        .ok_or_else(|| EngineError::Other("the default augmentation chain is empty".into()))?;
+    let params = serde_json::to_value(crate::config::augmentation::chain(&s.training)).unwrap_or_default();
+    for edge in [opts.window, opts.window + 2 * margin] {
+        let e = edge as i64;
+        let big_image = image.pad([0, e - w, 0, e - w, 0, e - w], "replicate", None);
+        let big_label = label
+            .to_kind(Kind::Float)
+            .unsqueeze(0)
+            .pad([0, e - w, 0, e - w, 0, e - w], "replicate", None)
+            .squeeze_dim(0)
+            .to_kind(Kind::Int64);
+        let ms = mean_ms(reps, |seed| {
+            let _augmented =
+                chain.apply(big_image.shallow_clone(), big_label.shallow_clone(), spacing.0, s.system.seed, seed)?;
+            Ok(())
+        })?;
+        costs.push(AugmentCost { name: "chain".into(), params: params.clone(), edge, milliseconds: ms });
+    }
+    let training =
+        if opts.train_iterations == 0 { None } else { Some(train_unet3d(opts, registry, "augmented", DEFAULT_CHAIN)?) };
+    Ok(AugmentFigures { chain: chain_keys, costs, training })
+}
+
+/// The unet3d training loop's figures, with `extra` keys, in scratch folder `name`.
+fn train_unet3d(
+    opts: &BenchOptions,
+    registry: &Registry,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Result<TrainingFigures, EngineError> {
+    let iterations = opts.train_iterations.to_string();
+    let mut keys: Vec<(&str, &str)> = vec![
+        ("network.name", "\"unet3d\""),
+        ("training.loss", "\"dice_ce\""),
+        ("training.max_iter", &iterations),
+        ("training.save_every_n", &iterations),
+        ("training.log_every_n", "1"),
+    ];
+    keys.extend_from_slice(extra);
+    let mut s = settings(opts, "uniform", &keys)?;
+    s.system.model_dir = opts.scratch.join(name);
+    let report = trainer::train(&s, registry, Path::new("."))?;
+    Ok(TrainingFigures {
+        network: s.network.name.clone(),
+        seconds_per_iteration: report.seconds_per_iteration,
+        data_wait_share: report.data_wait_share,
+        host_overhead_share: report.step_parts.host_overhead_share,
+        step_parts: report.step_parts,
+    })
 }
 
 fn settings(opts: &BenchOptions, sampling: &str, extra: &[(&str, &str)]) -> Result<Settings, EngineError> {
@@ -156,30 +311,8 @@ pub fn run(opts: &BenchOptions, registry: &Registry) -> Result<BenchReport, Engi
     let decode = decode(&opts.data_dir.join("t1_1mm.nii.gz"))?;
     let samplers =
         ["uniform", "balanced"].iter().map(|s| sampler_throughput(opts, s)).collect::<Result<Vec<_>, _>>()?;
-    let training = if opts.train_iterations == 0 {
-        None
-    } else {
-        let iterations = opts.train_iterations.to_string();
-        let s = settings(
-            opts,
-            "uniform",
-            &[
-                ("network.name", "\"unet3d\""),
-                ("training.loss", "\"dice_ce\""),
-                ("training.max_iter", &iterations),
-                ("training.save_every_n", &iterations),
-                ("training.log_every_n", "1"),
-            ],
-        )?;
-        let report = trainer::train(&s, registry, Path::new("."))?;
-        Some(TrainingFigures {
-            network: s.network.name.clone(),
-            seconds_per_iteration: report.seconds_per_iteration,
-            data_wait_share: report.data_wait_share,
-            host_overhead_share: report.step_parts.host_overhead_share,
-            step_parts: report.step_parts,
-        })
-    };
+    let training = if opts.train_iterations == 0 { None } else { Some(train_unet3d(opts, registry, "uniform", &[])?) };
+    let augmentation = if opts.augment { Some(augmentation(opts, registry)?) } else { None };
     Ok(BenchReport {
         window: opts.window,
         batch_size: opts.batch_size,
@@ -187,5 +320,6 @@ pub fn run(opts: &BenchOptions, registry: &Registry) -> Result<BenchReport, Engi
         decode,
         samplers,
         training,
+        augmentation,
     })
 }

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Iterations of the unet3d training loop timed (0 skips it).
     #[arg(long, default_value_t = 10)]
     pub train_iterations: u64,
+    /// Also time each augmentation component and the default chain per window, and the
+    /// training loop with that chain on (needs the `augment` plugin).
+    #[arg(long)]
+    pub augment: bool,
     /// Plugins.
     #[command(flatten)]
     pub plugins: PluginArgs,

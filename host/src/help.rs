@@ -21,10 +21,14 @@ pub fn host_parameters() -> String {
     out
 }
 
-/// The parameters of every network and loss component in `registry`.
+/// The parameters of every network, loss and augmentation component in `registry`.
 pub fn plugin_parameters(registry: &Registry) -> String {
     let mut out = String::new();
-    for (kind, table) in [(ComponentKind::Network, "network.params"), (ComponentKind::Loss, "training.loss_params")] {
+    for (kind, table) in [
+        (ComponentKind::Network, "network.params"),
+        (ComponentKind::Loss, "training.loss_params"),
+        (ComponentKind::Augmentation, "training.augmentation.params"),
+    ] {
         for (lib, c) in registry.components(kind) {
             let file = lib.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             let _ = writeln!(out, "\n{} `{}` ({file} {}): keys of [{table}]", kind.as_str(), c.name, lib.info.version);

@@ -133,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
                 batches: args.batches,
                 train_iterations: args.train_iterations,
                 scratch: scratch.clone(),
+                augment: args.augment,
             };
             let reg = registry(&args.plugins)?;
             let report = bench::run(&opts, &reg);
@@ -159,6 +160,19 @@ fn run(cli: Cli) -> Result<()> {
                     t.step_parts.plugin,
                     t.step_parts.optimiser,
                 );
+            }
+            if let Some(a) = &report.augmentation {
+                for c in &a.costs {
+                    eprintln!("augmentation {} ({}³): {:.1} ms/window", c.name, c.edge, c.milliseconds);
+                }
+                if let Some(t) = &a.training {
+                    eprintln!(
+                        "{} training with the default chain: {:.3} s/iteration, data wait {:.2}%",
+                        t.network,
+                        t.seconds_per_iteration,
+                        100.0 * t.data_wait_share
+                    );
+                }
             }
             if args.plugins.json {
                 print_json(&report)?;

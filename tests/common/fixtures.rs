@@ -1,5 +1,6 @@
 //! Fixture plugins, built outside the host's build into `target/fixtures`:
-//! - `tests/fixtures` (a workspace of its own): `dropnet` (a user's network) and
+//! - `tests/fixtures` (a workspace of its own): `dropnet` (a user's network), `dropaug` (a
+//!   user's augmentations) and
 //!   `panicky` (components that panic);
 //! - variants of `tests/fixtures/versioned` built against a generated copy of
 //!   plugin-api with another version number or a changed method signature.
@@ -27,7 +28,7 @@ fn cargo_build(manifest: &Path, env: &[(&str, &str)]) {
     assert!(status.success(), "building fixture {} failed", manifest.display());
 }
 
-/// A library of the `tests/fixtures` workspace (`dropnet`, `panicky`), built once.
+/// A library of the `tests/fixtures` workspace (`dropnet`, `dropaug`, `panicky`), built once.
 pub fn sdk_fixture(lib: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| cargo_build(&repo_root().join("tests/fixtures/Cargo.toml"), &[]));

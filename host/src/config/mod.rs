@@ -2,6 +2,7 @@
 //! the layering defaults ← file (`-c`, TOML or NiftyNet INI) ← `NIFTYHOST_*` environment
 //! ← command line, validated layer by layer so an error names the key and its origin.
 
+pub mod augmentation;
 mod error;
 mod ini;
 mod keys;
@@ -11,4 +12,6 @@ mod settings;
 pub use error::ConfigError;
 pub use keys::{KeySpec, INPUT_KEYS, KEYS};
 pub use layers::{load, parse_set, Overrides};
-pub use settings::{Evaluation, Inference, InputSection, Network, Segmentation, Settings, System, Training};
+pub use settings::{
+    AugmentationEntry, Evaluation, Inference, InputSection, Network, Segmentation, Settings, System, Training,
+};

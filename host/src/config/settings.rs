@@ -105,6 +105,40 @@ pub struct Training {
     pub early_stopping_mode: String,
     #[serde(default)]
     pub loss_params: Map<String, Value>,
+    pub augmentation: Vec<AugmentationEntry>,
+    pub augmentation_margin: f64,
+    pub random_flipping_axes: Vec<i64>,
+    pub rotation_angle: Vec<f64>,
+    pub rotation_angle_x: Vec<f64>,
+    pub rotation_angle_y: Vec<f64>,
+    pub rotation_angle_z: Vec<f64>,
+    pub scaling_percentage: Vec<f64>,
+    pub isotropic_scaling: bool,
+    pub do_elastic_deformation: bool,
+    pub num_ctrl_points: i64,
+    pub deformation_sigma: f64,
+    pub proportion_to_deform: f64,
+    pub bias_field_range: Vec<f64>,
+    pub bf_order: i64,
+}
+
+/// One `[[training.augmentation]]` entry: a component applied to a window with a
+/// probability, with its parameters (checked by the plugin against its schema).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentationEntry {
+    /// The component's name.
+    pub name: String,
+    /// Chance that it is applied to a window.
+    #[serde(default = "always")]
+    pub probability: f64,
+    /// Its parameters.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+fn always() -> f64 {
+    1.0
 }
 
 /// `[inference]`.
@@ -287,6 +321,7 @@ impl Settings {
         if let Err(e) = crate::engine::validation::EarlyStopping::parse(&self.training.early_stopping_mode, 1) {
             return invalid(format!("`training.early_stopping_mode`: {e}"));
         }
+        super::augmentation::validate(t)?;
         if !["constant", "step", "poly", "cosine"].contains(&self.training.lr_schedule.as_str()) {
             return invalid(format!(
                 "`training.lr_schedule` must be constant, step, poly or cosine, got \"{}\"",

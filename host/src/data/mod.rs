@@ -2,6 +2,7 @@
 //! and cached for sampling, training windows, loader threads, and the grid of inference
 //! windows.
 
+pub mod augment;
 pub mod cache;
 pub mod dataset;
 pub mod grid;
@@ -12,6 +13,7 @@ pub mod sampler;
 pub mod split;
 pub mod window;
 
+pub use augment::AugmentationChain;
 pub use dataset::{
     check_subjects, find_subjects, load_subject, DataError, Label, LoadOptions, Needs, Subject, SubjectVolumes,
 };

@@ -12,11 +12,17 @@
 //! - `resize`: the whole volume resized to the window (trilinear, labels nearest).
 //!
 //! Voxels of a window outside the volume are 0 in images and labels.
+//!
+//! With an augmentation chain (training only), each window is cut with a margin of
+//! `training.augmentation_margin` × window on each side, augmented (see
+//! [`super::augment`]) and cropped back to its centre; `resize` windows are augmented
+//! without a margin.
 
 use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
+use super::augment::AugmentationChain;
 use super::cache::{CacheSize, VolumeCache};
 use super::dataset::Label;
 use super::window::extract;
@@ -152,6 +158,8 @@ pub struct WindowSampler {
     seed: u64,
     sample_per_volume: u64,
     sampling: Sampling,
+    augment: Option<Arc<AugmentationChain>>,
+    margin: [usize; 3],
 }
 
 /// Stream tags, so that draws of different purposes never share a stream.
@@ -177,7 +185,45 @@ impl WindowSampler {
             seed,
             sample_per_volume: sample_per_volume.max(1),
             sampling,
+            augment: None,
+            margin: [0; 3],
         }
+    }
+
+    /// Augments every window with `chain`, cut with `margin` × window more on each side
+    /// (rounded to voxels) and cropped back to its centre afterwards.
+    pub fn with_augmentation(mut self, chain: Arc<AugmentationChain>, margin: f64) -> Self {
+        self.margin = self.window.map(|w| (w as f64 * margin).round() as usize);
+        self.augment = Some(chain);
+        self
+    }
+
+    /// Augments window `g` (`channels` images and a label of `size` `(i, j, k)` voxels,
+    /// `margin` voxels more than the window on each side) and appends its centre.
+    #[allow(clippy::too_many_arguments)]
+    fn augmented(
+        &self,
+        chain: &AugmentationChain,
+        v: &SubjectVolumes,
+        (image, label): (&[f32], &[Label]),
+        margin: [usize; 3],
+        g: u64,
+        images: &mut Vec<f32>,
+        labels: &mut Vec<Label>,
+    ) -> Result<(), DataError> {
+        let size: [i64; 3] = std::array::from_fn(|a| (self.window[a] + 2 * margin[a]) as i64);
+        let [si, sj, sk] = size;
+        let image = Tensor::from_slice(image).view([v.channels as i64, sk, sj, si]);
+        let label = Tensor::from_slice(label).view([1, sk, sj, si]).to_kind(Kind::Int64);
+        let [pi, pj, pk] = v.geometry.prepared.pixdim();
+        let (image, label) = chain.apply(image, label, [pk, pj, pi], self.seed, g)?;
+        let [wi, wj, wk] = self.window.map(|w| w as i64);
+        let [mi, mj, mk] = margin.map(|m| m as i64);
+        let centre = |t: Tensor| t.narrow(1, mk, wk).narrow(2, mj, wj).narrow(3, mi, wi).contiguous().view([-1]);
+        let bad = |e: tch::TchError| DataError::Invalid(vec![format!("augmented window of `{}`: {e}", v.id)]);
+        images.extend(Vec::<f32>::try_from(centre(image.to_kind(Kind::Float))).map_err(bad)?);
+        labels.extend(Vec::<Label>::try_from(centre(label.to_kind(Kind::Int16))).map_err(bad)?);
+        Ok(())
     }
 
     /// The subject of window group `group`: epochs visit every subject once, in an order
@@ -276,6 +322,24 @@ impl WindowSampler {
             let v = &p.volumes;
             batch.channels = v.channels;
             batch.images.reserve(self.batch_size * v.channels * per);
+            if let Some(chain) = &self.augment {
+                let (mut image, mut label) = (Vec::new(), Vec::new());
+                let margin = if self.sampling == Sampling::Resize {
+                    self.resized(v, &mut image, &mut label);
+                    [0; 3]
+                } else {
+                    let corner = self.corner(&p, &mut Stream::new(&[self.seed, PLACE, g]));
+                    let m = self.margin;
+                    let corner: [isize; 3] = std::array::from_fn(|a| corner[a] - m[a] as isize);
+                    let size: [usize; 3] = std::array::from_fn(|a| self.window[a] + 2 * m[a]);
+                    extract(&v.image, v.dims, v.channels, corner, size, 0.0, &mut image);
+                    let l = v.label.as_deref().expect("training subjects have labels");
+                    extract(l, v.dims, 1, corner, size, 0, &mut label);
+                    m
+                };
+                self.augmented(chain, v, (&image, &label), margin, g, &mut batch.images, &mut batch.labels)?;
+                continue;
+            }
             if self.sampling == Sampling::Resize {
                 self.resized(v, &mut batch.images, &mut batch.labels);
                 continue;

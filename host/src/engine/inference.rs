@@ -193,9 +193,13 @@ pub fn model_for_inference(
     })?;
     let meta = checkpoint::read_meta(&weights)?;
     for p in &meta.plugins {
-        if let Ok((lib, _)) =
-            registry.find(if p.kind == "loss" { ComponentKind::Loss } else { ComponentKind::Network }, &p.component)
-        {
+        // Augmentations do not take part in inference.
+        let kind = match p.kind.as_str() {
+            "loss" => ComponentKind::Loss,
+            "network" => ComponentKind::Network,
+            _ => continue,
+        };
+        if let Ok((lib, _)) = registry.find(kind, &p.component) {
             if lib.sha256 != p.sha256 {
                 tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, "the plugin library differs from the one the checkpoint was trained with");
             }

@@ -19,7 +19,7 @@ use super::validation::{validate, EarlyStopping, Validation};
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
-use crate::data::{training_sampler, Loader};
+use crate::data::{training_sampler, AugmentationChain, Loader};
 use crate::plugins::Registry;
 use crate::runlog::{RunLog, StepRecord};
 use crate::telemetry::Progress;
@@ -123,8 +123,10 @@ impl StepParts {
 }
 
 fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
+    let augmentations = crate::config::augmentation::chain(&settings.training);
     [(ComponentKind::Network, &settings.network.name), (ComponentKind::Loss, &settings.training.loss)]
         .into_iter()
+        .chain(augmentations.iter().map(|e| (ComponentKind::Augmentation, &e.name)))
         .filter_map(|(kind, name)| {
             let (lib, _) = registry.find(kind, name).ok()?;
             Some(PluginRef {
@@ -192,7 +194,12 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     tch::manual_seed(settings.system.seed as i64);
     let subjects = training_subjects(settings, base_dir)?;
     tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
-    let sampler = Arc::new(training_sampler(settings, subjects.train)?);
+    // Only the training windows are augmented: validation draws from its own sampler.
+    let mut sampler = training_sampler(settings, subjects.train)?;
+    if let Some(chain) = AugmentationChain::from_settings(settings, registry)? {
+        sampler = sampler.with_augmentation(Arc::new(chain), settings.training.augmentation_margin);
+    }
+    let sampler = Arc::new(sampler);
     let t = &settings.training;
     let validation_sampler = match (t.validation_every_n, subjects.valid.is_empty()) {
         (0, _) => None,

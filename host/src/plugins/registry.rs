@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use abi_stable::std_types::RStr;
 use niftyhost_plugin_api::sdk::nearest;
-use niftyhost_plugin_api::{ComponentInfo, ComponentKind, LossBox, NetworkBox, PluginError};
+use niftyhost_plugin_api::{AugmentationBox, ComponentInfo, ComponentKind, LossBox, NetworkBox, PluginError};
 use serde::Serialize;
 
 use super::discover::SearchPath;
@@ -163,6 +163,23 @@ impl Registry {
         (lib.module.new_loss())(RStr::from(name), RStr::from(json.as_str()), host_module()).into_result().map_err(
             |error| RegistryError::Plugin { kind: "loss", name: name.to_owned(), file: lib.path.clone(), error },
         )
+    }
+
+    /// Builds an augmentation component.
+    ///
+    /// # Errors
+    /// Not found, or the plugin's own error (e.g. an unknown parameter, with the nearest).
+    pub fn new_augmentation(&self, name: &str, config: &serde_json::Value) -> Result<AugmentationBox, RegistryError> {
+        let (lib, _) = self.find(ComponentKind::Augmentation, name)?;
+        let json = config.to_string();
+        (lib.module.new_augmentation())(RStr::from(name), RStr::from(json.as_str()), host_module())
+            .into_result()
+            .map_err(|error| RegistryError::Plugin {
+                kind: "augmentation",
+                name: name.to_owned(),
+                file: lib.path.clone(),
+                error,
+            })
     }
 
     /// The rows of `niftyhost list-plugins`: one per component, one per failed library.
