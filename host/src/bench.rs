@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{load, Overrides, Settings};
+use crate::data::augment::with_one_torch_thread;
 use crate::data::phases::training_subjects;
 use crate::data::{training_sampler, AugmentationChain, DataError, Loader};
 use crate::engine::{trainer, EngineError};
@@ -104,7 +105,7 @@ pub struct AugmentCost {
     pub params: serde_json::Value,
     /// Window edge it ran on, voxels.
     pub edge: usize,
-    /// Mean milliseconds per window.
+    /// Median milliseconds per window.
     pub milliseconds: f64,
 }
 
@@ -152,14 +153,18 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("contrast_brightness", "{}"),
 ];
 
-/// Mean milliseconds of `f(seed)` over `reps` seeds, after one warm-up call.
-fn mean_ms(reps: u64, mut f: impl FnMut(u64) -> Result<(), EngineError>) -> Result<f64, EngineError> {
+/// Median milliseconds of `f(seed)` over `reps` seeds, after one warm-up call (the
+/// median, not the mean: a shared machine's load spikes hit single calls).
+fn median_ms(reps: u64, mut f: impl FnMut(u64) -> Result<(), EngineError>) -> Result<f64, EngineError> {
     f(u64::MAX)?;
-    let started = Instant::now();
+    let mut times = Vec::with_capacity(reps as usize);
     for seed in 0..reps {
+        let started = Instant::now();
         f(seed)?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(started.elapsed().as_secs_f64() * 1e3 / reps as f64)
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
 fn augmentation(opts: &BenchOptions, registry: &Registry) -> Result<AugmentFigures, EngineError> {
@@ -178,15 +183,15 @@ fn augmentation(opts: &BenchOptions, registry: &Registry) -> Result<AugmentFigur
     let image = Tensor::from_slice(&batch.images[..per]).view([1, w, w, w]);
     let label = Tensor::from_slice(&batch.labels[..per]).view([1, w, w, w]).to_kind(Kind::Int64);
     let spacing = Spacing([1.0; 3]);
-    let reps = 10;
+    let reps = 15;
     let mut costs = Vec::new();
     for (name, json) in COMPONENTS {
         let params: serde_json::Value = serde_json::from_str(json).map_err(|e| EngineError::Other(e.to_string()))?;
         let component = registry.new_augmentation(name, &params)?;
         let (img, lab) = (RTensor::from_tch(image.shallow_clone()), RTensor::from_tch(label.shallow_clone()));
-        let ms = mean_ms(reps, |seed| {
-            component
-                .apply(&img, ROption::RSome(&lab), spacing, seed)
+        // As in the loader threads: one libtorch thread per call.
+        let ms = median_ms(reps, |seed| {
+            with_one_torch_thread(|| component.apply(&img, ROption::RSome(&lab), spacing, seed))
                 .into_result()
                 .map(drop)
                 .map_err(|e| EngineError::Other(format!("augmentation `{name}`: {e}")))
@@ -205,7 +210,7 @@ fn augmentation(opts: &BenchOptions, registry: &Registry) -> Result<AugmentFigur
             .pad([0, e - w, 0, e - w, 0, e - w], "replicate", None)
             .squeeze_dim(0)
             .to_kind(Kind::Int64);
-        let ms = mean_ms(reps, |seed| {
+        let ms = median_ms(reps, |seed| {
             let _augmented =
                 chain.apply(big_image.shallow_clone(), big_label.shallow_clone(), spacing.0, s.system.seed, seed)?;
             Ok(())

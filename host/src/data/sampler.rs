@@ -198,8 +198,14 @@ impl WindowSampler {
         self
     }
 
-    /// Augments window `g` (`channels` images and a label of `size` `(i, j, k)` voxels,
-    /// `margin` voxels more than the window on each side) and appends its centre.
+    /// Augments window `g` of subject `v` and appends its centre to `images` / `labels`.
+    ///
+    /// # Shapes
+    /// `image` `[C, k, j, i]` and `label` `[k, j, i]` in memory, each axis the window plus
+    /// `margin` voxels on each side; appended: `[C, wk, wj, wi]` and `[wk, wj, wi]`.
+    ///
+    /// # Errors
+    /// A component's error, naming it and its library.
     #[allow(clippy::too_many_arguments)]
     fn augmented(
         &self,
