@@ -100,7 +100,8 @@ pub fn remove_small_components(
 
 /// Fills the holes of `label`: the regions of other values that `label` encloses (they
 /// do not reach the volume's edge) have their background voxels (0) set to `label`;
-/// other labels inside are kept.
+/// other labels inside are kept. An axis of size 1 has no edge (a single slice has 2D
+/// holes).
 ///
 /// # Shapes
 /// `labels`: `[k, j, i]` with `dims = (i, j, k)`
@@ -116,7 +117,8 @@ pub fn fill_holes(labels: &mut [u8], dims: [usize; 3], label: u8, connectivity: 
     for k in 0..dk {
         for j in 0..dj {
             for i in 0..di {
-                let edge = i == 0 || j == 0 || k == 0 || i + 1 == di || j + 1 == dj || k + 1 == dk;
+                let at = |x: usize, d: usize| d > 1 && (x == 0 || x + 1 == d);
+                let edge = at(i, di) || at(j, dj) || at(k, dk);
                 if edge {
                     reaches_edge[components[(k * dj + j) * di + i] as usize] = true;
                 }
