@@ -164,20 +164,22 @@ pub fn predict_volume(
     Ok((agg.finish()?, grid.len()))
 }
 
-/// Segments one prepared subject and writes the output to `path`.
+/// Segments one prepared subject and writes the output to `path`. The image is dropped
+/// as soon as the windows have run, before the output is brought back and written.
 ///
 /// # Errors
 /// As [`predict_volume`] and [`output::write_output`].
 pub fn segment_subject(
     predictor: &mut Predictor,
-    volume: &SubjectVolumes,
+    mut volume: SubjectVolumes,
     options: &InferenceOptions,
     preparation: &Preparation,
     path: &Path,
     device: Device,
 ) -> Result<(usize, PathBuf), EngineError> {
     let store = options.output.store(&volume.geometry);
-    let (aggregated, windows) = predict_volume(predictor, volume, options, store, device)?;
+    let (aggregated, windows) = predict_volume(predictor, &volume, options, store, device)?;
+    volume.image = Vec::new();
     output::write_output(
         path,
         &volume.id,
@@ -298,7 +300,7 @@ pub fn infer_files(
     let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None };
     let load = LoadOptions::new(settings, preparation);
     let v = load_subject(&subject, &load)?;
-    let (windows, output) = segment_subject(predictor, &v, &options, &load.preparation, out, device)?;
+    let (windows, output) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
     Ok(Segmented { subject: id, output, windows, passes: predictor.passes(), seconds })
@@ -322,11 +324,12 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         // One subject in memory at a time.
         let v = load_subject(subject, &load)?;
         let path = out_dir.join(format!("{}{}.nii.gz", v.id, settings.inference.output_postfix));
-        let (windows, output) = segment_subject(&mut predictor, &v, &options, &load.preparation, &path, device)?;
+        let id = v.id.clone();
+        let (windows, output) = segment_subject(&mut predictor, v, &options, &load.preparation, &path, device)?;
         let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(subject = %v.id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
-        progress.update(n as u64 + 1, v.id.clone());
-        out.push(Segmented { subject: v.id.clone(), output, windows, passes: predictor.passes(), seconds });
+        tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
+        progress.update(n as u64 + 1, id.clone());
+        out.push(Segmented { subject: id, output, windows, passes: predictor.passes(), seconds });
     }
     Ok(out)
 }

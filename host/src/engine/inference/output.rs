@@ -80,31 +80,43 @@ fn channel_to_original(geometry: &Geometry, data: Vec<f32>, id: &str) -> Result<
     geometry.labels_to_original(data).map_err(fail)
 }
 
-/// Class indices → label values as uint8.
-fn label_values(classes: Vec<f32>, map: Option<&LabelMap>, id: &str) -> Result<Vec<u8>, EngineError> {
-    let mut values = classes;
-    if let Some(map) = map {
-        map.invert(&mut values).map_err(preprocess_error(id))?;
+/// Class indices → label values as uint8 (a table lookup through the label map).
+fn label_values(mut classes: Vec<u8>, map: Option<&LabelMap>, id: &str) -> Result<Vec<u8>, EngineError> {
+    let Some(map) = map else { return Ok(classes) };
+    // The value of each class, or None where it does not fit uint8 (an error only if
+    // the class occurs).
+    let mut table: [Option<u8>; 256] = [None; 256];
+    for (c, t) in table.iter_mut().enumerate().take(map.num_classes()) {
+        *t = map.value_of(c).and_then(|v| u8::try_from(v).ok());
     }
-    values
-        .iter()
-        .map(|&l| {
-            u8::try_from(l as i64).map_err(|_| {
-                EngineError::Other(format!("subject `{id}`: label value {l} does not fit a uint8 segmentation"))
+    for c in classes.iter_mut() {
+        *c = table[usize::from(*c)].ok_or_else(|| {
+            let value = map.value_of(usize::from(*c));
+            EngineError::Other(match value {
+                Some(v) => format!("subject `{id}`: label value {v} does not fit a uint8 segmentation"),
+                None => format!("subject `{id}`: class {c} is beyond the label map's {} classes", map.num_classes()),
             })
-        })
-        .collect()
+        })?;
+    }
+    Ok(classes)
 }
 
-/// Class labels on the original grid from an aggregated volume.
-fn labels_on_original(
+fn to_u8(classes: Vec<f32>) -> Vec<u8> {
+    // Class indices below 256: checked by the aggregator's class count.
+    classes.into_iter().map(|c| c as u8).collect()
+}
+
+/// Class indices on the original grid from an aggregated volume.
+fn classes_on_original(
     geometry: &Geometry,
     aggregated: Aggregated,
     classes: usize,
     id: &str,
-) -> Result<Vec<f32>, EngineError> {
+) -> Result<Vec<u8>, EngineError> {
     let prepared_voxels = geometry.prepared.voxels();
     match aggregated {
+        // Nothing to undo: the labels as they are (no copy).
+        Aggregated::Labels(l) if geometry.prepared == geometry.original => Ok(l),
         Aggregated::Labels(l) => {
             let l: Vec<f32> = l.into_iter().map(f32::from).collect();
             let fail = preprocess_error(id);
@@ -113,12 +125,15 @@ fn labels_on_original(
             } else {
                 crop(&l, 1, &geometry.prepared, &geometry.padding).map_err(&fail)?.0
             };
-            geometry.labels_to_original(l).map_err(fail)
+            Ok(to_u8(geometry.labels_to_original(l).map_err(fail)?))
         }
-        Aggregated::Float(p) => running_argmax(geometry, classes, id, |c| p[c * prepared_voxels..][..prepared_voxels].to_vec()),
+        Aggregated::Float(p) => {
+            running_argmax(geometry, classes, id, |c| p[c * prepared_voxels..][..prepared_voxels].to_vec()).map(to_u8)
+        }
         Aggregated::Quantised(q) => running_argmax(geometry, classes, id, |c| {
             q[c * prepared_voxels..][..prepared_voxels].iter().map(|&v| f32::from(v) / 255.0).collect()
-        }),
+        })
+        .map(to_u8),
     }
 }
 
@@ -163,7 +178,7 @@ pub fn write_output(
     let dims = reference.dims;
     match kind {
         OutputKind::Labels => {
-            let classes_volume = labels_on_original(geometry, aggregated, classes, id)?;
+            let classes_volume = classes_on_original(geometry, aggregated, classes, id)?;
             let mut labels = label_values(classes_volume, label_map, id)?;
             if !postprocess.is_empty() {
                 let p = geometry.original.pixdim();
