@@ -124,6 +124,17 @@ fn exported_bundle_segments_in_an_empty_folder_like_the_config() {
     let left: Vec<_> = std::fs::read_dir(empty.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["seg.nii.gz"], "nothing else written in the working folder");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the unpacked bundle is removed");
+
+    // An ensemble of two bundles (here twice the same): two passes, the same labels.
+    let out = run_isolated(
+        empty.path(),
+        tmp.path(),
+        &["inference", "--json", "--model", bundle, "--model", bundle, "--image", t1().to_str().unwrap(), "--out", "ens.nii.gz"],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["passes"], 2);
+    assert!(read_volume(&empty.path().join("ens.nii.gz")).unwrap().data == from_config.data);
 }
 
 #[test]
@@ -147,7 +158,7 @@ fn config_inference_ensembles_checkpoints_with_tta_and_writes_quantised_probabil
             "--set",
             "inference.tta_mirror_axes=[0, 1]",
             "--set",
-            "inference.output=\"probabilities\"",
+            "inference.output_type=\"probabilities\"",
             "--set",
             "inference.probability_dtype=\"uint8\"",
         ],

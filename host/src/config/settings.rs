@@ -118,7 +118,7 @@ pub struct Inference {
     pub blending: String,
     pub tta_mirror_axes: Vec<usize>,
     pub checkpoints: Vec<PathBuf>,
-    pub output: String,
+    pub output_type: String,
     pub output_prob: bool,
     pub probability_dtype: String,
     pub remove_small_components: Vec<u8>,

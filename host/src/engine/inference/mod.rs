@@ -76,7 +76,7 @@ impl InferenceOptions {
         let invalid = |m: String| ConfigError::Invalid(m);
         let blend = Blend::parse(&inf.blending).map_err(|e| invalid(format!("`inference.blending`: {e}")))?;
         mirrorings(&inf.tta_mirror_axes).map_err(|e| invalid(format!("`inference.tta_mirror_axes`: {e}")))?;
-        let output = OutputKind::parse(&inf.output, inf.output_prob, &inf.probability_dtype).map_err(invalid)?;
+        let output = OutputKind::parse(&inf.output_type, inf.output_prob, &inf.probability_dtype).map_err(invalid)?;
         let connectivity = Connectivity::from_neighbours(inf.connectivity)
             .ok_or_else(|| invalid(format!("`inference.connectivity` must be 6, 18 or 26, got {}", inf.connectivity)))?;
         if !(inf.min_component_mm3 >= 0.0 && inf.min_component_mm3.is_finite()) {
@@ -91,7 +91,7 @@ impl InferenceOptions {
         };
         if !postprocess.is_empty() && output != OutputKind::Labels {
             return Err(invalid(
-                "postprocessing (keep_largest_component, remove_small_components, fill_holes) needs `inference.output = \"labels\"`"
+                "postprocessing (keep_largest_component, remove_small_components, fill_holes) needs `inference.output_type = \"labels\"`"
                     .into(),
             ));
         }

@@ -28,7 +28,7 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
-    /// From `inference.output` (`labels`, `probabilities`, `logits`), NiftyNet's
+    /// From `inference.output_type` (`labels`, `probabilities`, `logits`), NiftyNet's
     /// `output_prob` (true = probabilities) and `inference.probability_dtype`.
     ///
     /// # Errors
@@ -43,9 +43,9 @@ impl OutputKind {
             ("labels", false) => Ok(OutputKind::Labels),
             ("labels" | "probabilities", true) | ("probabilities", false) => Ok(OutputKind::Probabilities { quantised }),
             ("logits", false) => Ok(OutputKind::Logits),
-            ("logits", true) => Err("`inference.output_prob = true` contradicts `inference.output = \"logits\"`".into()),
+            ("logits", true) => Err("`inference.output_prob = true` contradicts `inference.output_type = \"logits\"`".into()),
             (other, _) => {
-                Err(format!("`inference.output` must be labels, probabilities or logits, got \"{other}\""))
+                Err(format!("`inference.output_type` must be labels, probabilities or logits, got \"{other}\""))
             }
         }
     }
