@@ -47,6 +47,8 @@ pub struct Segmented {
     pub passes: usize,
     /// Seconds for this subject (reading to writing).
     pub seconds: f64,
+    /// Of which in the network's forward passes.
+    pub network_seconds: f64,
 }
 
 /// Everything that decides how a volume is segmented, read from `[inference]`.
@@ -112,6 +114,17 @@ impl InferenceOptions {
     }
 }
 
+/// A blended volume and how it was made.
+#[derive(Debug)]
+pub struct Predicted {
+    /// The blended volume.
+    pub volume: Aggregated,
+    /// Windows run.
+    pub windows: usize,
+    /// Seconds in the network's forward passes.
+    pub network_seconds: f64,
+}
+
 /// Runs the predictor over a prepared volume and blends the window outputs.
 ///
 /// # Shapes
@@ -126,8 +139,9 @@ pub fn predict_volume(
     options: &InferenceOptions,
     store: Store,
     device: Device,
-) -> Result<(Aggregated, usize), EngineError> {
+) -> Result<Predicted, EngineError> {
     let tiling = &options.tiling;
+    let mut network = std::time::Duration::ZERO;
     let window = tiling.window;
     let [wi, wj, wk] = window;
     let kept = tiling.kept();
@@ -141,7 +155,9 @@ pub fn predict_volume(
         }
         let shape = [chunk.len() as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
         let input = Tensor::from_slice(&buf).view(shape).to_device(device);
+        let started = std::time::Instant::now();
         let out = predictor.predict(&input)?;
+        network += started.elapsed();
         let size = out.size();
         if size.len() != 5 || size[2..] != shape[2..] || size[0] != shape[0] {
             return Err(EngineError::Other(format!(
@@ -161,11 +177,12 @@ pub fn predict_volume(
             agg.add(*c, &values[n * per_window..(n + 1) * per_window], window, tiling.border)?;
         }
     }
-    Ok((agg.finish()?, grid.len()))
+    Ok(Predicted { volume: agg.finish()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
 }
 
 /// Segments one prepared subject and writes the output to `path`. The image is dropped
 /// as soon as the windows have run, before the output is brought back and written.
+/// Returns the windows run and the seconds spent in the network.
 ///
 /// # Errors
 /// As [`predict_volume`] and [`output::write_output`].
@@ -176,9 +193,10 @@ pub fn segment_subject(
     preparation: &Preparation,
     path: &Path,
     device: Device,
-) -> Result<(usize, PathBuf), EngineError> {
+) -> Result<(usize, f64), EngineError> {
     let store = options.output.store(&volume.geometry);
-    let (aggregated, windows) = predict_volume(predictor, &volume, options, store, device)?;
+    let predicted = predict_volume(predictor, &volume, options, store, device)?;
+    let (aggregated, windows, network_seconds) = (predicted.volume, predicted.windows, predicted.network_seconds);
     volume.image = Vec::new();
     output::write_output(
         path,
@@ -191,7 +209,7 @@ pub fn segment_subject(
         preparation.label_map.as_deref(),
         &options.postprocess,
     )?;
-    Ok((windows, path.to_owned()))
+    Ok((windows, network_seconds))
 }
 
 /// Builds the network and restores one checkpoint file.
@@ -300,10 +318,17 @@ pub fn infer_files(
     let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None };
     let load = LoadOptions::new(settings, preparation);
     let v = load_subject(&subject, &load)?;
-    let (windows, output) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
+    let (windows, network_seconds) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
     let seconds = started.elapsed().as_secs_f64();
-    tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
-    Ok(Segmented { subject: id, output, windows, passes: predictor.passes(), seconds })
+    tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), network_seconds = format!("{network_seconds:.2}"), output = %out.display(), "segmented");
+    Ok(Segmented {
+        subject: id,
+        output: out.to_owned(),
+        windows,
+        passes: predictor.passes(),
+        seconds,
+        network_seconds,
+    })
 }
 
 /// Segments every subject of the image sections and writes `<id><postfix>.nii.gz`.
@@ -325,11 +350,19 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         let v = load_subject(subject, &load)?;
         let path = out_dir.join(format!("{}{}.nii.gz", v.id, settings.inference.output_postfix));
         let id = v.id.clone();
-        let (windows, output) = segment_subject(&mut predictor, v, &options, &load.preparation, &path, device)?;
+        let (windows, network_seconds) =
+            segment_subject(&mut predictor, v, &options, &load.preparation, &path, device)?;
         let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), output = %output.display(), "segmented");
+        tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), network_seconds = format!("{network_seconds:.2}"), output = %path.display(), "segmented");
         progress.update(n as u64 + 1, id.clone());
-        out.push(Segmented { subject: id, output, windows, passes: predictor.passes(), seconds });
+        out.push(Segmented {
+            subject: id,
+            output: path,
+            windows,
+            passes: predictor.passes(),
+            seconds,
+            network_seconds,
+        });
     }
     Ok(out)
 }
