@@ -143,3 +143,68 @@ fn postprocessing_keeps_the_largest_removes_small_and_fills_holes() {
     p.apply(&mut l, dims, 2.0);
     assert_eq!(l, grid(&["110000", "110000", "000000", "011100", "000000"]), "6 mm³ = 3 voxels of 2 mm³");
 }
+
+#[test]
+fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels() {
+    use niftyhost::data::prepare::{Geometry, GeometryOptions};
+    use niftyhost::engine::inference::output::{write_output, OutputKind};
+    use niftyhost::io::nifti::reference_for_affine;
+    use niftyhost::preprocess::{Grid, LabelMap};
+
+    // An 8×8×8 input at 1 mm, prepared at 2 mm (4×4×4) with 1 voxel of padding (6×6×6).
+    let mut affine = niftyhost::preprocess::IDENTITY;
+    affine[0][3] = -4.0;
+    let original = Grid::new([8, 8, 8], affine).unwrap();
+    let options =
+        GeometryOptions { axcodes: None, pixdim: Some([2.0, 2.0, 2.0]), padding: [1, 1, 1], padding_mode: "constant".into() };
+    let geometry = Geometry::plan(original, &options).unwrap();
+    assert_eq!(geometry.prepared.dims, [6, 6, 6]);
+    // Two classes: class 1 where i >= 3 on the prepared grid (world x >= 0 mm).
+    let n = 216;
+    let mut q = vec![0u8; 2 * n];
+    for v in 0..n {
+        let i = v % 6;
+        q[if i >= 3 { n + v } else { v }] = 255;
+    }
+    let header = reference_for_affine(&affine);
+    let reference = niftyhost::io::Volume {
+        data: Vec::new(),
+        dims: [8, 8, 8],
+        channels: 1,
+        header,
+        affine,
+        pixdim: [1.0; 3],
+        path: "in.nii".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let map = LabelMap::from_values(vec![0, 7]).unwrap();
+    let none = Postprocess {
+        remove_small: vec![],
+        min_volume_mm3: 0.0,
+        keep_largest: vec![],
+        fill_holes: vec![],
+        connectivity: Connectivity::Six,
+    };
+    let path = dir.path().join("seg.nii.gz");
+    let aggregated = Aggregated::Quantised(q.clone());
+    write_output(&path, "s", &reference, &geometry, aggregated, 2, OutputKind::Labels, Some(&map), &none).unwrap();
+    let seg = niftyhost::io::read_volume(&path).unwrap();
+    assert_eq!(seg.dims, [8, 8, 8]);
+    assert_eq!(seg.affine, affine);
+    // World x = i - 4: label value 7 (class 1) right of the centre, 0 left of it.
+    for v in 0..512 {
+        let i = v % 8;
+        if i <= 2 {
+            assert_eq!(seg.data[v], 0.0, "voxel {v}");
+        } else if i >= 5 {
+            assert_eq!(seg.data[v], 7.0, "voxel {v}");
+        }
+    }
+    // Probabilities come back as 2 volumes on the input grid.
+    let path = dir.path().join("prob.nii.gz");
+    let kind = OutputKind::Probabilities { quantised: true };
+    write_output(&path, "s", &reference, &geometry, Aggregated::Quantised(q), 2, kind, None, &none).unwrap();
+    let p = niftyhost::io::read_volume(&path).unwrap();
+    assert_eq!((p.dims, p.channels), ([8, 8, 8], 2));
+    assert!((0..512).all(|v| (p.data[v] + p.data[512 + v] - 1.0).abs() < 2.0 / 255.0));
+}
