@@ -129,7 +129,18 @@ fn exported_bundle_segments_in_an_empty_folder_like_the_config() {
     let out = run_isolated(
         empty.path(),
         tmp.path(),
-        &["inference", "--json", "--model", bundle, "--model", bundle, "--image", t1().to_str().unwrap(), "--out", "ens.nii.gz"],
+        &[
+            "inference",
+            "--json",
+            "--model",
+            bundle,
+            "--model",
+            bundle,
+            "--image",
+            t1().to_str().unwrap(),
+            "--out",
+            "ens.nii.gz",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out).1);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

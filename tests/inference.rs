@@ -89,7 +89,13 @@ fn mirror_tta_leaves_a_symmetric_network_unchanged_and_averages_mirrors_otherwis
     // all three axes gives the plain output.
     for (_, w) in &tta.models[0].params {
         if w.dim() == 5 {
-            let sym = (w + w.flip([2]) + w.flip([3]) + w.flip([4]) + w.flip([2, 3]) + w.flip([2, 4]) + w.flip([3, 4])
+            let sym = (w
+                + w.flip([2])
+                + w.flip([3])
+                + w.flip([4])
+                + w.flip([2, 3])
+                + w.flip([2, 4])
+                + w.flip([3, 4])
                 + w.flip([2, 3, 4]))
                 / 8.0;
             tch::no_grad(|| w.shallow_clone().copy_(&sym));
@@ -155,8 +161,12 @@ fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels()
     let mut affine = niftyhost::preprocess::IDENTITY;
     affine[0][3] = -4.0;
     let original = Grid::new([8, 8, 8], affine).unwrap();
-    let options =
-        GeometryOptions { axcodes: None, pixdim: Some([2.0, 2.0, 2.0]), padding: [1, 1, 1], padding_mode: "constant".into() };
+    let options = GeometryOptions {
+        axcodes: None,
+        pixdim: Some([2.0, 2.0, 2.0]),
+        padding: [1, 1, 1],
+        padding_mode: "constant".into(),
+    };
     let geometry = Geometry::plan(original, &options).unwrap();
     assert_eq!(geometry.prepared.dims, [6, 6, 6]);
     // Two classes: class 1 where i >= 3 on the prepared grid (world x >= 0 mm).

@@ -82,7 +82,9 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
         return Ok(vec![done]);
     }
     if args.job.config.is_some() {
-        return Err(ConfigError::Invalid("`--model` carries its own config: change it with `--set`, not `-c`".into()).into());
+        return Err(
+            ConfigError::Invalid("`--model` carries its own config: change it with `--set`, not `-c`".into()).into()
+        );
     }
     let Some(out) = &args.out else {
         return Err(ConfigError::Invalid("`--model` segments `--image` files into `--out`".into()).into());

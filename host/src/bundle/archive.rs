@@ -128,8 +128,8 @@ pub fn unpack(bundle: &Path, dest: &Path) -> Result<Vec<PathBuf>, BundleError> {
             let io = |e: std::io::Error| BundleError::Io { path: path.clone(), message: e.to_string() };
             let out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(io)?;
             let mut out = BufWriter::with_capacity(1 << 20, out);
-            let copied = std::io::copy(&mut entry, &mut out)
-                .map_err(|e| corrupt(format!("entry `{}`: {e}", rel.display())))?;
+            let copied =
+                std::io::copy(&mut entry, &mut out).map_err(|e| corrupt(format!("entry `{}`: {e}", rel.display())))?;
             if copied != entry.size() {
                 return Err(corrupt(format!("entry `{}` is truncated", rel.display())));
             }

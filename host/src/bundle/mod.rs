@@ -176,7 +176,8 @@ pub fn host_plugin_api() -> String {
 /// # Errors
 /// [`BundleError::Io`].
 pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
-    let mut f = std::fs::File::open(path).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })?;
     Ok(format!("{:x}", h.finalize()))
@@ -217,8 +218,7 @@ pub struct Exported {
 pub fn export(settings: &Settings, registry: &Registry, out: &Path) -> Result<Exported, BundleError> {
     let fail = |m: String| BundleError::Export(m);
     let checkpoints = checkpoints_for_inference(settings).map_err(|e| fail(e.to_string()))?;
-    let (lib, _) =
-        registry.find(ComponentKind::Network, &settings.network.name).map_err(|e| fail(e.to_string()))?;
+    let (lib, _) = registry.find(ComponentKind::Network, &settings.network.name).map_err(|e| fail(e.to_string()))?;
     // Every checkpoint must load into the network, as inference will do.
     let mut model = Model::build(registry, settings, tch::Device::Cpu).map_err(|e| fail(e.to_string()))?;
     for c in &checkpoints {
@@ -291,7 +291,8 @@ pub fn export(settings: &Settings, registry: &Registry, out: &Path) -> Result<Ex
         .map_err(|e| BundleError::Io { path: manifest_path.clone(), message: e.to_string() })?;
     files.insert(0, (MANIFEST.into(), manifest_path));
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| BundleError::Io { path: parent.to_owned(), message: e.to_string() })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| BundleError::Io { path: parent.to_owned(), message: e.to_string() })?;
     }
     archive::pack(out, &files)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
@@ -444,8 +445,7 @@ impl Bundle {
 
     /// What must agree for bundles to be ensembled: input spec and learned preprocessing.
     pub fn preprocessing_key(&self) -> (InputSpec, Vec<Option<String>>) {
-        let sums =
-            ["histogram.json", "label_map.json"].iter().map(|f| self.manifest.files.get(*f).cloned()).collect();
+        let sums = ["histogram.json", "label_map.json"].iter().map(|f| self.manifest.files.get(*f).cloned()).collect();
         (self.manifest.input.clone(), sums)
     }
 }

@@ -94,16 +94,7 @@ impl Aggregator {
             Store::Float => Aggregated::Float(zeroed(voxels * classes, "the output volume")?),
             Store::Quantised => Aggregated::Quantised(zeroed(voxels * classes, "the quantised output volume")?),
         };
-        Ok(Aggregator {
-            dims,
-            classes,
-            kept,
-            weights,
-            planes: VecDeque::new(),
-            spare: Vec::new(),
-            base: 0,
-            out,
-        })
+        Ok(Aggregator { dims, classes, kept, weights, planes: VecDeque::new(), spare: Vec::new(), base: 0, out })
     }
 
     fn plane_len(&self) -> usize {

@@ -79,8 +79,9 @@ impl InferenceOptions {
         let blend = Blend::parse(&inf.blending).map_err(|e| invalid(format!("`inference.blending`: {e}")))?;
         mirrorings(&inf.tta_mirror_axes).map_err(|e| invalid(format!("`inference.tta_mirror_axes`: {e}")))?;
         let output = OutputKind::parse(&inf.output_type, inf.output_prob, &inf.probability_dtype).map_err(invalid)?;
-        let connectivity = Connectivity::from_neighbours(inf.connectivity)
-            .ok_or_else(|| invalid(format!("`inference.connectivity` must be 6, 18 or 26, got {}", inf.connectivity)))?;
+        let connectivity = Connectivity::from_neighbours(inf.connectivity).ok_or_else(|| {
+            invalid(format!("`inference.connectivity` must be 6, 18 or 26, got {}", inf.connectivity))
+        })?;
         if !(inf.min_component_mm3 >= 0.0 && inf.min_component_mm3.is_finite()) {
             return Err(invalid(format!("`inference.min_component_mm3` must be >= 0, got {}", inf.min_component_mm3)));
         }
@@ -101,7 +102,11 @@ impl InferenceOptions {
         Ok(InferenceOptions {
             tiling: Tiling {
                 window: s.inference_window(),
-                border: [b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0), b.get(2).copied().unwrap_or(0)],
+                border: [
+                    b.first().copied().unwrap_or(0),
+                    b.get(1).copied().unwrap_or(0),
+                    b.get(2).copied().unwrap_or(0),
+                ],
                 overlap: inf.overlap,
                 batch_size: inf.batch_size.max(1),
             },
@@ -170,8 +175,8 @@ pub fn predict_volume(
                 size[1], options.num_classes
             )));
         }
-        let values = Vec::<f32>::try_from(out.view([-1]))
-            .map_err(|e| EngineError::Other(format!("network output: {e}")))?;
+        let values =
+            Vec::<f32>::try_from(out.view([-1])).map_err(|e| EngineError::Other(format!("network output: {e}")))?;
         let per_window = options.num_classes * wi * wj * wk;
         for (n, c) in chunk.iter().enumerate() {
             agg.add(*c, &values[n * per_window..(n + 1) * per_window], window, tiling.border)?;
@@ -321,14 +326,7 @@ pub fn infer_files(
     let (windows, network_seconds) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), network_seconds = format!("{network_seconds:.2}"), output = %out.display(), "segmented");
-    Ok(Segmented {
-        subject: id,
-        output: out.to_owned(),
-        windows,
-        passes: predictor.passes(),
-        seconds,
-        network_seconds,
-    })
+    Ok(Segmented { subject: id, output: out.to_owned(), windows, passes: predictor.passes(), seconds, network_seconds })
 }
 
 /// Segments every subject of the image sections and writes `<id><postfix>.nii.gz`.

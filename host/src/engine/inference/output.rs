@@ -41,9 +41,13 @@ impl OutputKind {
         };
         match (output, output_prob) {
             ("labels", false) => Ok(OutputKind::Labels),
-            ("labels" | "probabilities", true) | ("probabilities", false) => Ok(OutputKind::Probabilities { quantised }),
+            ("labels" | "probabilities", true) | ("probabilities", false) => {
+                Ok(OutputKind::Probabilities { quantised })
+            }
             ("logits", false) => Ok(OutputKind::Logits),
-            ("logits", true) => Err("`inference.output_prob = true` contradicts `inference.output_type = \"logits\"`".into()),
+            ("logits", true) => {
+                Err("`inference.output_prob = true` contradicts `inference.output_type = \"logits\"`".into())
+            }
             (other, _) => {
                 Err(format!("`inference.output_type` must be labels, probabilities or logits, got \"{other}\""))
             }
@@ -70,8 +74,11 @@ fn preprocess_error(id: &str) -> impl Fn(crate::preprocess::PreprocessError) -> 
 /// reorient.
 fn channel_to_original(geometry: &Geometry, data: Vec<f32>, id: &str) -> Result<Vec<f32>, EngineError> {
     let fail = preprocess_error(id);
-    let data =
-        if geometry.padding.is_empty() { data } else { crop(&data, 1, &geometry.prepared, &geometry.padding).map_err(&fail)?.0 };
+    let data = if geometry.padding.is_empty() {
+        data
+    } else {
+        crop(&data, 1, &geometry.prepared, &geometry.padding).map_err(&fail)?.0
+    };
     let data = if geometry.resampled == geometry.reoriented {
         data
     } else {

@@ -56,8 +56,10 @@ impl Predictor {
         for model in &mut self.models {
             for dims in mirrorings {
                 let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
-                let y = tch::no_grad(|| model.forward(&x, false))
-                    .map_err(|error| EngineError::Plugin { context: format!("network `{}` forward", model.name), error })?;
+                let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
+                    context: format!("network `{}` forward", model.name),
+                    error,
+                })?;
                 let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
                 let y = if dims.is_empty() { y } else { y.flip(dims.as_slice()) };
                 sum = Some(match sum {
