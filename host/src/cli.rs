@@ -27,8 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Train a network on the configured data.
     Train(JobArgs),
-    /// Segment images window by window with a trained checkpoint.
-    Inference(JobArgs),
+    /// Segment images window by window: the config's INFER subjects with its checkpoints,
+    /// or `--image` files with a config or `--model` bundles.
+    Inference(InferenceArgs),
+    /// Pack a trained model (network plugin, weights, config, learned preprocessing) into
+    /// one bundle file that `inference --model` runs anywhere.
+    Export(ExportArgs),
     /// Compare segmentations with reference labels and write a metrics CSV: the config's
     /// held-out subjects, or two folders (`--seg-dir S --ref-dir R`, no config needed).
     Evaluation(EvaluationArgs),
@@ -44,6 +48,35 @@ pub enum Command {
     /// Show what NIfTI files hold: shape, data type, scaling, voxel size, orientation,
     /// affine and value statistics.
     Info(crate::io::info::InfoArgs),
+}
+
+/// Arguments of `niftyhost inference`.
+#[derive(Debug, Clone, Args)]
+pub struct InferenceArgs {
+    /// Config, overrides and plugins (with `--model`, `--set` changes the bundled config).
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// A model bundle (.nhb) to segment with instead of a config; repeat to ensemble
+    /// bundles that share their input spec and preprocessing.
+    #[arg(long = "model", value_name = "FILE")]
+    pub models: Vec<PathBuf>,
+    /// An image to segment, one per modality in the model's order (repeatable); needs `--out`.
+    #[arg(long = "image", value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    /// The output file for `--image` (.nii or .nii.gz).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `niftyhost export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Config, overrides and plugins of the trained model.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// The bundle to write (.nhb).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `niftyhost bench`.

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches};
-use niftyhost::cli::{Cli, Command, JobArgs, PluginArgs};
+use niftyhost::cli::{Cli, Command, InferenceArgs, JobArgs, PluginArgs};
 use niftyhost::config::{self, ConfigError, Settings};
 use niftyhost::data::phases as dataset_check;
 use niftyhost::engine::{evaluation, inference, trainer, EngineError};
 use niftyhost::plugins::Registry;
-use niftyhost::{bench, help, telemetry};
+use niftyhost::{bench, bundle, help, telemetry};
 
 /// The plugin flags of a command line, read before clap so `-h` can list plugin parameters.
 fn prescan_plugins(args: &[OsString]) -> PluginArgs {
@@ -42,6 +42,7 @@ fn command_with_parameter_help(args: &[OsString]) -> clap::Command {
     let listing = format!("{}{}", help::host_parameters(), help::plugin_parameters(&registry));
     cmd.mut_subcommand("train", |c| c.after_help(listing.clone()))
         .mut_subcommand("inference", |c| c.after_help(listing.clone()))
+        .mut_subcommand("export", |c| c.after_help(listing.clone()))
         .mut_subcommand("evaluation", |c| c.after_help(listing.clone()))
         .mut_subcommand("config", |c| c.after_help(listing.clone()))
 }
@@ -60,6 +61,67 @@ fn registry(args: &PluginArgs) -> Result<Registry> {
         anyhow::bail!("{}", explicit.join("\n"));
     }
     Ok(registry)
+}
+
+/// `inference`: with a config (its INFER subjects, or `--image`), or with bundles.
+fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
+    if args.images.is_empty() != args.out.is_none() {
+        return Err(ConfigError::Invalid("`--image` and `--out` go together".into()).into());
+    }
+    if args.models.is_empty() {
+        let s = settings(&args.job)?;
+        let reg = registry(&args.job.plugins)?;
+        let Some(out) = &args.out else {
+            return Ok(inference::infer(&s, &reg, Path::new(".")).context("inference failed")?);
+        };
+        let device = niftyhost::torch::single_device(&s.system.devices)?;
+        let mut predictor = inference::predictor(&s, &reg, device)?;
+        let preparation = niftyhost::data::prepare::Preparation::saved(&s)?;
+        let done = inference::infer_files(&s, &mut predictor, preparation, &args.images, out, device)
+            .context("inference failed")?;
+        return Ok(vec![done]);
+    }
+    if args.job.config.is_some() {
+        return Err(
+            ConfigError::Invalid("`--model` carries its own config: change it with `--set`, not `-c`".into()).into()
+        );
+    }
+    let Some(out) = &args.out else {
+        return Err(ConfigError::Invalid("`--model` segments `--image` files into `--out`".into()).into());
+    };
+    let overrides = args.job.overrides()?;
+    let mut bundles = Vec::new();
+    for m in &args.models {
+        bundles.push(bundle::open(m)?);
+    }
+    let first = &bundles[0];
+    let s = first.settings(&overrides)?;
+    let device = niftyhost::torch::single_device(&s.system.devices)?;
+    let mut models = Vec::new();
+    for b in &bundles {
+        if b.preprocessing_key() != first.preprocessing_key() {
+            anyhow::bail!(
+                "bundles {} and {} differ in input spec or learned preprocessing: they cannot be ensembled",
+                first.source.display(),
+                b.source.display()
+            );
+        }
+        let bs = b.settings(&overrides)?;
+        let reg = b.registry()?;
+        for w in &bs.inference.checkpoints {
+            models.push(inference::model_from_checkpoint(&bs, &reg, device, w)?);
+        }
+    }
+    let options = inference::InferenceOptions::from_settings(&s)?;
+    let mut predictor = inference::Predictor {
+        models,
+        mirrorings: inference::mirrorings(&options.mirror_axes).map_err(anyhow::Error::msg)?,
+        logits: options.output == inference::OutputKind::Logits,
+    };
+    let preparation = niftyhost::data::prepare::Preparation::saved(&s)?;
+    let done = inference::infer_files(&s, &mut predictor, preparation, &args.images, out, device)
+        .context("inference failed")?;
+    Ok(vec![done])
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -90,14 +152,27 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Inference(args) => {
-            let s = settings(&args)?;
-            let reg = registry(&args.plugins)?;
-            let written = inference::infer(&s, &reg, here).context("inference failed")?;
+            let written = run_inference(&args)?;
             for w in &written {
                 eprintln!("{}: {} ({} windows, {:.2} s)", w.subject, w.output.display(), w.windows, w.seconds);
             }
-            if args.plugins.json {
+            if args.job.plugins.json {
                 print_json(&written)?;
+            }
+        }
+        Command::Export(args) => {
+            let s = settings(&args.job)?;
+            let reg = registry(&args.job.plugins)?;
+            let exported = bundle::export(&s, &reg, &args.out).context("export failed")?;
+            eprintln!(
+                "exported {} ({} weights file(s), {:.1} MB)\nsha256 {}",
+                exported.bundle.display(),
+                exported.manifest.weights.len(),
+                exported.bytes as f64 / 1e6,
+                exported.sha256
+            );
+            if args.job.plugins.json {
+                print_json(&exported)?;
             }
         }
         Command::Evaluation(args) => {

@@ -152,6 +152,17 @@ pub struct Inference {
     pub batch_size: usize,
     pub output_dir: PathBuf,
     pub output_postfix: String,
+    pub blending: String,
+    pub tta_mirror_axes: Vec<usize>,
+    pub checkpoints: Vec<PathBuf>,
+    pub output_type: String,
+    pub output_prob: bool,
+    pub probability_dtype: String,
+    pub remove_small_components: Vec<u8>,
+    pub min_component_mm3: f64,
+    pub keep_largest_component: Vec<u8>,
+    pub fill_holes: Vec<u8>,
+    pub connectivity: u32,
 }
 
 /// `[evaluation]`.
@@ -240,6 +251,7 @@ impl Settings {
         if !(0.0..1.0).contains(&self.inference.overlap) {
             return invalid(format!("`inference.overlap` must be in [0, 1), got {}", self.inference.overlap));
         }
+        crate::engine::inference::InferenceOptions::from_settings(self)?;
         if self.training.save_every_n == 0 {
             return invalid("`training.save_every_n` must be positive".into());
         }

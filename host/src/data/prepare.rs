@@ -75,22 +75,23 @@ impl Geometry {
         Ok(Geometry { original, original_codes, reoriented, resampled, padding, prepared })
     }
 
-    /// Moves `data` (`channels` volumes on the original grid) onto the prepared grid.
+    /// Moves `data` (`channels` volumes on the original grid) onto the prepared grid; an
+    /// unchanged grid returns `data` itself (no copy).
     ///
     /// # Errors
     /// Data that does not fill the original grid.
     pub fn forward(
         &self,
-        data: &[f32],
+        data: Vec<f32>,
         channels: usize,
         interp: Interp,
         mode: PadMode,
     ) -> Result<Vec<f32>, PreprocessError> {
         let data = if self.reoriented == self.original {
-            data.to_vec()
+            data
         } else {
             let codes = crate::preprocess::axcodes(&self.reoriented.affine)?;
-            reorient(data, channels, &self.original, codes)?.0
+            reorient(&data, channels, &self.original, codes)?.0
         };
         let data = if self.resampled == self.reoriented {
             data
@@ -306,7 +307,7 @@ impl Preparation {
         let grid = Grid::new(first.dims, first.affine).map_err(fail)?;
         let geometry = Geometry::plan(grid, &self.geometry).map_err(fail)?;
         let mode = self.image_padding(&images);
-        let mut images = geometry.forward(&images, channels, Interp::Linear, mode).map_err(fail)?;
+        let mut images = geometry.forward(images, channels, Interp::Linear, mode).map_err(fail)?;
         if let Some(h) = &self.histogram {
             h.apply(&mut images, channels).map_err(fail)?;
         }
@@ -316,7 +317,7 @@ impl Preparation {
         let zero = PadMode::Constant(0.0);
         let label = match label {
             Some(l) => {
-                let mut l = geometry.forward(&l, 1, Interp::Nearest, zero).map_err(fail)?;
+                let mut l = geometry.forward(l, 1, Interp::Nearest, zero).map_err(fail)?;
                 if let Some(map) = &self.label_map {
                     map.apply(&mut l).map_err(fail)?;
                 }
@@ -324,7 +325,7 @@ impl Preparation {
             }
             None => None,
         };
-        let weights = weights.map(|w| geometry.forward(&w, 1, Interp::Nearest, zero)).transpose().map_err(fail)?;
+        let weights = weights.map(|w| geometry.forward(w, 1, Interp::Nearest, zero)).transpose().map_err(fail)?;
         Ok(PreparedVolumes { geometry, images, label, weights })
     }
 }

@@ -1,0 +1,96 @@
+//! Test-time augmentation by mirroring, and ensembling: a [`Predictor`] runs every model
+//! on every mirrored copy of a batch and averages the outputs (mirrored back).
+
+use tch::{Kind, Tensor};
+
+use super::super::{EngineError, Model};
+
+/// The mirrorings of test-time augmentation: every subset of `axes` (`0 = i`, `1 = j`,
+/// `2 = k`), the identity first, as tensor dimensions of `[N, C, D, H, W]`.
+///
+/// # Errors
+/// An axis above 2 or given twice.
+pub fn mirrorings(axes: &[usize]) -> Result<Vec<Vec<i64>>, String> {
+    let mut seen = [false; 3];
+    for &a in axes {
+        if a > 2 || seen[a] {
+            return Err(format!("mirror axes must be distinct values in 0..=2 (i, j, k), got {axes:?}"));
+        }
+        seen[a] = true;
+    }
+    let mut out = Vec::with_capacity(1 << axes.len());
+    for mask in 0u32..(1 << axes.len()) {
+        // Axis i is tensor dimension 4 (W), j is 3 (H), k is 2 (D).
+        out.push(axes.iter().enumerate().filter(|(b, _)| mask & (1 << b) != 0).map(|(_, &a)| 4 - a as i64).collect());
+    }
+    Ok(out)
+}
+
+/// Several models and mirrorings whose outputs are averaged.
+pub struct Predictor {
+    /// The ensemble (one model per checkpoint or bundle).
+    pub models: Vec<Model>,
+    /// Tensor dimensions to flip, one entry per pass (see [`mirrorings`]).
+    pub mirrorings: Vec<Vec<i64>>,
+    /// Average logits instead of softmax probabilities.
+    pub logits: bool,
+}
+
+impl Predictor {
+    /// Number of forward passes per batch.
+    pub fn passes(&self) -> usize {
+        self.models.len() * self.mirrorings.len().max(1)
+    }
+
+    /// The averaged output of a batch, on the CPU as float32.
+    ///
+    /// # Shapes
+    /// `[N, C, D, H, W]` → `[N, K, D, H, W]`
+    ///
+    /// # Errors
+    /// A plugin failure, or models that disagree on the output shape.
+    pub fn predict(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
+        let identity = [Vec::new()];
+        let mirrorings: &[Vec<i64>] = if self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
+        let mut sum: Option<Tensor> = None;
+        for model in &mut self.models {
+            for dims in mirrorings {
+                let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
+                let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
+                    context: format!("network `{}` forward", model.name),
+                    error,
+                })?;
+                let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
+                let y = if dims.is_empty() { y } else { y.flip(dims.as_slice()) };
+                sum = Some(match sum {
+                    None => y,
+                    Some(s) if s.size() == y.size() => s + y,
+                    Some(s) => {
+                        return Err(EngineError::Other(format!(
+                            "network `{}` returned {:?} where the ensemble's first model returned {:?}",
+                            model.name,
+                            y.size(),
+                            s.size()
+                        )))
+                    }
+                });
+            }
+        }
+        let sum = sum.ok_or_else(|| EngineError::Other("no model to predict with".into()))?;
+        let mean = sum / (self.passes() as f64);
+        Ok(mean.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrorings_are_every_subset_with_identity_first() {
+        assert_eq!(mirrorings(&[]).unwrap(), vec![Vec::<i64>::new()]);
+        assert_eq!(mirrorings(&[0, 2]).unwrap(), vec![vec![], vec![4], vec![2], vec![4, 2]]);
+        assert!(mirrorings(&[3]).is_err());
+        assert!(mirrorings(&[1, 1]).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! Sliding-window inference pieces on known cases: blending of overlapping windows,
+//! test-time mirroring with a mirror-symmetric network, and label postprocessing.
+
+use niftyhost::config::{load, Overrides};
+use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
+use niftyhost::engine::inference::{mirrorings, Aggregated, Aggregator, Blend, Postprocess, Predictor, Store};
+use niftyhost::engine::Model;
+use niftyhost::metrics::components::Connectivity;
+use niftyhost::plugins::{Registry, SearchPath};
+use niftyhost_tests::{tissue_config, workspace_plugin};
+use tch::{Device, Kind, Tensor};
+
+/// Two windows along `i` on a 1×1 line of 6 voxels, kept regions of 4 at i = 0 and
+/// i = 2 (overlap on i = 2, 3), one class: the first outputs 1, the second 0.
+fn blend_line(blend: Blend) -> (Vec<f32>, Vec<f32>) {
+    let weights = blend.weights([4, 1, 1]);
+    let mut agg = Aggregator::new([6, 1, 1], 1, [4, 1, 1], weights.clone(), Store::Float).unwrap();
+    agg.add([0, 0, 0], &[1.0; 4], [4, 1, 1], [0, 0, 0]).unwrap();
+    agg.add([2, 0, 0], &[0.0; 4], [4, 1, 1], [0, 0, 0]).unwrap();
+    let Aggregated::Float(out) = agg.finish().unwrap() else { panic!("a float store gives floats") };
+    (out, weights)
+}
+
+#[test]
+fn constant_blending_averages_and_gaussian_blending_favours_the_nearer_window_centre() {
+    let (constant, _) = blend_line(Blend::Constant);
+    assert_eq!(constant, vec![1.0, 1.0, 0.5, 0.5, 0.0, 0.0]);
+
+    let (gaussian, w) = blend_line(Blend::parse("gaussian").unwrap());
+    // Voxel 2 is index 2 of the first window and index 0 of the second; voxel 3 is
+    // index 3 of the first and 1 of the second.
+    let expect2 = w[2] / (w[2] + w[0]);
+    let expect3 = w[3] / (w[3] + w[1]);
+    assert!((gaussian[2] - expect2).abs() < 1e-6, "{gaussian:?}");
+    assert!((gaussian[3] - expect3).abs() < 1e-6, "{gaussian:?}");
+    assert_eq!(&gaussian[..2], &[1.0, 1.0]);
+    assert_eq!(&gaussian[4..], &[0.0, 0.0]);
+    // Voxel 2 is nearer the first window's centre (1.5) than the second's (3.5).
+    assert!(gaussian[2] > 0.5 && gaussian[3] < 0.5, "{gaussian:?}");
+    assert!((gaussian[2] + gaussian[3] - 1.0).abs() < 1e-6, "the two overlap voxels mirror each other");
+}
+
+#[test]
+fn labels_and_quantised_stores_agree_with_the_float_store() {
+    // Two classes over a 3×2×2 volume in two overlapping windows along k.
+    let window: Vec<f32> = (0..24).map(|v| (v % 7) as f32 / 7.0).collect();
+    let run = |store| {
+        let mut agg = Aggregator::new([3, 2, 3], 2, [3, 2, 2], vec![1.0; 12], store).unwrap();
+        agg.add([0, 0, 0], &window, [3, 2, 2], [0, 0, 0]).unwrap();
+        agg.add([0, 0, 1], &window, [3, 2, 2], [0, 0, 0]).unwrap();
+        agg.finish().unwrap()
+    };
+    let Aggregated::Float(p) = run(Store::Float) else { panic!() };
+    let Aggregated::Labels(l) = run(Store::Labels) else { panic!() };
+    let Aggregated::Quantised(q) = run(Store::Quantised) else { panic!() };
+    let v = 18;
+    for i in 0..v {
+        assert_eq!(l[i], u8::from(p[v + i] > p[i]), "voxel {i}");
+        for c in 0..2 {
+            assert!((f32::from(q[c * v + i]) / 255.0 - p[c * v + i]).abs() <= 0.5 / 255.0 + 1e-6);
+        }
+    }
+}
+
+fn toynet(dir: &std::path::Path) -> Model {
+    let config = tissue_config(dir, "toynet", "[network.params]\nchannels = 4");
+    let settings = load(Some(&config), &Overrides::default()).unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("toynet")], dirs: vec![] });
+    Model::build(&reg, &settings, Device::Cpu).unwrap()
+}
+
+#[test]
+fn mirror_tta_leaves_a_symmetric_network_unchanged_and_averages_mirrors_otherwise() {
+    tch::manual_seed(7);
+    let dir = tempfile::tempdir().unwrap();
+    let x = Tensor::rand([1, 1, 6, 7, 8], (Kind::Float, Device::Cpu));
+
+    // A plain toynet: TTA over axis i is the mean of f(x) and flip(f(flip(x))).
+    let model = toynet(dir.path());
+    let mut plain = Predictor { models: vec![model], mirrorings: mirrorings(&[]).unwrap(), logits: false };
+    let f = plain.predict(&x).unwrap();
+    let ff = plain.predict(&x.flip([4])).unwrap().flip([4]);
+    let mut tta = Predictor { models: plain.models, mirrorings: mirrorings(&[0]).unwrap(), logits: false };
+    let averaged = tta.predict(&x).unwrap();
+    assert!(averaged.allclose(&((&f + &ff) / 2.0), 1e-5, 1e-6, false));
+    assert!(!f.allclose(&ff, 1e-3, 1e-4, false), "a random toynet is not mirror-symmetric");
+
+    // Kernels symmetric under every flip make the network mirror-equivariant: TTA over
+    // all three axes gives the plain output.
+    for (_, w) in &tta.models[0].params {
+        if w.dim() == 5 {
+            let sym = (w
+                + w.flip([2])
+                + w.flip([3])
+                + w.flip([4])
+                + w.flip([2, 3])
+                + w.flip([2, 4])
+                + w.flip([3, 4])
+                + w.flip([2, 3, 4]))
+                / 8.0;
+            tch::no_grad(|| w.shallow_clone().copy_(&sym));
+        }
+    }
+    tta.mirrorings = mirrorings(&[]).unwrap();
+    let f = tta.predict(&x).unwrap();
+    tta.mirrorings = mirrorings(&[0, 1, 2]).unwrap();
+    assert_eq!(tta.passes(), 8);
+    let averaged = tta.predict(&x).unwrap();
+    assert!(averaged.allclose(&f, 1e-5, 1e-6, false), "max diff {}", (averaged - &f).abs().max().double_value(&[]));
+    let sum = f.sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    assert!(sum.allclose(&Tensor::ones_like(&sum), 1e-5, 1e-6, false), "probabilities sum to 1");
+}
+
+/// A 6×5×1 slice as a string grid (rows are j, columns i).
+fn grid(rows: &[&str]) -> Vec<u8> {
+    rows.iter().flat_map(|r| r.bytes().map(|b| b - b'0')).collect()
+}
+
+#[test]
+fn postprocessing_keeps_the_largest_removes_small_and_fills_holes() {
+    let dims = [6, 5, 1];
+    let c6 = Connectivity::Six;
+    let mut l = grid(&["110001", "110001", "000000", "011100", "000000"]);
+    keep_largest_component(&mut l, dims, 1, c6);
+    assert_eq!(l, grid(&["110000", "110000", "000000", "000000", "000000"]));
+
+    let mut l = grid(&["110001", "110001", "000000", "011100", "000002"]);
+    remove_small_components(&mut l, dims, 1, 3, c6);
+    assert_eq!(l, grid(&["110000", "110000", "000000", "011100", "000002"]), "2 voxels < 3 go, label 2 stays");
+
+    // A ring of 1 around a hole of 0 and a 2; a gap to the edge is not a hole.
+    let mut l = grid(&["111100", "100100", "120100", "111100", "000000"]);
+    fill_holes(&mut l, [6, 5, 1], 1, Connectivity::TwentySix);
+    assert_eq!(l, grid(&["111100", "111100", "121100", "111100", "000000"]), "other labels in the hole are kept");
+    let mut open = grid(&["111100", "100100", "100000", "111100", "000000"]);
+    let before = open.clone();
+    fill_holes(&mut open, [6, 5, 1], 1, Connectivity::TwentySix);
+    assert_eq!(open, before, "a region reaching the edge is not a hole");
+
+    // Postprocess runs the steps in order with a volume threshold in mm³.
+    let p = Postprocess {
+        remove_small: vec![1],
+        min_volume_mm3: 6.0,
+        keep_largest: vec![],
+        fill_holes: vec![],
+        connectivity: c6,
+    };
+    let mut l = grid(&["110001", "110001", "000000", "011100", "000000"]);
+    p.apply(&mut l, dims, 2.0);
+    assert_eq!(l, grid(&["110000", "110000", "000000", "011100", "000000"]), "6 mm³ = 3 voxels of 2 mm³");
+}
+
+#[test]
+fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels() {
+    use niftyhost::data::prepare::{Geometry, GeometryOptions};
+    use niftyhost::engine::inference::output::{write_output, OutputKind};
+    use niftyhost::io::nifti::reference_for_affine;
+    use niftyhost::preprocess::{Grid, LabelMap};
+
+    // An 8×8×8 input at 1 mm, prepared at 2 mm (4×4×4) with 1 voxel of padding (6×6×6).
+    let mut affine = niftyhost::preprocess::IDENTITY;
+    affine[0][3] = -4.0;
+    let original = Grid::new([8, 8, 8], affine).unwrap();
+    let options = GeometryOptions {
+        axcodes: None,
+        pixdim: Some([2.0, 2.0, 2.0]),
+        padding: [1, 1, 1],
+        padding_mode: "constant".into(),
+    };
+    let geometry = Geometry::plan(original, &options).unwrap();
+    assert_eq!(geometry.prepared.dims, [6, 6, 6]);
+    // Two classes: class 1 where i >= 3 on the prepared grid (world x >= 0 mm).
+    let n = 216;
+    let mut q = vec![0u8; 2 * n];
+    for v in 0..n {
+        let i = v % 6;
+        q[if i >= 3 { n + v } else { v }] = 255;
+    }
+    let header = reference_for_affine(&affine);
+    let reference = niftyhost::io::Volume {
+        data: Vec::new(),
+        dims: [8, 8, 8],
+        channels: 1,
+        header,
+        affine,
+        pixdim: [1.0; 3],
+        path: "in.nii".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let map = LabelMap::from_values(vec![0, 7]).unwrap();
+    let none = Postprocess {
+        remove_small: vec![],
+        min_volume_mm3: 0.0,
+        keep_largest: vec![],
+        fill_holes: vec![],
+        connectivity: Connectivity::Six,
+    };
+    let path = dir.path().join("seg.nii.gz");
+    let aggregated = Aggregated::Quantised(q.clone());
+    write_output(&path, "s", &reference, &geometry, aggregated, 2, OutputKind::Labels, Some(&map), &none).unwrap();
+    let seg = niftyhost::io::read_volume(&path).unwrap();
+    assert_eq!(seg.dims, [8, 8, 8]);
+    assert_eq!(seg.affine, affine);
+    // World x = i - 4: label value 7 (class 1) right of the centre, 0 left of it.
+    for v in 0..512 {
+        let i = v % 8;
+        if i <= 2 {
+            assert_eq!(seg.data[v], 0.0, "voxel {v}");
+        } else if i >= 5 {
+            assert_eq!(seg.data[v], 7.0, "voxel {v}");
+        }
+    }
+    // Probabilities come back as 2 volumes on the input grid.
+    let path = dir.path().join("prob.nii.gz");
+    let kind = OutputKind::Probabilities { quantised: true };
+    write_output(&path, "s", &reference, &geometry, Aggregated::Quantised(q), 2, kind, None, &none).unwrap();
+    let p = niftyhost::io::read_volume(&path).unwrap();
+    assert_eq!((p.dims, p.channels), ([8, 8, 8], 2));
+    assert!((0..512).all(|v| (p.data[v] + p.data[512 + v] - 1.0).abs() < 2.0 / 255.0));
+}
