@@ -72,7 +72,7 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
         let s = settings(&args.job)?;
         let reg = registry(&args.job.plugins)?;
         let Some(out) = &args.out else {
-            return Ok(inference::infer(&s, &reg, Path::new(".")).context("inference failed")?);
+            return inference::infer(&s, &reg, Path::new(".")).context("inference failed");
         };
         let device = niftyhost::torch::single_device(&s.system.devices)?;
         let mut predictor = inference::predictor(&s, &reg, device)?;
