@@ -256,3 +256,34 @@ impl ConvBlock {
         }
     }
 }
+
+/// Convolution blocks applied in turn, named `p.conv1`, `p.conv2`, … (U-Net's double
+/// convolution, DeepMedic's pathways).
+#[derive(Debug)]
+pub struct ConvStack(Vec<ConvBlock>);
+
+impl ConvStack {
+    /// One block per step of `channels` (`channels[0]` in, then each block's out).
+    ///
+    /// # Errors
+    /// Fewer than two channel counts; see [`ConvBlockConfig::init`].
+    pub fn new(p: &nn::Path, block: ConvBlockConfig, channels: &[i64]) -> Result<ConvStack> {
+        if channels.len() < 2 {
+            return Err(error("a convolution stack needs input and output channels"));
+        }
+        let blocks = channels
+            .windows(2)
+            .enumerate()
+            .map(|(i, c)| block.init(&(p / format!("conv{}", i + 1)), c[0], c[1]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ConvStack(blocks))
+    }
+
+    /// Runs the blocks.
+    ///
+    /// # Shapes
+    /// `[N, channels[0], *S]` → `[N, channels[last], *S']`
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.0.iter().fold(x.shallow_clone(), |h, b| b.forward_t(&h, train))
+    }
+}

@@ -12,7 +12,9 @@
 //!   network with same-size output;
 //! - [`shape`]: input checks whose errors name the constraint, and slice folding for 2D
 //!   networks on 3D windows;
-//! - [`count`]: parameter counts, for the plugins' reference-count tests.
+//! - [`HighResNetConfig`]: HighRes3DNet's dilated residual stack (its plugin, and
+//!   ScaleNet's front end);
+//! - [`count`] and [`testing`]: parameter counts and shape tables for the plugins' tests.
 //!
 //! Siblings: `niftyhost-plugin-api` (the SDK the plugins export with) and the network
 //! plugins under `plugins/` (`unet3d`, `highres3dnet`, `vnet`, `unet2d`, `deepmedic`,
@@ -29,9 +31,12 @@ mod norm;
 mod residual;
 mod sampling;
 pub mod shape;
+pub mod testing;
+mod highres;
 
 pub use activation::{Activation, ActivationKind};
-pub use conv::{Conv, ConvBlock, ConvBlockConfig, ConvConfig, Padding};
+pub use conv::{Conv, ConvBlock, ConvBlockConfig, ConvConfig, ConvStack, Padding};
+pub use highres::{HighResNet, HighResNetConfig, HighResVariant};
 pub use norm::{Norm, NormKind};
 pub use residual::{ResidualUnit, ResidualUnitConfig, Shortcut};
 pub use sampling::{
