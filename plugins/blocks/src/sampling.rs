@@ -73,6 +73,13 @@ pub enum Downsample {
 }
 
 impl Downsample {
+    /// Parameter-free pooling (`MaxPool` or `AvgPool`; a `StridedConv` kind means
+    /// average pooling) over `factor`-sized cells.
+    pub fn pool(spatial_dims: usize, kind: DownKind, factor: i64) -> Downsample {
+        let kind = if kind == DownKind::MaxPool { kind } else { DownKind::AvgPool };
+        Downsample::Pool { kind, factor: factor.max(1), spatial_dims }
+    }
+
     /// Down-samples.
     ///
     /// # Shapes
@@ -162,6 +169,13 @@ pub enum Upsample {
 }
 
 impl Upsample {
+    /// Parameter-free interpolation (`Linear` or `Nearest`; a `TransposedConv` kind means
+    /// linear) by `factor`.
+    pub fn interpolate(kind: UpKind, factor: i64) -> Upsample {
+        let kind = if kind == UpKind::Nearest { kind } else { UpKind::Linear };
+        Upsample::Interpolate { kind, factor: factor.max(1) }
+    }
+
     /// Up-samples.
     ///
     /// # Shapes

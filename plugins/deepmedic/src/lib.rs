@@ -15,7 +15,7 @@
 use niftyhost_blocks::crop::{centre_crop, same_size_valid};
 use niftyhost_blocks::{
     activation_param, norm_param, shape, spatial_dims, Conv, ConvBlockConfig, ConvConfig, ConvStack, DownKind,
-    Downsample, DownsampleConfig, Padding, UpKind, Upsample, UpsampleConfig,
+    Downsample, Padding, UpKind, Upsample,
 };
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
@@ -134,9 +134,9 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
         d_factor,
         pad_input: params.bool("pad_input")?,
         normal: ConvStack::new(&(root / "normal"), block, &pathway)?,
-        subsample: DownsampleConfig::new(dims, DownKind::AvgPool, d_factor).init(root, c_in, c_in)?,
+        subsample: Downsample::pool(dims, DownKind::AvgPool, d_factor),
         subsampled: ConvStack::new(&(root / "subsampled"), block, &pathway)?,
-        upsample: UpsampleConfig::new(dims, UpKind::Nearest, d_factor).init(root, last, last)?,
+        upsample: Upsample::interpolate(UpKind::Nearest, d_factor),
         fully_connected: ConvStack::new(&(root / "fc"), one, &fully_connected)?,
         classifier: ConvConfig::new(dims, 1).init(&(root / "classifier"), FULLY_CONNECTED[1], classes)?,
     }))

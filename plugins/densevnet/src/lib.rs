@@ -14,7 +14,7 @@
 
 use niftyhost_blocks::{
     activation_param, norm_param, resize_linear, shape, spatial_dims, ActivationKind, Conv, ConvBlock,
-    ConvBlockConfig, ConvConfig, DownKind, Downsample, DownsampleConfig, Norm,
+    ConvBlockConfig, ConvConfig, DownKind, Downsample, Norm,
 };
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
@@ -152,7 +152,7 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
     Ok(Box::new(DenseVNet {
         spatial_dims: dims,
         in_channels: c_in,
-        pool: DownsampleConfig::new(dims, DownKind::AvgPool, 2).init(root, c_in, c_in)?,
+        pool: Downsample::pool(dims, DownKind::AvgPool, 2),
         input_norm: norm.init(&(root / "input_norm"), dims, c_in)?,
         initial: initial.init(&(root / "initial"), c_in, initial_maps)?,
         stacks,

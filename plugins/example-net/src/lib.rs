@@ -53,3 +53,15 @@ fn build(root: &nn::Path, p: &Params) -> Result<Box<dyn NetworkModel>, PluginErr
         classifier: ConvConfig::new(dims, 1).init(&(root / "classifier"), width, p.positive("num_classes")?)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn readme_lists_this_file_and_it_stays_under_60_lines() {
+        let source = include_str!("lib.rs");
+        let listing = source.split("\n#[cfg(test)]").next().unwrap();
+        assert!(listing.lines().count() < 60, "the recipe promises under 60 lines");
+        let readme = include_str!("../../../README.md");
+        assert!(readme.contains(&format!("```rust\n{listing}```")), "README.md shows an outdated plugins/example-net/src/lib.rs");
+    }
+}

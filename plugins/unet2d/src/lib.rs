@@ -14,7 +14,7 @@
 use niftyhost_blocks::crop::{crop_concat, same_size_valid};
 use niftyhost_blocks::{
     activation_param, norm_param, shape, spatial_dims, Conv, ConvBlock, ConvBlockConfig, ConvConfig, ConvStack,
-    DownKind, Downsample, DownsampleConfig, Padding,
+    DownKind, Downsample, Padding,
 };
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
@@ -144,7 +144,7 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
         in_channels: c_in,
         pad_input: params.bool("pad_input")?,
         down,
-        pool: DownsampleConfig::new(2, DownKind::MaxPool, 2).init(&(root / "pool"), 1, 1)?,
+        pool: Downsample::pool(2, DownKind::MaxPool, 2),
         up,
         classifier: ConvConfig::new(2, 1).init(&(root / "classifier"), width(0), classes)?,
     }))

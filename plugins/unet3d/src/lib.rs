@@ -13,7 +13,7 @@
 
 use niftyhost_blocks::{
     activation_param, norm_param, shape, spatial_dims, ActivationKind, Conv, ConvBlockConfig, ConvConfig, ConvStack,
-    DownKind, Downsample, DownsampleConfig, NormKind, UpKind, Upsample, UpsampleConfig,
+    DownKind, Downsample, NormKind, UpKind, Upsample, UpsampleConfig,
 };
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
@@ -130,7 +130,7 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
         let upsample = cfg.init(&(&p / "upsample"), c_below, up_out)?;
         up.push((upsample, ConvStack::new(&p, block, &[level_out(l) + up_out, level_out(l), level_out(l)])?));
     }
-    let pool = DownsampleConfig::new(dims, DownKind::MaxPool, 2).init(&(root / "pool"), 1, 1)?;
+    let pool = Downsample::pool(dims, DownKind::MaxPool, 2);
     let classifier = ConvConfig::new(dims, 1).init(&(root / "classifier"), level_out(0), classes)?;
     Ok(Box::new(UNet3d { spatial_dims: dims, in_channels: c_in, down, pool, bottom, up, classifier, depth }))
 }
