@@ -35,10 +35,8 @@ fn every_network_trains_a_few_iterations_to_a_checkpoint_with_finite_losses() {
         let checkpoint = dir.path().join("model/checkpoints/iter_00000002.safetensors");
         assert!(checkpoint.is_file(), "{network}: no checkpoint at {}", checkpoint.display());
         let log = std::fs::read_to_string(dir.path().join("model/train_log.jsonl")).unwrap();
-        let losses: Vec<f64> = log
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
-            .collect();
+        let losses: Vec<f64> =
+            log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect();
         assert_eq!(losses.len(), 2, "{network}: one loss per iteration in {log}");
         assert!(losses.iter().all(|l| l.is_finite()), "{network}: losses {losses:?}");
     }

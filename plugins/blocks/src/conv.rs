@@ -3,7 +3,7 @@
 use tch::nn::{self, Init};
 use tch::Tensor;
 
-use crate::{error, Activation, ActivationKind, NormKind, Norm, Result};
+use crate::{error, Activation, ActivationKind, Norm, NormKind, Result};
 
 /// How a convolution treats the border.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use tch::Tensor;
 
 use crate::{
     error, ActivationKind, Conv, ConvBlock, ConvBlockConfig, ConvConfig, NormKind, ResidualUnit, ResidualUnitConfig,
-    Result, Shortcut,
+    Result,
 };
 
 /// Which HighRes3DNet.
@@ -75,12 +75,8 @@ impl HighResNetConfig {
         let mut units = Vec::new();
         let mut width = 16;
         for (stage, (features, dilation)) in STAGES.into_iter().enumerate() {
-            let unit = ResidualUnitConfig {
-                block: block(3).with_conv(block(3).conv.dilation(dilation)).pre_activation(),
-                kernels: vec![3, 3],
-                last_activation: true,
-                shortcut: Shortcut::Identity,
-            };
+            let dilated = block(3).with_conv(block(3).conv.dilation(dilation));
+            let unit = ResidualUnitConfig::new(dilated.pre_activation(), &[3, 3]);
             for u in 0..UNITS_PER_STAGE {
                 units.push(unit.init(&(p / format!("res_{}_{u}", stage + 1)), width, features)?);
                 width = features;

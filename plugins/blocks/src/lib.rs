@@ -27,21 +27,19 @@ mod activation;
 mod conv;
 pub mod count;
 pub mod crop;
+mod highres;
 mod norm;
 mod residual;
 mod sampling;
 pub mod shape;
 pub mod testing;
-mod highres;
 
 pub use activation::{Activation, ActivationKind};
 pub use conv::{Conv, ConvBlock, ConvBlockConfig, ConvConfig, ConvStack, Padding};
 pub use highres::{HighResNet, HighResNetConfig, HighResVariant};
 pub use norm::{Norm, NormKind};
 pub use residual::{ResidualUnit, ResidualUnitConfig, Shortcut};
-pub use sampling::{
-    resize_linear, DownKind, Downsample, DownsampleConfig, UpKind, Upsample, UpsampleConfig,
-};
+pub use sampling::{resize_linear, DownKind, Downsample, DownsampleConfig, UpKind, Upsample, UpsampleConfig};
 
 use niftyhost_plugin_api::sdk::Params;
 use niftyhost_plugin_api::PluginError;

@@ -32,6 +32,11 @@ pub struct ResidualUnitConfig {
 }
 
 impl ResidualUnitConfig {
+    /// Blocks of `kernels`, each activated, with an identity shortcut.
+    pub fn new(block: ConvBlockConfig, kernels: &[i64]) -> ResidualUnitConfig {
+        ResidualUnitConfig { block, kernels: kernels.to_vec(), last_activation: true, shortcut: Shortcut::Identity }
+    }
+
     /// Creates the unit under `p` (`p.conv_<i>` per layer, `p.shortcut` if projected).
     /// The first layer maps `in_channels` → `out_channels`, the others keep
     /// `out_channels`.
@@ -44,9 +49,7 @@ impl ResidualUnitConfig {
             return Err(error("residual unit: needs at least one convolution"));
         }
         if self.shortcut == Shortcut::Repeat && out_channels % in_channels != 0 {
-            return Err(error(format!(
-                "residual unit: cannot repeat {in_channels} channels into {out_channels}"
-            )));
+            return Err(error(format!("residual unit: cannot repeat {in_channels} channels into {out_channels}")));
         }
         let last = self.kernels.len() - 1;
         let blocks = self
@@ -62,9 +65,11 @@ impl ResidualUnitConfig {
             })
             .collect::<Result<Vec<_>>>()?;
         let projection = match self.shortcut {
-            Shortcut::Projection => Some(
-                ConvConfig::new(self.block.conv.spatial_dims, 1).bias(false).init(&(p / "shortcut"), in_channels, out_channels)?,
-            ),
+            Shortcut::Projection => Some(ConvConfig::new(self.block.conv.spatial_dims, 1).bias(false).init(
+                &(p / "shortcut"),
+                in_channels,
+                out_channels,
+            )?),
             _ => None,
         };
         Ok(ResidualUnit { blocks, projection, repeat: self.shortcut == Shortcut::Repeat, out_channels })

@@ -46,7 +46,11 @@ impl DownsampleConfig {
         }
         Ok(match self.kind {
             DownKind::StridedConv => Downsample::Conv(
-                ConvConfig { spatial_dims: self.spatial_dims, stride: self.factor, ..self.conv }.init(p, in_channels, out_channels)?,
+                ConvConfig { spatial_dims: self.spatial_dims, stride: self.factor, ..self.conv }.init(
+                    p,
+                    in_channels,
+                    out_channels,
+                )?,
             ),
             DownKind::MaxPool | DownKind::AvgPool if in_channels != out_channels => {
                 return Err(error(format!("pooling keeps the channels, asked for {in_channels}→{out_channels}")))
@@ -141,11 +145,13 @@ impl UpsampleConfig {
             return Err(error(format!("up-sampling factor must be positive, got {}", self.factor)));
         }
         Ok(match self.kind {
-            UpKind::TransposedConv => Upsample::Conv(
-                ConvConfig { spatial_dims: self.spatial_dims, stride: self.factor, ..self.conv }
-                    .transposed()
-                    .init(p, in_channels, out_channels)?,
-            ),
+            UpKind::TransposedConv => {
+                Upsample::Conv(
+                    ConvConfig { spatial_dims: self.spatial_dims, stride: self.factor, ..self.conv }
+                        .transposed()
+                        .init(p, in_channels, out_channels)?,
+                )
+            }
             _ if in_channels != out_channels => {
                 return Err(error(format!("interpolation keeps the channels, asked for {in_channels}→{out_channels}")))
             }

@@ -162,11 +162,16 @@ fn crops_take_the_centre_and_same_size_valid_aligns_outputs() {
     // A "network" that loses 4 voxels per side and only produces sizes divisible by 3
     // (as DeepMedic): same_size_valid returns the input itself, aligned.
     let x = input(&[1, 1, 10, 7, 9]);
-    let y = same_size_valid(&x, 8, |s| (s + 2) / 3 * 3, |padded| {
-        let out: Vec<i64> = padded.size()[2..].iter().map(|s| s - 8).collect();
-        assert!(out.iter().all(|s| s % 3 == 0), "{out:?}");
-        centre_crop(padded, &out)
-    });
+    let y = same_size_valid(
+        &x,
+        8,
+        |s| (s + 2) / 3 * 3,
+        |padded| {
+            let out: Vec<i64> = padded.size()[2..].iter().map(|s| s - 8).collect();
+            assert!(out.iter().all(|s| s % 3 == 0), "{out:?}");
+            centre_crop(padded, &out)
+        },
+    );
     assert_eq!(y, x);
 }
 

@@ -38,7 +38,12 @@ pub const NETWORK: NetworkDef = NetworkDef {
     name: "deepmedic",
     description: "two-pathway (normal + subsampled) valid 3D CNN",
     params: &[
-        Param { name: "d_factor", ty: ParamType::Int, default: "3", doc: "subsampling factor of the second pathway (odd)" },
+        Param {
+            name: "d_factor",
+            ty: ParamType::Int,
+            default: "3",
+            doc: "subsampling factor of the second pathway (odd)",
+        },
         Param { name: "norm", ty: ParamType::String, default: "\"batch\"", doc: "normalisation (paper: batch)" },
         Param { name: "activation", ty: ParamType::String, default: "\"prelu\"", doc: "activation (paper: prelu)" },
         Param {

@@ -13,8 +13,8 @@
 //! divisible by 8.
 
 use niftyhost_blocks::{
-    activation_param, norm_param, resize_linear, shape, spatial_dims, ActivationKind, Conv, ConvBlock,
-    ConvBlockConfig, ConvConfig, DownKind, Downsample, Norm,
+    activation_param, norm_param, resize_linear, shape, spatial_dims, ActivationKind, Conv, ConvBlock, ConvBlockConfig,
+    ConvConfig, DownKind, Downsample, Norm,
 };
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
@@ -37,10 +37,25 @@ pub const NETWORK: NetworkDef = NetworkDef {
     name: "densevnet",
     description: "Dense V-Net; sizes divisible by 8",
     params: &[
-        Param { name: "n_dense_channels", ty: ParamType::IntList, default: "[4, 8, 16]", doc: "maps each dense layer adds, per stack" },
+        Param {
+            name: "n_dense_channels",
+            ty: ParamType::IntList,
+            default: "[4, 8, 16]",
+            doc: "maps each dense layer adds, per stack",
+        },
         Param { name: "n_dense_layers", ty: ParamType::IntList, default: "[5, 10, 10]", doc: "dense layers per stack" },
-        Param { name: "n_seg_channels", ty: ParamType::IntList, default: "[12, 24, 24]", doc: "maps of each stack's skip" },
-        Param { name: "n_input_channels", ty: ParamType::Int, default: "24", doc: "initial features and down-sampled maps" },
+        Param {
+            name: "n_seg_channels",
+            ty: ParamType::IntList,
+            default: "[12, 24, 24]",
+            doc: "maps of each stack's skip",
+        },
+        Param {
+            name: "n_input_channels",
+            ty: ParamType::Int,
+            default: "24",
+            doc: "initial features and down-sampled maps",
+        },
         Param { name: "norm", ty: ParamType::String, default: "\"batch\"", doc: "normalisation (paper: batch)" },
         Param { name: "activation", ty: ParamType::String, default: "\"relu\"", doc: "activation (paper: relu)" },
     ],
@@ -187,9 +202,21 @@ mod tests {
             &NETWORK,
             &[
                 (small, &[2, 1, 16, 24, 8], Expect::Shape(&[2, 3, 16, 24, 8])),
-                (r#"{"in_channels": 2, "num_classes": 4, "norm": "instance"}"#, &[1, 2, 16, 16, 16], Expect::Shape(&[1, 4, 16, 16, 16])),
-                (r#"{"in_channels": 1, "num_classes": 2, "spatial_dims": 2}"#, &[2, 1, 32, 24], Expect::Shape(&[2, 2, 32, 24])),
-                (small, &[1, 1, 16, 20, 16], Expect::Error("Dense V-Net needs each spatial size divisible by 8, got 20")),
+                (
+                    r#"{"in_channels": 2, "num_classes": 4, "norm": "instance"}"#,
+                    &[1, 2, 16, 16, 16],
+                    Expect::Shape(&[1, 4, 16, 16, 16]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 2, "spatial_dims": 2}"#,
+                    &[2, 1, 32, 24],
+                    Expect::Shape(&[2, 2, 32, 24]),
+                ),
+                (
+                    small,
+                    &[1, 1, 16, 20, 16],
+                    Expect::Error("Dense V-Net needs each spatial size divisible by 8, got 20"),
+                ),
                 (small, &[1, 1, 16, 16], Expect::Error("Dense V-Net needs a [N, C, D, H, W] input")),
             ],
         );

@@ -109,11 +109,31 @@ mod tests {
             &NETWORK,
             &[
                 (r#"{"in_channels": 1, "num_classes": 3}"#, &[1, 1, 9, 10, 11], Expect::Shape(&[1, 3, 9, 10, 11])),
-                (r#"{"in_channels": 2, "num_classes": 4, "variant": "large", "norm": "instance"}"#, &[2, 2, 8, 8, 8], Expect::Shape(&[2, 4, 8, 8, 8])),
-                (r#"{"in_channels": 1, "num_classes": 3, "variant": "small"}"#, &[1, 1, 8, 10, 12], Expect::Shape(&[1, 3, 8, 10, 12])),
-                (r#"{"in_channels": 1, "num_classes": 2, "spatial_dims": 2}"#, &[2, 1, 12, 10], Expect::Shape(&[2, 2, 12, 10])),
-                (r#"{"in_channels": 1, "num_classes": 3, "variant": "small"}"#, &[1, 1, 8, 9, 8], Expect::Error("HighRes3DNet (small) needs each spatial size divisible by 2, got 9")),
-                (r#"{"in_channels": 3, "num_classes": 3}"#, &[1, 1, 8, 8, 8], Expect::Error("HighRes3DNet needs a [N, C, D, H, W] input with 3 channels")),
+                (
+                    r#"{"in_channels": 2, "num_classes": 4, "variant": "large", "norm": "instance"}"#,
+                    &[2, 2, 8, 8, 8],
+                    Expect::Shape(&[2, 4, 8, 8, 8]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3, "variant": "small"}"#,
+                    &[1, 1, 8, 10, 12],
+                    Expect::Shape(&[1, 3, 8, 10, 12]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 2, "spatial_dims": 2}"#,
+                    &[2, 1, 12, 10],
+                    Expect::Shape(&[2, 2, 12, 10]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3, "variant": "small"}"#,
+                    &[1, 1, 8, 9, 8],
+                    Expect::Error("HighRes3DNet (small) needs each spatial size divisible by 2, got 9"),
+                ),
+                (
+                    r#"{"in_channels": 3, "num_classes": 3}"#,
+                    &[1, 1, 8, 8, 8],
+                    Expect::Error("HighRes3DNet needs a [N, C, D, H, W] input with 3 channels"),
+                ),
             ],
         );
     }

@@ -13,7 +13,7 @@
 
 use niftyhost_blocks::{
     activation_param, norm_param, shape, spatial_dims, ActivationKind, ConvBlock, ConvBlockConfig, ConvConfig,
-    HighResNet, HighResNetConfig, HighResVariant, NormKind, ResidualUnit, ResidualUnitConfig, Shortcut,
+    HighResNet, HighResNetConfig, HighResVariant, NormKind, ResidualUnit, ResidualUnitConfig,
 };
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
@@ -91,12 +91,7 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
     let norm: NormKind = norm_param(params, "norm")?;
     let activation: ActivationKind = activation_param(params, "activation")?;
     let block = |groups: i64| ConvBlockConfig::new(ConvConfig::new(dims, 3).groups(groups), norm, activation);
-    let scale_unit = |groups: i64| ResidualUnitConfig {
-        block: block(groups).pre_activation(),
-        kernels: vec![3, 1],
-        last_activation: true,
-        shortcut: Shortcut::Identity,
-    };
+    let scale_unit = |groups: i64| ResidualUnitConfig::new(block(groups).pre_activation(), &[3, 1]);
     let front_end = HighResNetConfig { spatial_dims: dims, variant: HighResVariant::Normal, norm, activation };
     Ok(Box::new(ScaleNet {
         spatial_dims: dims,
@@ -143,9 +138,21 @@ mod tests {
             &NETWORK,
             &[
                 (r#"{"in_channels": 4, "num_classes": 4}"#, &[1, 4, 8, 8, 8], Expect::Shape(&[1, 4, 8, 8, 8])),
-                (r#"{"in_channels": 1, "num_classes": 3, "norm": "instance"}"#, &[2, 1, 6, 7, 8], Expect::Shape(&[2, 3, 6, 7, 8])),
-                (r#"{"in_channels": 2, "num_classes": 2, "spatial_dims": 2}"#, &[2, 2, 12, 10], Expect::Shape(&[2, 2, 12, 10])),
-                (r#"{"in_channels": 4, "num_classes": 4}"#, &[1, 3, 8, 8, 8], Expect::Error("ScaleNet needs a [N, C, D, H, W] input with 4 channels, got [1, 3, 8, 8, 8]")),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3, "norm": "instance"}"#,
+                    &[2, 1, 6, 7, 8],
+                    Expect::Shape(&[2, 3, 6, 7, 8]),
+                ),
+                (
+                    r#"{"in_channels": 2, "num_classes": 2, "spatial_dims": 2}"#,
+                    &[2, 2, 12, 10],
+                    Expect::Shape(&[2, 2, 12, 10]),
+                ),
+                (
+                    r#"{"in_channels": 4, "num_classes": 4}"#,
+                    &[1, 3, 8, 8, 8],
+                    Expect::Error("ScaleNet needs a [N, C, D, H, W] input with 4 channels, got [1, 3, 8, 8, 8]"),
+                ),
             ],
         );
     }

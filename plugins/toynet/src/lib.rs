@@ -1,7 +1,7 @@
 //! `toynet`: the smallest network that segments: two 3³ convolutions with ReLU and a 1³
 //! classifier. A fast check that training, inference and evaluation work end to end.
 
-use niftyhost_blocks::{shape, spatial_dims, ActivationKind, Activation, Conv, ConvConfig};
+use niftyhost_blocks::{shape, spatial_dims, Activation, ActivationKind, Conv, ConvConfig};
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
 use tch::nn;
@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(count::trainable(&net.vs), 216 + 8 + 1728 + 8 + 24 + 3);
         let mut names: Vec<String> = net.vs.variables().into_keys().collect();
         names.sort();
-        assert_eq!(names, ["classifier.bias", "classifier.weight", "conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight"]);
+        assert_eq!(
+            names,
+            ["classifier.bias", "classifier.weight", "conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight"]
+        );
     }
 
     #[test]
@@ -81,8 +84,16 @@ mod tests {
             &NETWORK,
             &[
                 (r#"{"in_channels": 1, "num_classes": 3}"#, &[2, 1, 5, 6, 7], Expect::Shape(&[2, 3, 5, 6, 7])),
-                (r#"{"in_channels": 2, "num_classes": 2, "spatial_dims": 2}"#, &[2, 2, 6, 7], Expect::Shape(&[2, 2, 6, 7])),
-                (r#"{"in_channels": 1, "num_classes": 3}"#, &[2, 1, 6, 7], Expect::Error("toynet needs a [N, C, D, H, W] input")),
+                (
+                    r#"{"in_channels": 2, "num_classes": 2, "spatial_dims": 2}"#,
+                    &[2, 2, 6, 7],
+                    Expect::Shape(&[2, 2, 6, 7]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3}"#,
+                    &[2, 1, 6, 7],
+                    Expect::Error("toynet needs a [N, C, D, H, W] input"),
+                ),
             ],
         );
     }

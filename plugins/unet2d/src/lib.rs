@@ -38,7 +38,12 @@ pub const NETWORK: NetworkDef = NetworkDef {
     description: "2D U-Net with valid convolutions and crop-and-concatenate skips",
     params: &[
         Param { name: "base_channels", ty: ParamType::Int, default: "64", doc: "maps of the first level (paper: 64)" },
-        Param { name: "norm", ty: ParamType::String, default: "\"batch\"", doc: "normalisation (NiftyNet: batch; paper: none)" },
+        Param {
+            name: "norm",
+            ty: ParamType::String,
+            default: "\"batch\"",
+            doc: "normalisation (NiftyNet: batch; paper: none)",
+        },
         Param { name: "activation", ty: ParamType::String, default: "\"relu\"", doc: "activation (paper: relu)" },
         Param {
             name: "pad_input",
@@ -164,21 +169,38 @@ mod tests {
         // 1024→512→512, 512→256→256, 256→128→128, 128→64→64 (after concatenation),
         // 2×2 up-convolutions 1024→512→256→128→64, 1×1 64→2, each with a bias.
         let convs: [(i64, i64); 18] = [
-            (1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512),
-            (512, 1024), (1024, 1024), (1024, 512), (512, 512), (512, 256), (256, 256), (256, 128),
-            (128, 128), (128, 64), (64, 64),
+            (1, 64),
+            (64, 64),
+            (64, 128),
+            (128, 128),
+            (128, 256),
+            (256, 256),
+            (256, 512),
+            (512, 512),
+            (512, 1024),
+            (1024, 1024),
+            (1024, 512),
+            (512, 512),
+            (512, 256),
+            (256, 256),
+            (256, 128),
+            (128, 128),
+            (128, 64),
+            (64, 64),
         ];
         let three: i64 = convs.iter().map(|(i, o)| 9 * i * o + o).sum();
         let two: i64 = [(1024, 512), (512, 256), (256, 128), (128, 64)].iter().map(|(i, o)| 4 * i * o + o).sum();
         assert_eq!(three + two + 64 * 2 + 2, 31_030_658);
-        let net = build(&NETWORK, r#"{"in_channels": 1, "num_classes": 2, "norm": "none", "spatial_dims": 2}"#).unwrap();
+        let net =
+            build(&NETWORK, r#"{"in_channels": 1, "num_classes": 2, "norm": "none", "spatial_dims": 2}"#).unwrap();
         assert_eq!(count::trainable(&net.vs), 31_030_658);
     }
 
     #[test]
     fn output_shapes_and_input_errors() {
         let small = r#"{"in_channels": 1, "num_classes": 3, "base_channels": 2}"#;
-        let valid_2d = r#"{"in_channels": 1, "num_classes": 2, "base_channels": 2, "pad_input": false, "spatial_dims": 2}"#;
+        let valid_2d =
+            r#"{"in_channels": 1, "num_classes": 2, "base_channels": 2, "pad_input": false, "spatial_dims": 2}"#;
         shape_table(
             &NETWORK,
             &[

@@ -173,11 +173,31 @@ mod tests {
             &NETWORK,
             &[
                 (r#"{"in_channels": 1, "num_classes": 3}"#, &[2, 1, 16, 24, 32], Expect::Shape(&[2, 3, 16, 24, 32])),
-                (r#"{"in_channels": 2, "num_classes": 4, "depth": 2, "norm": "batch"}"#, &[1, 2, 12, 8, 4], Expect::Shape(&[1, 4, 12, 8, 4])),
-                (r#"{"in_channels": 1, "num_classes": 2, "layout": "cicek", "base_channels": 4}"#, &[1, 1, 8, 8, 8], Expect::Shape(&[1, 2, 8, 8, 8])),
-                (r#"{"in_channels": 1, "num_classes": 2, "spatial_dims": 2, "activation": "prelu"}"#, &[3, 1, 16, 24], Expect::Shape(&[3, 2, 16, 24])),
-                (r#"{"in_channels": 1, "num_classes": 3}"#, &[1, 1, 16, 12, 16], Expect::Error("unet3d with depth 3 needs each spatial size divisible by 8, got 12")),
-                (r#"{"in_channels": 1, "num_classes": 3}"#, &[1, 2, 16, 16, 16], Expect::Error("needs a [N, C, D, H, W] input with 1 channel")),
+                (
+                    r#"{"in_channels": 2, "num_classes": 4, "depth": 2, "norm": "batch"}"#,
+                    &[1, 2, 12, 8, 4],
+                    Expect::Shape(&[1, 4, 12, 8, 4]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 2, "layout": "cicek", "base_channels": 4}"#,
+                    &[1, 1, 8, 8, 8],
+                    Expect::Shape(&[1, 2, 8, 8, 8]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 2, "spatial_dims": 2, "activation": "prelu"}"#,
+                    &[3, 1, 16, 24],
+                    Expect::Shape(&[3, 2, 16, 24]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3}"#,
+                    &[1, 1, 16, 12, 16],
+                    Expect::Error("unet3d with depth 3 needs each spatial size divisible by 8, got 12"),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3}"#,
+                    &[1, 2, 16, 16, 16],
+                    Expect::Error("needs a [N, C, D, H, W] input with 1 channel"),
+                ),
             ],
         );
     }

@@ -34,7 +34,12 @@ pub const NETWORK: NetworkDef = NetworkDef {
     name: "vnet",
     description: "V-Net: 4 residual down stages, 4 up stages, 5x5x5 convolutions; sizes divisible by 16",
     params: &[
-        Param { name: "base_channels", ty: ParamType::Int, default: "16", doc: "maps of the first stage (doubled per stage)" },
+        Param {
+            name: "base_channels",
+            ty: ParamType::Int,
+            default: "16",
+            doc: "maps of the first stage (doubled per stage)",
+        },
         Param { name: "norm", ty: ParamType::String, default: "\"none\"", doc: "normalisation (paper: none)" },
         Param { name: "activation", ty: ParamType::String, default: "\"prelu\"", doc: "activation (paper: prelu)" },
     ],
@@ -182,11 +187,31 @@ mod tests {
         shape_table(
             &NETWORK,
             &[
-                (r#"{"in_channels": 1, "num_classes": 3, "base_channels": 4}"#, &[1, 1, 16, 32, 16], Expect::Shape(&[1, 3, 16, 32, 16])),
-                (r#"{"in_channels": 2, "num_classes": 2, "base_channels": 2, "norm": "batch", "activation": "relu"}"#, &[2, 2, 32, 16, 16], Expect::Shape(&[2, 2, 32, 16, 16])),
-                (r#"{"in_channels": 1, "num_classes": 2, "base_channels": 4, "spatial_dims": 2}"#, &[2, 1, 32, 16], Expect::Shape(&[2, 2, 32, 16])),
-                (r#"{"in_channels": 1, "num_classes": 3, "base_channels": 4}"#, &[1, 1, 64, 60, 64], Expect::Error("V-Net needs each spatial size divisible by 16, got 60")),
-                (r#"{"in_channels": 1, "num_classes": 3, "base_channels": 4}"#, &[1, 1, 64, 64], Expect::Error("V-Net needs a [N, C, D, H, W] input")),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3, "base_channels": 4}"#,
+                    &[1, 1, 16, 32, 16],
+                    Expect::Shape(&[1, 3, 16, 32, 16]),
+                ),
+                (
+                    r#"{"in_channels": 2, "num_classes": 2, "base_channels": 2, "norm": "batch", "activation": "relu"}"#,
+                    &[2, 2, 32, 16, 16],
+                    Expect::Shape(&[2, 2, 32, 16, 16]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 2, "base_channels": 4, "spatial_dims": 2}"#,
+                    &[2, 1, 32, 16],
+                    Expect::Shape(&[2, 2, 32, 16]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3, "base_channels": 4}"#,
+                    &[1, 1, 64, 60, 64],
+                    Expect::Error("V-Net needs each spatial size divisible by 16, got 60"),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3, "base_channels": 4}"#,
+                    &[1, 1, 64, 64],
+                    Expect::Error("V-Net needs a [N, C, D, H, W] input"),
+                ),
             ],
         );
     }
