@@ -1,9 +1,10 @@
-//! `toynet`: the smallest network that segments: two 3³ convolutions and a 1³ classifier.
-//! A fast check that training, inference and evaluation work end to end.
+//! `toynet`: the smallest network that segments: two 3³ convolutions with ReLU and a 1³
+//! classifier. A fast check that training, inference and evaluation work end to end.
 
+use niftyhost_blocks::{shape, spatial_dims, Activation, ActivationKind, Conv, ConvConfig};
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
 /// The library's declaration.
@@ -11,38 +12,89 @@ pub static PLUGIN: PluginDef = PluginDef {
     name: "toynet",
     version: env!("CARGO_PKG_VERSION"),
     description: "a two-layer convolutional toy network",
-    networks: &[NetworkDef {
-        name: "toynet",
-        description: "two 3x3x3 convolutions with ReLU and a 1x1x1 classifier",
-        params: &[Param {
-            name: "channels",
-            ty: ParamType::Int,
-            default: "8",
-            doc: "feature maps of the hidden layers",
-        }],
-        build,
-    }],
+    networks: &[NETWORK],
     losses: &[],
     augmentations: &[],
 };
 niftyhost_plugin_api::export_plugin!(PLUGIN);
 
-struct ToyNet(nn::SequentialT);
+/// The network's declaration.
+pub const NETWORK: NetworkDef = NetworkDef {
+    name: "toynet",
+    description: "two 3x3x3 convolutions with ReLU and a 1x1x1 classifier",
+    params: &[Param { name: "channels", ty: ParamType::Int, default: "8", doc: "feature maps of the hidden layers" }],
+    build,
+};
+
+struct ToyNet {
+    spatial_dims: usize,
+    in_channels: i64,
+    /// `conv1`, `conv2`, `classifier` (checkpoint names kept from the first version).
+    convs: [Conv; 3],
+    relu: Activation,
+}
 
 impl NetworkModel for ToyNet {
-    fn forward_t(&self, input: &Tensor, train: bool) -> Tensor {
-        self.0.forward_t(input, train)
+    fn check_input(&self, shape: &[i64]) -> Result<(), String> {
+        shape::spatial("toynet", shape, self.spatial_dims, self.in_channels).map(|_| ())
+    }
+
+    fn forward_t(&self, input: &Tensor, _train: bool) -> Tensor {
+        let [conv1, conv2, classifier] = &self.convs;
+        let h = self.relu.forward(&conv1.forward(input));
+        classifier.forward(&self.relu.forward(&conv2.forward(&h)))
     }
 }
 
 fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, PluginError> {
+    let dims = spatial_dims(params)?;
     let (c_in, k, c) = (params.positive("in_channels")?, params.positive("num_classes")?, params.positive("channels")?);
-    let same = nn::ConvConfig { padding: 1, ..Default::default() };
-    let seq = nn::seq_t()
-        .add(nn::conv3d(root / "conv1", c_in, c, 3, same))
-        .add_fn(Tensor::relu)
-        .add(nn::conv3d(root / "conv2", c, c, 3, same))
-        .add_fn(Tensor::relu)
-        .add(nn::conv3d(root / "classifier", c, k, 1, Default::default()));
-    Ok(Box::new(ToyNet(seq)))
+    let same = ConvConfig::new(dims, 3);
+    let convs = [
+        same.init(&(root / "conv1"), c_in, c)?,
+        same.init(&(root / "conv2"), c, c)?,
+        ConvConfig::new(dims, 1).init(&(root / "classifier"), c, k)?,
+    ];
+    Ok(Box::new(ToyNet { spatial_dims: dims, in_channels: c_in, convs, relu: ActivationKind::Relu.init(root, c) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use niftyhost_blocks::count;
+    use niftyhost_blocks::testing::{build, shape_table, Expect};
+
+    use super::NETWORK;
+
+    #[test]
+    fn parameter_count_and_names() {
+        let net = build(&NETWORK, r#"{"in_channels": 1, "num_classes": 3}"#).unwrap();
+        // 27·1·8 + 8 + 27·8·8 + 8 + 8·3 + 3
+        assert_eq!(count::trainable(&net.vs), 216 + 8 + 1728 + 8 + 24 + 3);
+        let mut names: Vec<String> = net.vs.variables().into_keys().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["classifier.bias", "classifier.weight", "conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight"]
+        );
+    }
+
+    #[test]
+    fn output_shapes_and_input_errors() {
+        shape_table(
+            &NETWORK,
+            &[
+                (r#"{"in_channels": 1, "num_classes": 3}"#, &[2, 1, 5, 6, 7], Expect::Shape(&[2, 3, 5, 6, 7])),
+                (
+                    r#"{"in_channels": 2, "num_classes": 2, "spatial_dims": 2}"#,
+                    &[2, 2, 6, 7],
+                    Expect::Shape(&[2, 2, 6, 7]),
+                ),
+                (
+                    r#"{"in_channels": 1, "num_classes": 3}"#,
+                    &[2, 1, 6, 7],
+                    Expect::Error("toynet needs a [N, C, D, H, W] input"),
+                ),
+            ],
+        );
+    }
 }
