@@ -21,5 +21,7 @@ echo
 echo "outputs:"
 echo "  checkpoints:   $MODEL_DIR/checkpoints/"
 echo "  training log:  $MODEL_DIR/train_log.jsonl"
+echo "  loss curve:    $MODEL_DIR/loss_curve.png"
+echo "  TensorBoard:   tensorboard --logdir $MODEL_DIR/logs"
 echo "  segmentation:  $MODEL_DIR/inference/"
 echo "  metrics:       $MODEL_DIR/evaluation/metrics.csv"
