@@ -33,7 +33,6 @@ use abi_stable::library::RootModule;
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 use niftyhost_plugin_api::{ComponentKind, PluginModule_Ref};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, Overrides, Settings};
 use crate::engine::inference::checkpoints_for_inference;
@@ -176,11 +175,7 @@ pub fn host_plugin_api() -> String {
 /// # Errors
 /// [`BundleError::Io`].
 pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })?;
-    Ok(format!("{:x}", h.finalize()))
+    crate::io::digest::sha256_file(path).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })
 }
 
 /// The input spec of a configuration.

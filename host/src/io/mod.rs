@@ -1,5 +1,6 @@
 //! Reading and writing images.
 
+pub mod digest;
 pub mod info;
 pub mod nifti;
 

@@ -10,7 +10,6 @@ use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::RStr;
 use niftyhost_plugin_api::sdk::{first_line, TORCH_ABI_TAG};
 use niftyhost_plugin_api::{HostModule, HostModule_Ref, LogLevel, PluginInfo, PluginModule_Ref};
-use sha2::{Digest, Sha256};
 
 /// A library that loaded and initialised.
 #[derive(Clone)]
@@ -171,11 +170,6 @@ fn classify(err: LibraryError) -> LoadErrorKind {
     }
 }
 
-fn sha256_of(path: &Path) -> Result<String, LoadErrorKind> {
-    let bytes = std::fs::read(path).map_err(|e| LoadErrorKind::Open(e.to_string()))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Loads, checks and initialises one library.
 ///
 /// Every library is opened on its own (`lib_header_from_path`), not through abi_stable's
@@ -188,7 +182,7 @@ pub fn load_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
     if !path.is_file() {
         return Err(fail(LoadErrorKind::NotFound { searched: Vec::new(), suggestion: None }));
     }
-    let sha256 = sha256_of(path).map_err(fail)?;
+    let sha256 = crate::io::digest::sha256_file(path).map_err(|e| fail(LoadErrorKind::Open(e.to_string())))?;
     let header = lib_header_from_path(path).map_err(|e| fail(classify(e)))?;
     let module = header.init_root_module::<PluginModule_Ref>().map_err(|e| fail(classify(e)))?;
     let info = (module.init())(host_module()).into_result().map_err(|e| fail(LoadErrorKind::Init(e.to_string())))?;
