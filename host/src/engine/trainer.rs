@@ -89,36 +89,46 @@ pub struct StepParts {
 }
 
 impl StepParts {
-    fn add(&mut self, other: &StepParts) {
-        self.data_wait += other.data_wait;
-        self.batch_to_tensors += other.batch_to_tensors;
-        self.plugin += other.plugin;
-        self.dispatch_and_averaging += other.dispatch_and_averaging;
-        self.optimiser += other.optimiser;
-        self.broadcast += other.broadcast;
-        self.logs += other.logs;
-        self.periodic += other.periodic;
-        self.step += other.step;
+    /// The timed parts, in declaration order (`host_overhead_share` is derived).
+    fn parts(&self) -> [f64; 9] {
+        [
+            self.data_wait,
+            self.batch_to_tensors,
+            self.plugin,
+            self.dispatch_and_averaging,
+            self.optimiser,
+            self.broadcast,
+            self.logs,
+            self.periodic,
+            self.step,
+        ]
     }
 
-    fn mean(mut self, steps: f64) -> StepParts {
-        let steps = steps.max(1.0);
-        for v in [
-            &mut self.data_wait,
-            &mut self.batch_to_tensors,
-            &mut self.plugin,
-            &mut self.dispatch_and_averaging,
-            &mut self.optimiser,
-            &mut self.broadcast,
-            &mut self.logs,
-            &mut self.periodic,
-            &mut self.step,
-        ] {
-            *v /= steps;
+    fn from_parts(p: [f64; 9]) -> StepParts {
+        let [data_wait, batch_to_tensors, plugin, dispatch_and_averaging, optimiser, broadcast, logs, periodic, step] =
+            p;
+        let host = batch_to_tensors + dispatch_and_averaging + optimiser + broadcast + logs;
+        StepParts {
+            data_wait,
+            batch_to_tensors,
+            plugin,
+            dispatch_and_averaging,
+            optimiser,
+            broadcast,
+            logs,
+            periodic,
+            step,
+            host_overhead_share: host / step.max(1e-12),
         }
-        let host = self.batch_to_tensors + self.dispatch_and_averaging + self.optimiser + self.broadcast + self.logs;
-        self.host_overhead_share = host / self.step.max(1e-12);
-        self
+    }
+
+    fn add(&mut self, other: &StepParts) {
+        let (a, b) = (self.parts(), other.parts());
+        *self = StepParts::from_parts(std::array::from_fn(|i| a[i] + b[i]));
+    }
+
+    fn mean(self, steps: f64) -> StepParts {
+        StepParts::from_parts(self.parts().map(|v| v / steps.max(1.0)))
     }
 }
 
@@ -141,18 +151,23 @@ fn plugin_refs(registry: &Registry, settings: &Settings) -> Vec<PluginRef> {
         .collect()
 }
 
-/// The iteration to start from, restoring weights and optimiser state when resuming.
-fn restore(settings: &Settings, model: &mut Model, optimiser: &mut Optimiser) -> Result<u64, EngineError> {
+/// The iteration to start from, restoring weights and optimiser state when resuming, and
+/// the checkpoint's fp16 loss scaler if it saved one.
+fn restore(
+    settings: &Settings,
+    model: &mut Model,
+    optimiser: &mut Optimiser,
+) -> Result<(u64, Option<LossScaler>), EngineError> {
     let dir = settings.checkpoint_dir();
     let wanted = settings.training.starting_iter;
     let found = checkpoint::list(&dir);
     let chosen = match wanted {
-        0 => return Ok(0),
+        0 => return Ok((0, None)),
         -1 => match found.last() {
             Some(c) => c.clone(),
             None => {
                 tracing::info!(dir = %dir.display(), "no complete checkpoint to resume from: starting at iteration 0");
-                return Ok(0);
+                return Ok((0, None));
             }
         },
         n if n > 0 => found.iter().find(|(i, _)| *i == n as u64).cloned().ok_or_else(|| {
@@ -177,8 +192,9 @@ fn restore(settings: &Settings, model: &mut Model, optimiser: &mut Optimiser) ->
             tracing::warn!(file = %chosen.1.display(), "the checkpoint has no optimiser state: the optimiser starts afresh")
         }
     }
+    let loss_scaler = checkpoint::read_meta(&chosen.1).ok().and_then(|meta| meta.loss_scaler);
     tracing::info!(iteration = chosen.0, file = %chosen.1.display(), "resumed from checkpoint");
-    Ok(chosen.0)
+    Ok((chosen.0, loss_scaler))
 }
 
 /// Trains the configured network; relative data paths are taken from `base_dir`.
@@ -216,7 +232,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let mut replicas = Replicas::build(registry, settings, &devices)?;
     let model = replicas.primary();
     let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
-    let start = restore(settings, model, &mut optimiser)?;
+    let (start, saved_scaler) = restore(settings, model, &mut optimiser)?;
     if start == 0 && !t.restore_from.as_os_str().is_empty() {
         let names = regex::Regex::new(&t.vars_to_restore).map_err(|e| EngineError::Other(e.to_string()))?;
         let copied = checkpoint::load_matching(&t.restore_from, model, &names)?;
@@ -232,7 +248,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
     tracing::info!(network = %name, parameters, devices = ?devices, "model ready");
 
-    let mut scaler = (replicas.precision() == Precision::Fp16).then(|| restore_scaler(settings, start));
+    let mut scaler = (replicas.precision() == Precision::Fp16).then(|| saved_scaler.unwrap_or_default());
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
@@ -285,6 +301,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         part.broadcast = lap();
         let done = iteration + 1;
         let rate = progress.rate(done);
+        let so_far = step_start.elapsed().as_secs_f64();
         log.step(&StepRecord {
             iteration: done,
             loss: loss_value,
@@ -292,8 +309,8 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
             grad_norm,
             patches_per_s: rate * patches,
             data_wait_s: part.data_wait,
-            data_wait_pct: 100.0 * part.data_wait / step_start.elapsed().as_secs_f64().max(1e-12),
-            step_s: step_start.elapsed().as_secs_f64(),
+            data_wait_pct: 100.0 * part.data_wait / so_far.max(1e-12),
+            step_s: so_far,
             loss_scale: scaler.map(|s| s.scale),
             devices: outcome.replicas,
         });
@@ -372,16 +389,6 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         tensorboard: log.event_file().map(Path::to_owned),
         loss_curve,
     })
-}
-
-/// The fp16 loss scaler to continue with: the checkpoint's when resuming, else a new one.
-fn restore_scaler(settings: &Settings, start: u64) -> LossScaler {
-    checkpoint::list(&settings.checkpoint_dir())
-        .iter()
-        .find(|(i, _)| *i == start)
-        .and_then(|(_, path)| checkpoint::read_meta(path).ok())
-        .and_then(|meta| meta.loss_scaler)
-        .unwrap_or_default()
 }
 
 /// Logs the middle slices of the batch's first window with the network's prediction.
