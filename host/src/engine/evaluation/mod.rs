@@ -255,22 +255,18 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
     for pair in &pairs {
         rows.extend(score(pair, &options)?);
     }
+    let summary = summarise(&rows);
+    // The summary's mean is over the subjects where Dice is defined.
     let mean_dice: Vec<(u32, f64)> = options
         .labels
         .iter()
         .filter(|_| options.units.contains(&Unit::Label))
         .map(|&l| {
             let name = l.to_string();
-            let d: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.unit == Unit::Label && r.label == name)
-                .filter_map(|r| r.metrics.as_ref().map(|m| m.dice))
-                .filter(|d| d.is_finite())
-                .collect();
-            (l, if d.is_empty() { f64::NAN } else { d.iter().sum::<f64>() / d.len() as f64 })
+            let found = summary.iter().find(|s| s.unit == Unit::Label && s.label == name && s.metric == "dice");
+            (l, found.map_or(f64::NAN, |s| s.mean))
         })
         .collect();
-    let summary = summarise(&rows);
     eprint!("{}", summary_table(&summary));
 
     let csv = settings.evaluation_csv();
