@@ -7,7 +7,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CONFIG="${1:-configs/unet3d.toml}"
 
-cargo build --release --workspace
+# The tests crate is left out: it turns on MPI, which the example does not need.
+cargo build --release --workspace --exclude niftyhost-tests
 stage_release_plugins
 BIN="$ROOT/target/release/niftyhost"
 

@@ -70,6 +70,27 @@ fn one_seed_gives_the_same_batches_with_1_2_and_8_loader_threads() {
 }
 
 #[test]
+fn the_ranks_shares_are_disjoint_and_together_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = example(dir.path(), "uniform", 8, 6);
+    let per_rank = example(dir.path(), "uniform", 8, 2);
+    let subjects = training_subjects(&whole, Path::new(".")).unwrap();
+    let one = training_sampler(&whole, subjects.train.clone()).unwrap();
+    let ranks: Vec<_> =
+        (0..3).map(|r| training_sampler(&per_rank, subjects.train.clone()).unwrap().with_shard(r, 3)).collect();
+    let per = 8 * 8 * 8;
+    for t in [0, 1, 7] {
+        let all = one.batch(t).unwrap();
+        let shares: Vec<Batch> = ranks.iter().map(|r| r.batch(t).unwrap()).collect();
+        for (r, share) in shares.iter().enumerate() {
+            assert_eq!(share.images[..], all.images[r * 2 * per..(r + 1) * 2 * per], "iteration {t}, rank {r}");
+            assert_eq!(share.labels[..], all.labels[r * 2 * per..(r + 1) * 2 * per], "iteration {t}, rank {r}");
+        }
+        assert_ne!(shares[0].images, shares[1].images, "ranks 0 and 1 drew the same windows");
+    }
+}
+
+#[test]
 fn balanced_windows_centre_each_class_about_equally() {
     let dir = tempfile::tempdir().unwrap();
     let s = example(dir.path(), "balanced", 9, 4);

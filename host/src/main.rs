@@ -136,6 +136,9 @@ fn run(cli: Cli) -> Result<()> {
             let s = settings(&args)?;
             let reg = registry(&args.plugins)?;
             let report = trainer::train(&s, &reg, here).context("training failed")?;
+            if report.rank > 0 {
+                return Ok(());
+            }
             eprintln!(
                 "trained {} to iteration {} (loss {:.4}, {:.3} s/iteration, {:.1} patches/s, data wait {:.1}%)\ncheckpoint: {}\nlog: {}",
                 s.network.name,
@@ -318,7 +321,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    telemetry::init(cli.verbose, cli.quiet);
+    // In a job of several processes, only rank 0 reports progress; the others warn.
+    let secondary_rank = niftyhost::dist::launch::from_env().is_ok_and(|w| w.rank > 0);
+    telemetry::init(cli.verbose, cli.quiet || secondary_rank);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

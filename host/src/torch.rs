@@ -29,7 +29,7 @@ pub enum DeviceError {
 }
 
 /// The folder holding the `libtorch_cpu.so` this process mapped.
-fn libtorch_dir() -> Option<PathBuf> {
+pub(crate) fn libtorch_dir() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))

@@ -31,6 +31,13 @@ pub const KEYS: &[KeySpec] = &[
         "CSV subject_id,phase (TRAIN/VALID/INFER); made if missing (empty = <model_dir>/dataset_split.csv)",
     ),
     k("system.cache_mb", "2048", "memory budget of the loaders' volume cache, MiB"),
+    k(
+        "system.distributed",
+        "\"auto\"",
+        "gradient averaging across processes: auto (one process: in-process; GPUs: nccl; else mpi), in-process, mpi or nccl",
+    ),
+    k("system.comm_timeout_s", "300", "seconds a collective may wait for the other processes before the run ends"),
+    k("system.bucket_mb", "25", "size of the gradient buckets all-reduced across processes, MiB"),
     k("segmentation.image", "[\"image\"]", "input sections stacked as image channels, in order"),
     k("segmentation.label", "\"label\"", "input section holding the labels"),
     k("segmentation.num_classes", "2", "number of label classes (labels 0..num_classes-1)"),

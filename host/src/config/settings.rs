@@ -20,6 +20,9 @@ pub struct System {
     pub torch_threads: usize,
     pub dataset_split_file: PathBuf,
     pub cache_mb: u64,
+    pub distributed: String,
+    pub comm_timeout_s: f64,
+    pub bucket_mb: f64,
 }
 
 /// `[input.<name>]`: where the files of one modality (or of the labels) are.
@@ -227,6 +230,20 @@ impl Settings {
                 "`system.num_gpus` = {gpus} and `system.devices` = {:?} disagree: set one of them",
                 self.system.devices
             ));
+        }
+        if !crate::dist::BACKENDS.contains(&self.system.distributed.as_str()) {
+            return invalid(format!(
+                "`system.distributed` must be one of {}, got \"{}\"",
+                crate::dist::BACKENDS.join(", "),
+                self.system.distributed
+            ));
+        }
+        for (key, v) in
+            [("system.comm_timeout_s", self.system.comm_timeout_s), ("system.bucket_mb", self.system.bucket_mb)]
+        {
+            if !(v > 0.0 && v.is_finite()) {
+                return invalid(format!("`{key}` must be a positive number, got {v}"));
+            }
         }
         if !["none", "fp16", "bf16"].contains(&self.training.mixed_precision.as_str()) {
             return invalid(format!(

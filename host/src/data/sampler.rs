@@ -160,6 +160,8 @@ pub struct WindowSampler {
     sampling: Sampling,
     augment: Option<Arc<AugmentationChain>>,
     margin: [usize; 3],
+    /// This process's share of each iteration's windows: `(rank, processes)`.
+    shard: (u64, u64),
 }
 
 /// Stream tags, so that draws of different purposes never share a stream.
@@ -187,7 +189,17 @@ impl WindowSampler {
             sampling,
             augment: None,
             margin: [0; 3],
+            shard: (0, 1),
         }
+    }
+
+    /// Makes this sampler draw only rank `rank`'s share of a job of `processes`: every
+    /// iteration's windows are those of one batch of `processes` × `batch_size`, and rank
+    /// r takes the r-th run of `batch_size` of them. The ranks' windows are disjoint, and
+    /// together they are the windows one process with the whole batch would draw.
+    pub fn with_shard(mut self, rank: usize, processes: usize) -> Self {
+        self.shard = (rank as u64, processes.max(1) as u64);
+        self
     }
 
     /// Augments every window with `chain`, cut with `margin` × window more on each side
@@ -323,7 +335,8 @@ impl WindowSampler {
         batch.labels.clear();
         batch.labels.reserve(self.batch_size * per);
         for b in 0..self.batch_size {
-            let g = t * self.batch_size as u64 + b as u64;
+            let (rank, processes) = self.shard;
+            let g = (t * processes + rank) * self.batch_size as u64 + b as u64;
             let p = self.cache.get(self.subject_of(g / self.sample_per_volume))?;
             let v = &p.volumes;
             batch.channels = v.channels;

@@ -30,6 +30,9 @@ pub enum EngineError {
     /// A device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// A collective across the job's processes failed or timed out.
+    #[error(transparent)]
+    Comm(#[from] crate::dist::CommError),
     /// A plugin failed while running.
     #[error("{context}: {error}")]
     Plugin {

@@ -20,6 +20,8 @@ use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
 use crate::data::{training_sampler, AugmentationChain, Loader};
+use crate::dist::buckets::{self, Buckets};
+use crate::dist::{self, Communicator};
 use crate::plugins::Registry;
 use crate::runlog::{RunLog, StepRecord};
 use crate::telemetry::Progress;
@@ -41,6 +43,14 @@ pub struct TrainReport {
     pub patches_per_second: f64,
     /// Share of loop time spent waiting for batches.
     pub data_wait_share: f64,
+    /// Share of loop time spent averaging gradients and losses across processes.
+    pub communication_share: f64,
+    /// This process's rank in the job (0 writes checkpoints and logs).
+    pub rank: usize,
+    /// Processes in the job.
+    pub processes: usize,
+    /// The communicator's backend: "in-process", "mpi" or "nccl".
+    pub backend: String,
     /// Mean seconds per step of each part of it.
     pub step_parts: StepParts,
     /// Trainable scalars of the network.
@@ -72,6 +82,8 @@ pub struct StepParts {
     /// Splitting the batch, moving it to the devices, replica threads, and gradient
     /// averaging: the replicas' call minus `plugin`.
     pub dispatch_and_averaging: f64,
+    /// Averaging the gradients and the loss across processes (0 for one process).
+    pub communication: f64,
     /// Loss unscaling, clipping and the optimiser update.
     pub optimiser: f64,
     /// Copying the updated parameters to the other replicas.
@@ -84,18 +96,20 @@ pub struct StepParts {
     /// The whole step.
     pub step: f64,
     /// The host's own share of a step: batch to tensors, dispatch and averaging,
-    /// optimiser, broadcast and logs over the whole step.
+    /// optimiser, broadcast and logs over the whole step (communication across
+    /// processes is counted apart).
     pub host_overhead_share: f64,
 }
 
 impl StepParts {
     /// The timed parts, in declaration order (`host_overhead_share` is derived).
-    fn parts(&self) -> [f64; 9] {
+    fn parts(&self) -> [f64; 10] {
         [
             self.data_wait,
             self.batch_to_tensors,
             self.plugin,
             self.dispatch_and_averaging,
+            self.communication,
             self.optimiser,
             self.broadcast,
             self.logs,
@@ -104,8 +118,8 @@ impl StepParts {
         ]
     }
 
-    fn from_parts(p: [f64; 9]) -> StepParts {
-        let [data_wait, batch_to_tensors, plugin, dispatch_and_averaging, optimiser, broadcast, logs, periodic, step] =
+    fn from_parts(p: [f64; 10]) -> StepParts {
+        let [data_wait, batch_to_tensors, plugin, dispatch_and_averaging, communication, optimiser, broadcast, logs, periodic, step] =
             p;
         let host = batch_to_tensors + dispatch_and_averaging + optimiser + broadcast + logs;
         StepParts {
@@ -113,6 +127,7 @@ impl StepParts {
             batch_to_tensors,
             plugin,
             dispatch_and_averaging,
+            communication,
             optimiser,
             broadcast,
             logs,
@@ -199,19 +214,51 @@ fn restore(
 
 /// Trains the configured network; relative data paths are taken from `base_dir`.
 ///
+/// Started by `mpirun`, `srun` or `torchrun`, this process is one rank of a job: it
+/// draws its own share of every batch, averages gradients with the other ranks through
+/// the communicator `system.distributed` names, and only rank 0 writes checkpoints and
+/// logs. An error on one rank ends the whole job.
+///
 /// # Errors
 /// Bad data or configuration, a missing plugin, a plugin failure, a checkpoint that
-/// cannot be written, or a NaN/infinite loss (the last good checkpoint is kept).
+/// cannot be written, a NaN/infinite loss (the last good checkpoint is kept), or a peer
+/// process that died or hung.
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
-    let devices = crate::torch::select_devices(&settings.device_names())?;
+    let world = dist::launch::from_env().map_err(dist::CommError::from)?;
+    let devices = crate::torch::select_devices(&dist::local_device_names(settings, &world))?;
+    let mut comm = dist::connect(settings, world, &devices)?;
+    let result = train_with(settings, registry, base_dir, &devices, comm.as_mut());
+    if let Err(e) = &result {
+        if comm.world().size > 1 {
+            // Printed here: aborting ends this process before the caller could.
+            tracing::error!(rank = comm.world().rank, "training failed: {e}");
+            comm.abort(1);
+        }
+    }
+    result
+}
+
+fn train_with(
+    settings: &Settings,
+    registry: &Registry,
+    base_dir: &Path,
+    devices: &[tch::Device],
+    comm: &mut dyn Communicator,
+) -> Result<TrainReport, EngineError> {
+    let (rank, processes) = (comm.world().rank, comm.world().size);
+    let primary = comm.world().is_primary();
     if settings.system.torch_threads > 0 {
         tch::set_num_threads(settings.system.torch_threads as i32);
     }
     tch::manual_seed(settings.system.seed as i64);
+    // Rank 0 writes the split file and learns the preprocessing; the others then read them.
+    if !primary {
+        comm.barrier()?;
+    }
     let subjects = training_subjects(settings, base_dir)?;
     tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
     // Only the training windows are augmented: validation draws from its own sampler.
-    let mut sampler = training_sampler(settings, subjects.train)?;
+    let mut sampler = training_sampler(settings, subjects.train)?.with_shard(rank, processes);
     if let Some(chain) = AugmentationChain::from_settings(settings, registry)? {
         sampler = sampler.with_augmentation(Arc::new(chain), settings.training.augmentation_margin);
     }
@@ -225,11 +272,14 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         }
         (_, false) => Some(Arc::new(training_sampler(settings, subjects.valid)?)),
     };
+    if primary {
+        comm.barrier()?;
+    }
     let early = EarlyStopping::parse(&t.early_stopping_mode, t.patience).map_err(EngineError::Other)?;
     let mut validations: Vec<Validation> = Vec::new();
     let mut stopped_early = None;
 
-    let mut replicas = Replicas::build(registry, settings, &devices)?;
+    let mut replicas = Replicas::build(registry, settings, devices)?;
     let model = replicas.primary();
     let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
     let (start, saved_scaler) = restore(settings, model, &mut optimiser)?;
@@ -238,6 +288,13 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         let copied = checkpoint::load_matching(&t.restore_from, model, &names)?;
         tracing::info!(tensors = copied.len(), file = %t.restore_from.display(), "weights restored for transfer learning");
     }
+    // Every rank starts from rank 0's weights.
+    let model = replicas.primary();
+    buckets::broadcast(
+        &mut model.params.iter_mut().chain(model.buffers.iter_mut()).map(|(_, t)| t).collect::<Vec<_>>(),
+        0,
+        comm,
+    )?;
     replicas.broadcast();
     if !t.vars_to_freeze.is_empty() {
         let names = regex::Regex::new(&t.vars_to_freeze).map_err(|e| EngineError::Other(e.to_string()))?;
@@ -246,14 +303,19 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     }
     let schedule = settings.schedule();
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
-    tracing::info!(network = %name, parameters, devices = ?devices, "model ready");
+    tracing::info!(network = %name, parameters, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
+    let gradient_buckets = Buckets::plan(&replicas.primary().params, (settings.system.bucket_mb * 1048576.0) as usize);
 
     let mut scaler = (replicas.precision() == Precision::Fp16).then(|| saved_scaler.unwrap_or_default());
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
-    let mut log =
-        RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?;
+    // Only rank 0 writes logs and checkpoints.
+    let mut log = if primary {
+        Some(RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?)
+    } else {
+        None
+    };
 
     let ckpt_dir = settings.checkpoint_dir();
     let mut meta = CheckpointMeta {
@@ -270,7 +332,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let started = Instant::now();
     let mut loss_value = f64::NAN;
     let mut parts = StepParts::default();
-    let patches = settings.network.batch_size as f64;
+    let patches = (settings.network.batch_size * processes) as f64;
     for iteration in start..t.max_iter {
         let mut part = StepParts::default();
         let step_start = Instant::now();
@@ -285,7 +347,10 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         let outcome = replicas.forward_backward(&images, &labels, &t.loss, scaler.map_or(1.0, |s| s.scale))?;
         part.plugin = outcome.replicas.iter().map(|r| r.seconds).fold(0.0, f64::max);
         part.dispatch_and_averaging = (lap() - part.plugin).max(0.0);
-        loss_value = outcome.loss;
+        // Every rank takes part, even with a non-finite loss, so that all stop together.
+        gradient_buckets.all_reduce_mean(&replicas.primary().params, comm)?;
+        loss_value = comm.mean(outcome.loss)?;
+        part.communication = lap();
         if !loss_value.is_finite() {
             let last = last_checkpoint.as_ref().map_or("none".to_owned(), |p| p.display().to_string());
             return Err(EngineError::NonFinite { iteration: iteration + 1, loss: loss_value, last_checkpoint: last });
@@ -302,20 +367,22 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         let done = iteration + 1;
         let rate = progress.rate(done);
         let so_far = step_start.elapsed().as_secs_f64();
-        log.step(&StepRecord {
-            iteration: done,
-            loss: loss_value,
-            lr,
-            grad_norm,
-            patches_per_s: rate * patches,
-            data_wait_s: part.data_wait,
-            data_wait_pct: 100.0 * part.data_wait / so_far.max(1e-12),
-            step_s: so_far,
-            loss_scale: scaler.map(|s| s.scale),
-            devices: outcome.replicas,
-        });
+        if let Some(log) = log.as_mut() {
+            log.step(&StepRecord {
+                iteration: done,
+                loss: loss_value,
+                lr,
+                grad_norm,
+                patches_per_s: rate * patches,
+                data_wait_s: part.data_wait,
+                data_wait_pct: 100.0 * part.data_wait / so_far.max(1e-12),
+                step_s: so_far,
+                loss_scale: scaler.map(|s| s.scale),
+                devices: outcome.replicas,
+            });
+        }
         progress.update(done, format!("loss {loss_value:.4} | {:.1} patches/s", rate * patches));
-        if (done % t.log_every_n.max(1) == 0 && !progress.is_visible()) || done == t.max_iter {
+        if primary && ((done % t.log_every_n.max(1) == 0 && !progress.is_visible()) || done == t.max_iter) {
             tracing::info!(
                 "iteration {done}/{} loss {loss_value:.4} {:.1} patches/s ETA {:.0}s",
                 t.max_iter,
@@ -324,15 +391,22 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
             );
         }
         part.logs = lap();
-        if t.tensorboard_every_n > 0 && (done % t.tensorboard_every_n == 0 || done == start + 1) {
-            log_slices(&mut log, &mut replicas, &images, &labels, done, settings, &t.loss)?;
+        if let Some(log) = log
+            .as_mut()
+            .filter(|_| t.tensorboard_every_n > 0 && (done % t.tensorboard_every_n == 0 || done == start + 1))
+        {
+            log_slices(log, &mut replicas, &images, &labels, done, settings, &t.loss)?;
         }
         let mut stop = false;
         if let Some(vs) = validation_sampler.as_ref().filter(|_| done % t.validation_every_n == 0) {
             let classes = settings.segmentation.num_classes;
+            // Every rank validates the same windows with the same weights, so all reach the
+            // same early-stopping decision without a message.
             let v = validate(&mut replicas, Arc::clone(vs), t.validation_max_iter, classes, done, &t.loss)?;
-            log.validation(&v);
-            tracing::info!(iteration = done, loss = v.loss, dice = ?v.dice, "validation");
+            if let Some(log) = log.as_mut() {
+                log.validation(&v);
+                tracing::info!(iteration = done, loss = v.loss, dice = ?v.dice, "validation");
+            }
             validations.push(v);
             let losses: Vec<f64> = validations.iter().map(|v| v.loss).collect();
             if early.should_stop(&losses) {
@@ -341,7 +415,7 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
                 stop = true;
             }
         }
-        if done % t.save_every_n == 0 || done == t.max_iter || stop {
+        if let Some(log) = log.as_mut().filter(|_| done % t.save_every_n == 0 || done == t.max_iter || stop) {
             // The log reaches the disk before the checkpoint that a resume starts from.
             log.flush();
             meta.iteration = done;
@@ -365,12 +439,13 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let end = stopped_early.unwrap_or(t.max_iter).max(start);
     let steps = (end - start).max(1) as f64;
     let parts = parts.mean(steps);
-    let loss_curve = match log.finish(&format!("{name}: loss")) {
-        Ok(path) => Some(path),
-        Err(e) => {
+    let loss_curve = match log.as_mut().map(|log| log.finish(&format!("{name}: loss"))) {
+        Some(Ok(path)) => Some(path),
+        Some(Err(e)) => {
             tracing::warn!("loss curve not drawn: {e}");
             None
         }
+        None => None,
     };
     Ok(TrainReport {
         iterations: end,
@@ -382,11 +457,15 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
         seconds_per_iteration: seconds / steps,
         patches_per_second: steps * patches / seconds.max(1e-9),
         data_wait_share: parts.data_wait / parts.step.max(1e-12),
+        communication_share: parts.communication / parts.step.max(1e-12),
+        rank,
+        processes,
+        backend: comm.backend().to_owned(),
         step_parts: parts,
         parameters,
         checkpoint: last_checkpoint.unwrap_or_default(),
-        log: log.jsonl_path().to_owned(),
-        tensorboard: log.event_file().map(Path::to_owned),
+        log: settings.system.model_dir.join(crate::runlog::JSONL_FILE),
+        tensorboard: log.as_ref().and_then(|l| l.event_file().map(Path::to_owned)),
         loss_curve,
     })
 }

@@ -21,6 +21,9 @@ use crate::engine::replicas::ReplicaStep;
 use crate::engine::validation::Validation;
 use tensorboard::{EventWriter, SummaryValue};
 
+/// The per-step log's file name in `<model_dir>`.
+pub const JSONL_FILE: &str = "train_log.jsonl";
+
 /// What one training iteration logs.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -77,7 +80,7 @@ impl RunLog {
     /// # Errors
     /// A file that cannot be read or written, named.
     pub fn open(model_dir: &Path, start: u64, tensorboard: bool) -> Result<RunLog, String> {
-        let jsonl_path = model_dir.join("train_log.jsonl");
+        let jsonl_path = model_dir.join(JSONL_FILE);
         let mut kept = Vec::new();
         let (mut train, mut validation) = (Vec::new(), Vec::new());
         if start > 0 {
