@@ -70,7 +70,12 @@ pub fn text(out: &Output) -> (String, String) {
 
 /// Writes the bundled 2 mm tissue task config into `dir` (data paths absolute).
 pub fn tissue_config(dir: &Path, network: &str, extra: &str) -> PathBuf {
-    let data = repo_root().join("data/mni152");
+    cohort_config(dir, &repo_root().join("data/mni152"), network, extra)
+}
+
+/// Writes the tissue task config into `dir` for the subjects of `data`: images
+/// `t1_<id>.nii.gz`, labels `tissue_<id>.nii.gz` (see [`tissue_cohort`]).
+pub fn cohort_config(dir: &Path, data: &Path, network: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"[system]
 seed = 3
@@ -100,4 +105,27 @@ name = "{network}"
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Writes `ids.len()` distinct subjects into `data`: the bundled 2 mm T1 and tissue labels
+/// rolled along `i` by 7 voxels more for each subject, as `t1_<id>.nii.gz` and
+/// `tissue_<id>.nii.gz`.
+pub fn tissue_cohort(data: &Path, ids: &[&str]) {
+    use niftyhost::io::nifti::{write_image, WriteOptions};
+    std::fs::create_dir_all(data).unwrap();
+    let source = repo_root().join("data/mni152");
+    let t1 = niftyhost::io::read_volume(&source.join("t1_2mm.nii.gz")).unwrap();
+    let tissue = niftyhost::io::read_volume(&source.join("tissue_2mm.nii.gz")).unwrap();
+    let roll = |values: &[f32], by: usize| -> Vec<f32> {
+        let di = t1.dims[0];
+        values.chunks(di).flat_map(|row| (0..di).map(move |i| row[(i + by) % di])).collect()
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let image = roll(&t1.data, 7 * n);
+        write_image(&data.join(format!("t1_{id}.nii.gz")), &t1.header, t1.dims, 1, &image, &WriteOptions::default())
+            .unwrap();
+        let labels: Vec<u8> = roll(&tissue.data, 7 * n).iter().map(|&v| v as u8).collect();
+        niftyhost::io::write_labels(&data.join(format!("tissue_{id}.nii.gz")), &tissue.header, tissue.dims, &labels)
+            .unwrap();
+    }
 }
