@@ -62,7 +62,7 @@ fn shards_split_the_infer_subjects_disjointly_and_together_equal_one_unsharded_r
         "toynet",
         "batch_size = 1\nspatial_window_size = [12, 12, 12]\n\
          [training]\nmax_iter = 1\nsave_every_n = 1\nexclude_fraction_for_inference = 0.6\n\
-         [inference]\nspatial_window_size = [48, 48, 48]\noverlap = 0.1",
+         [inference]\nspatial_window_size = [40, 40, 40]\noverlap = 0.1",
     );
     let c = config.to_str().unwrap();
     let train = run_with(root, &[], &["train", "-c", c]);
