@@ -68,8 +68,11 @@ fn shards_split_the_infer_subjects_disjointly_and_together_equal_one_unsharded_r
     let train = run_with(root, &[], &["train", "-c", c]);
     assert!(train.status.success(), "train failed:\n{}", text(&train).1);
     let split = std::fs::read_to_string(root.join("model/dataset_split.csv")).unwrap();
-    let infer: BTreeSet<String> =
-        split.lines().filter(|l| l.split(',').nth(1) == Some("INFER")).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+    let infer: BTreeSet<String> = split
+        .lines()
+        .filter(|l| l.split(',').nth(1) == Some("INFER"))
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect();
     assert!(infer.len() >= 3 && infer.len() < ids.len(), "the split holds 3+ INFER subjects and others: {split}");
     let infer_into = |folder: &str, slurm: &[(&str, &str)], extra: &[&str]| {
         let set = format!("inference.output_dir=\"{folder}\"");
@@ -87,7 +90,10 @@ fn shards_split_the_infer_subjects_disjointly_and_together_equal_one_unsharded_r
         let out = infer_into("sharded", &[], &["--shard", flag]);
         let (_, stderr) = text(&out);
         let got = segmented(&out);
-        assert!(stderr.contains(&format!("shard={flag}")) && stderr.contains(&format!("cohort={}", infer.len())), "{stderr}");
+        assert!(
+            stderr.contains(&format!("shard={flag}")) && stderr.contains(&format!("cohort={}", infer.len())),
+            "{stderr}"
+        );
         shards.push(got);
         if flag == "0/2" {
             // Evaluation now names exactly the subjects of the missing shard.
@@ -101,8 +107,7 @@ fn shards_split_the_infer_subjects_disjointly_and_together_equal_one_unsharded_r
         }
     }
     let sorted: Vec<String> = infer.iter().cloned().collect();
-    let expected: Vec<BTreeSet<String>> =
-        (0..2).map(|i| sorted.iter().skip(i).step_by(2).cloned().collect()).collect();
+    let expected: Vec<BTreeSet<String>> = (0..2).map(|i| sorted.iter().skip(i).step_by(2).cloned().collect()).collect();
     assert_eq!(shards, expected);
     assert!(shards[0].is_disjoint(&shards[1]));
     assert_eq!(&shards[0] | &shards[1], infer);

@@ -133,7 +133,6 @@ pub fn tissue_cohort(data: &Path, ids: &[&str]) {
         write_image(&data.join(format!("t1_{id}.nii.gz")), &t1.header, BLOCK, 1, &image, &WriteOptions::default())
             .unwrap();
         let labels: Vec<u8> = block(&tissue.data, 7 * n).iter().map(|&v| v as u8).collect();
-        niftyhost::io::write_labels(&data.join(format!("tissue_{id}.nii.gz")), &tissue.header, BLOCK, &labels)
-            .unwrap();
+        niftyhost::io::write_labels(&data.join(format!("tissue_{id}.nii.gz")), &tissue.header, BLOCK, &labels).unwrap();
     }
 }
