@@ -66,6 +66,26 @@ pub struct InferenceArgs {
     /// The output file for `--image` (.nii or .nii.gz).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Shortcut for `inference.shard`: segment only shard I of N of the config's subjects
+    /// (sorted by id, every N-th from position I), e.g. one task of a job array. Without it,
+    /// a Slurm job array's SLURM_ARRAY_TASK_ID gives the shard.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+}
+
+impl InferenceArgs {
+    /// The job's overrides with `--shard` before `--set`, so `--set` wins.
+    ///
+    /// # Errors
+    /// As [`JobArgs::overrides`].
+    pub fn overrides(&self) -> Result<Overrides, ConfigError> {
+        let mut overrides = self.job.overrides()?;
+        if let Some(shard) = &self.shard {
+            let value = toml::Value::String(shard.clone()).to_string();
+            overrides.cli.insert(0, ("--shard".to_owned(), "inference.shard".to_owned(), value));
+        }
+        Ok(overrides)
+    }
 }
 
 /// Arguments of `niftyhost export`.

@@ -63,17 +63,38 @@ fn registry(args: &PluginArgs) -> Result<Registry> {
     Ok(registry)
 }
 
+/// `--image` segments the files given: a shard of more than one (`--shard`,
+/// `inference.shard`) has nothing to split. A Slurm job array's variables are not read
+/// here, since array tasks often pick their own `--image` from them.
+fn refuse_shard(s: &Settings) -> Result<(), ConfigError> {
+    match inference::Shard::parse(&s.inference.shard) {
+        Ok(shard) if shard.is_all() => Ok(()),
+        _ => Err(ConfigError::Invalid(format!(
+            "`--shard` (`inference.shard` = \"{}\") splits a config's subjects between processes; it does not apply to `--image`",
+            s.inference.shard
+        ))),
+    }
+}
+
 /// `inference`: with a config (its INFER subjects, or `--image`), or with bundles.
 fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     if args.images.is_empty() != args.out.is_none() {
         return Err(ConfigError::Invalid("`--image` and `--out` go together".into()).into());
     }
+    let overrides = args.overrides()?;
     if args.models.is_empty() {
-        let s = settings(&args.job)?;
+        let mut s = config::load(args.job.config.as_deref(), &overrides)?;
         let reg = registry(&args.job.plugins)?;
         let Some(out) = &args.out else {
+            if s.inference.shard.is_empty() {
+                if let Some(shard) = inference::Shard::from_slurm(|name| std::env::var(name).ok())? {
+                    tracing::info!(%shard, "shard of this Slurm job-array task (SLURM_ARRAY_TASK_ID); `--shard 0/1` segments every subject");
+                    s.inference.shard = shard.to_string();
+                }
+            }
             return inference::infer(&s, &reg, Path::new(".")).context("inference failed");
         };
+        refuse_shard(&s)?;
         let device = niftyhost::torch::single_device(&s.system.devices)?;
         let mut predictor = inference::predictor(&s, &reg, device)?;
         let preparation = niftyhost::data::prepare::Preparation::saved(&s)?;
@@ -89,13 +110,13 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     let Some(out) = &args.out else {
         return Err(ConfigError::Invalid("`--model` segments `--image` files into `--out`".into()).into());
     };
-    let overrides = args.job.overrides()?;
     let mut bundles = Vec::new();
     for m in &args.models {
         bundles.push(bundle::open(m)?);
     }
     let first = &bundles[0];
     let s = first.settings(&overrides)?;
+    refuse_shard(&s)?;
     let device = niftyhost::torch::single_device(&s.system.devices)?;
     let mut models = Vec::new();
     for b in &bundles {

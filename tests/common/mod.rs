@@ -70,7 +70,12 @@ pub fn text(out: &Output) -> (String, String) {
 
 /// Writes the bundled 2 mm tissue task config into `dir` (data paths absolute).
 pub fn tissue_config(dir: &Path, network: &str, extra: &str) -> PathBuf {
-    let data = repo_root().join("data/mni152");
+    cohort_config(dir, &repo_root().join("data/mni152"), network, extra)
+}
+
+/// Writes the tissue task config into `dir` for the subjects of `data`: images
+/// `t1_<id>.nii.gz`, labels `tissue_<id>.nii.gz` (see [`tissue_cohort`]).
+pub fn cohort_config(dir: &Path, data: &Path, network: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"[system]
 seed = 3
@@ -100,4 +105,34 @@ name = "{network}"
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Writes `ids.len()` distinct, small subjects into `data`: the bundled 2 mm T1 and tissue
+/// labels rolled along `i` by 7 voxels more for each subject, then cut to the corner block
+/// `[64, 72, 56]` (from voxel 0, so the affine still holds), as `t1_<id>.nii.gz` and
+/// `tissue_<id>.nii.gz`.
+pub fn tissue_cohort(data: &Path, ids: &[&str]) {
+    use niftyhost::io::nifti::{write_image, WriteOptions};
+    const BLOCK: [usize; 3] = [64, 72, 56];
+    std::fs::create_dir_all(data).unwrap();
+    let source = repo_root().join("data/mni152");
+    let t1 = niftyhost::io::read_volume(&source.join("t1_2mm.nii.gz")).unwrap();
+    let tissue = niftyhost::io::read_volume(&source.join("tissue_2mm.nii.gz")).unwrap();
+    let [di, dj, _] = t1.dims;
+    let block = |values: &[f32], roll: usize| -> Vec<f32> {
+        let mut out = Vec::with_capacity(BLOCK.iter().product());
+        for k in 0..BLOCK[2] {
+            for j in 0..BLOCK[1] {
+                out.extend((0..BLOCK[0]).map(|i| values[(i + roll) % di + di * (j + dj * k)]));
+            }
+        }
+        out
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let image = block(&t1.data, 7 * n);
+        write_image(&data.join(format!("t1_{id}.nii.gz")), &t1.header, BLOCK, 1, &image, &WriteOptions::default())
+            .unwrap();
+        let labels: Vec<u8> = block(&tissue.data, 7 * n).iter().map(|&v| v as u8).collect();
+        niftyhost::io::write_labels(&data.join(format!("tissue_{id}.nii.gz")), &tissue.header, BLOCK, &labels).unwrap();
+    }
 }

@@ -251,6 +251,8 @@ pub fn export(settings: &Settings, registry: &Registry, out: &Path) -> Result<Ex
     let mut bundled = settings.clone();
     bundled.inference.checkpoints.clear();
     bundled.inference.inference_iter = -1;
+    // A shard belongs to one run over a cohort, not to the model.
+    bundled.inference.shard.clear();
     bundled.network.histogram_ref_file = PathBuf::new();
     let config_text = toml::to_string_pretty(&bundled).map_err(|e| fail(format!("configuration: {e}")))?;
     let staging = tempdir("export")?;

@@ -173,6 +173,11 @@ pub const KEYS: &[KeySpec] = &[
     k("inference.keep_largest_component", "[]", "labels of which only the largest connected component is kept"),
     k("inference.fill_holes", "[]", "labels whose enclosed background holes are filled"),
     k("inference.connectivity", "26", "connectivity of postprocessing components: 6, 18 or 26"),
+    k(
+        "inference.shard",
+        "\"\"",
+        "segment shard \"i/n\" (0 <= i < n) of the subjects: sorted by id, every n-th from position i (empty = SLURM_ARRAY_TASK_ID of a job array, else all)",
+    ),
     k("evaluation.seg_dir", "\"\"", "segmentations to evaluate (empty = inference.output_dir)"),
     k(
         "evaluation.ref_dir",

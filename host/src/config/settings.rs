@@ -166,6 +166,7 @@ pub struct Inference {
     pub keep_largest_component: Vec<u8>,
     pub fill_holes: Vec<u8>,
     pub connectivity: u32,
+    pub shard: String,
 }
 
 /// `[evaluation]`.
@@ -269,6 +270,9 @@ impl Settings {
             return invalid(format!("`inference.overlap` must be in [0, 1), got {}", self.inference.overlap));
         }
         crate::engine::inference::InferenceOptions::from_settings(self)?;
+        if let Err(e) = crate::engine::inference::Shard::parse(&self.inference.shard) {
+            return invalid(format!("`inference.shard` (`--shard`): {e}"));
+        }
         if self.training.save_every_n == 0 {
             return invalid("`training.save_every_n` must be positive".into());
         }

@@ -2,12 +2,14 @@
 //! ensemble of models with test-time mirroring ([`tta`]), blended with constant or
 //! Gaussian weights ([`blend`]) into a compact slab-wise accumulator ([`aggregate`]),
 //! brought back to the input's geometry and written as labels, probabilities or logits
-//! ([`output`]), labels optionally postprocessed ([`postprocess`]).
+//! ([`output`]), labels optionally postprocessed ([`postprocess`]). A cohort can be split
+//! between processes ([`shard`]).
 
 pub mod aggregate;
 pub mod blend;
 pub mod output;
 pub mod postprocess;
+pub mod shard;
 pub mod tiling;
 pub mod tta;
 
@@ -21,6 +23,7 @@ pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
 pub use self::output::OutputKind;
 pub use self::postprocess::Postprocess;
+pub use self::shard::Shard;
 pub use self::tiling::Tiling;
 pub use self::tta::{mirrorings, Predictor};
 use super::checkpoint;
@@ -334,15 +337,26 @@ pub fn infer_files(
     Ok(Segmented { subject: id, output: out.to_owned(), windows, passes: predictor.passes(), seconds, network_seconds })
 }
 
-/// Segments every subject of the image sections and writes `<id><postfix>.nii.gz`.
+/// Segments every subject of the image sections (the INFER ones when the split file has
+/// any), or those of shard `inference.shard`, and writes `<id><postfix>.nii.gz`.
 ///
 /// # Errors
-/// Bad data, no checkpoint, a plugin failure, or an unwritable output.
+/// A bad `inference.shard`, bad data, no checkpoint, a plugin failure, or an unwritable
+/// output.
 pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
+    let shard = Shard::parse(&settings.inference.shard)
+        .map_err(|e| ConfigError::Invalid(format!("`inference.shard` (`--shard`): {e}")))?;
     let device = crate::torch::single_device(&settings.device_names())?;
     let options = InferenceOptions::from_settings(settings)?;
     let mut predictor = predictor(settings, registry, device)?;
-    let subjects = held_out_subjects(settings, base_dir, false)?;
+    let cohort = held_out_subjects(settings, base_dir, false)?;
+    let total = cohort.len();
+    let subjects = shard.select(cohort, |s| s.id.as_str());
+    if subjects.is_empty() && total > 0 {
+        tracing::warn!(%shard, cohort = total, "this shard has no subject: there are fewer subjects than shards");
+    } else if !shard.is_all() {
+        tracing::info!(%shard, subjects = subjects.len(), cohort = total, "segmenting this shard's subjects");
+    }
     let load = LoadOptions::new(settings, Preparation::saved(settings)?);
     let out_dir = settings.inference_dir();
     let progress = Progress::new(0, subjects.len() as u64, "infer");
