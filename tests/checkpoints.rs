@@ -5,7 +5,7 @@ use niftyhost::config::{load, Overrides};
 use niftyhost::engine::checkpoint::{self, CheckpointMeta};
 use niftyhost::engine::Model;
 use niftyhost::plugins::{Registry, SearchPath};
-use niftyhost_tests::{plugin_dir, run, text, tissue_config, workspace_plugin};
+use niftyhost_tests::{logged_losses, plugin_dir, run, text, tissue_config, workspace_plugin};
 use tch::{Device, Kind, Tensor};
 
 fn meta(iteration: u64) -> CheckpointMeta {
@@ -97,17 +97,6 @@ fn training_resumes_from_the_latest_complete_checkpoint() {
     assert_eq!(iterations, vec![1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
-fn losses(log: &std::path::Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["iteration"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn a_resumed_run_gives_the_same_losses_as_an_uninterrupted_one() {
     let body = "batch_size = 2\nspatial_window_size = [12, 12, 12]\n\
@@ -135,8 +124,10 @@ fn a_resumed_run_gives_the_same_losses_as_an_uninterrupted_one() {
     let second = run(parts.path(), &["train", "-c", c, "--set", "system.torch_threads=1", "--starting-iter", "-1"]);
     assert!(second.status.success(), "{}", text(&second).1);
 
-    let (a, b) =
-        (losses(&whole.path().join("model/train_log.jsonl")), losses(&parts.path().join("model/train_log.jsonl")));
+    let (a, b) = (
+        logged_losses(&whole.path().join("model/train_log.jsonl")),
+        logged_losses(&parts.path().join("model/train_log.jsonl")),
+    );
     assert_eq!(a.len(), 8);
     assert_eq!(a, b, "same losses, iteration by iteration, with weights, optimiser state and data stream restored");
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use niftyhost_tests::{niftyhost_bin, plugin_dir, run, text, tissue_config, workspace_plugin};
+use niftyhost_tests::{logged_losses, niftyhost_bin, plugin_dir, run, text, tissue_config, workspace_plugin};
 use tch::Tensor;
 
 /// One MPI job at a time: two at once would share two cores four ways and make the
@@ -54,14 +54,7 @@ fn output(mut c: Command) -> Output {
 }
 
 fn losses(model: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(model.join("train_log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["iteration"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
-        })
-        .collect()
+    logged_losses(&model.join("train_log.jsonl"))
 }
 
 fn weights(path: &Path) -> HashMap<String, Tensor> {

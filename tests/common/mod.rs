@@ -136,3 +136,15 @@ pub fn tissue_cohort(data: &Path, ids: &[&str]) {
         niftyhost::io::write_labels(&data.join(format!("tissue_{id}.nii.gz")), &tissue.header, BLOCK, &labels).unwrap();
     }
 }
+
+/// `(iteration, loss)` of every line of a training run's `train_log.jsonl`.
+pub fn logged_losses(log: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["iteration"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}

@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn a_missing_library_names_every_place_tried() {
         let tried = [PathBuf::from("/nonexistent/libnccl.so.2"), PathBuf::from("libnccl-nonexistent.so")];
-        let e = open_first("libnccl", "NIFTYHOST_NCCL", &tried).err().expect("no such library").to_string();
+        let e = open_first("libnccl", "NIFTYHOST_NCCL", &tried).map(drop).expect_err("no such library").to_string();
         assert!(e.contains("/nonexistent/libnccl.so.2") && e.contains("libnccl-nonexistent.so"), "{e}");
         assert!(e.contains("NIFTYHOST_NCCL"), "{e}");
     }
