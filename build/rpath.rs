@@ -2,7 +2,7 @@
 //! torch-sys gives final binaries no rpath, so `target/*/niftyhost` (and test binaries)
 //! would not find `libtorch_cpu.so` outside `cargo run`. Embed the libtorch lib dir.
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     // Set by torch-sys (links = "tch") for crates that depend on it directly.
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")

@@ -115,16 +115,26 @@ fn finish(mut job: Child, deadline: Duration) -> (bool, String, Duration) {
 }
 
 #[test]
-fn two_mpi_processes_match_two_replicas_and_one_replica_with_the_whole_batch() {
+fn two_mpi_processes_match_two_replicas_and_one_replica_with_the_whole_batch_with_and_without_overlap() {
     let _one_job = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-    let (single, replicas, mpi) =
-        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tmp = || tempfile::tempdir().unwrap();
+    let (single, replicas, mpi, mpi_replicas) = (tmp(), tmp(), tmp(), tmp());
     let threads = ["--set", "system.torch_threads=1", "--set", "system.loader_threads=1"];
     for (dir, devices) in [(single.path(), "cpu"), (replicas.path(), "cpu,cpu")] {
         let c = config(dir, 4, STEPS, STEPS);
         let out = run(dir, &[&["train", "-c", c.to_str().unwrap(), "--devices", devices][..], &threads].concat());
         assert!(out.status.success(), "{}", text(&out).1);
     }
+    // Two processes of two replicas each: their gradients are summed in the process,
+    // then across processes after backward rather than during it.
+    let out = output({
+        let c = config(mpi_replicas.path(), 2, STEPS, STEPS);
+        let args = [&["train", "-c", c.to_str().unwrap(), "--devices", "cpu,cpu"][..], &threads].concat();
+        let mut m = mpirun(mpi_replicas.path(), 2, &args);
+        m.stdin(Stdio::null());
+        m
+    });
+    assert!(out.status.success(), "{}", text(&out).1);
     let c = config(mpi.path(), 2, STEPS, STEPS);
     let out = output({
         let mut m = mpirun(mpi.path(), 2, &[&["train", "-c", c.to_str().unwrap(), "--json"][..], &threads].concat());
@@ -146,6 +156,7 @@ fn two_mpi_processes_match_two_replicas_and_one_replica_with_the_whole_batch() {
     assert_eq!(m.len() as u64, STEPS);
     assert_close(&a, &m, "one process with batch 4 vs 2 processes with batch 2");
     assert_close(&b, &m, "2 in-process replicas vs 2 processes");
+    assert_close(&a, &losses(&model(&mpi_replicas)), "one process with batch 4 vs 2 processes of 2 replicas");
     let ckpt = format!("checkpoints/iter_{STEPS:08}.safetensors");
     let (wa, wm) = (weights(&model(&single).join(&ckpt)), weights(&model(&mpi).join(&ckpt)));
     assert_eq!(wa.len(), wm.len());

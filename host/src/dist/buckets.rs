@@ -2,7 +2,7 @@
 //! buffers of about `system.bucket_mb`, so that a model's gradients cross the network in
 //! a few large messages rather than hundreds of small ones, several in flight at once.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::{CommError, Communicator};
 
@@ -32,6 +32,11 @@ impl Buckets {
         Buckets { groups }
     }
 
+    /// The parameter indices of each bucket.
+    pub fn groups(&self) -> &[Vec<usize>] {
+        &self.groups
+    }
+
     /// Number of buckets.
     pub fn len(&self) -> usize {
         self.groups.len()
@@ -57,41 +62,50 @@ impl Buckets {
         let mut flats = Vec::with_capacity(self.groups.len());
         // Each bucket starts as soon as it is flattened, while the next is being gathered.
         for group in &self.groups {
-            let parts: Vec<Tensor> = group
-                .iter()
-                .map(|&i| {
-                    let p = &params[i].1;
-                    let g = p.grad();
-                    if g.defined() {
-                        g.to_device(device).to_kind(Kind::Float).reshape([-1])
-                    } else {
-                        Tensor::zeros([p.numel() as i64], (Kind::Float, device))
-                    }
-                })
-                .collect();
-            let flat = Tensor::cat(&parts, 0);
+            let grads = group.iter().map(|&i| {
+                let (p, g) = (&params[i].1, params[i].1.grad());
+                (g.defined().then_some(g), p.numel() as i64)
+            });
+            let flat = flatten(grads, device);
             comm.start_all_reduce(&flat)?;
             flats.push(flat);
         }
         comm.finish()?;
-        let scale = 1.0 / size as f64;
-        tch::no_grad(|| {
-            for (group, flat) in self.groups.iter().zip(&flats) {
-                let mut offset = 0i64;
-                for &i in group {
-                    let p = &params[i].1;
-                    let n = p.numel() as i64;
-                    let mut g = p.grad();
-                    if g.defined() {
-                        let mean = flat.narrow(0, offset, n).view_(p.size()) * scale;
-                        g.copy_(&mean);
-                    }
-                    offset += n;
-                }
-            }
-        });
+        write_means(&self.groups, &flats, params, size);
         Ok(())
     }
+}
+
+/// One flat `Float` buffer on `device` holding `grads` in order: each a gradient, or
+/// `None` for zeros of the given length.
+pub(super) fn flatten(grads: impl Iterator<Item = (Option<Tensor>, i64)>, device: Device) -> Tensor {
+    let parts: Vec<Tensor> = grads
+        .map(|(g, n)| match g {
+            Some(g) => g.to_device(device).to_kind(Kind::Float).reshape([-1]),
+            None => Tensor::zeros([n], (Kind::Float, device)),
+        })
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
+/// Writes each bucket's sum over `processes`, divided by their number, into the
+/// gradients of its parameters (those that have one).
+pub(super) fn write_means(groups: &[Vec<usize>], sums: &[Tensor], params: &[(String, Tensor)], processes: usize) {
+    let scale = 1.0 / processes as f64;
+    tch::no_grad(|| {
+        for (group, sum) in groups.iter().zip(sums) {
+            let mut offset = 0i64;
+            for &i in group {
+                let p = &params[i].1;
+                let n = p.numel() as i64;
+                let mut g = p.grad();
+                if g.defined() {
+                    g.copy_(&(sum.narrow(0, offset, n).view_(p.size()) * scale));
+                }
+                offset += n;
+            }
+        }
+    });
 }
 
 /// Copies rank `root`'s values of `tensors` (parameters and buffers) into every other
@@ -126,7 +140,6 @@ pub fn broadcast(tensors: &mut [&mut Tensor], root: usize, comm: &mut dyn Commun
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
 
     fn param(n: i64) -> (String, Tensor) {
         (format!("p{n}"), Tensor::zeros([n], (Kind::Float, Device::Cpu)).set_requires_grad(true))

@@ -19,6 +19,7 @@ pub mod launch;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod nccl;
+pub mod overlap;
 pub mod rendezvous;
 
 use std::time::Duration;

@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::data::phases::training_subjects;
 use crate::data::{training_sampler, AugmentationChain, Loader};
 use crate::dist::buckets::{self, Buckets};
+use crate::dist::overlap::Overlap;
 use crate::dist::{self, Communicator};
 use crate::plugins::Registry;
 use crate::runlog::{RunLog, StepRecord};
@@ -305,6 +306,12 @@ fn train_with(
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
     tracing::info!(network = %name, parameters, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
     let gradient_buckets = Buckets::plan(&replicas.primary().params, (settings.system.bucket_mb * 1048576.0) as usize);
+    // With one replica per process, buckets start during backward; with several, after
+    // the replicas' gradients are summed.
+    let overlap = match processes > 1 && replicas.len() == 1 {
+        true => Some(Overlap::hook(&mut replicas.primary().params, &gradient_buckets)?),
+        false => None,
+    };
 
     let mut scaler = (replicas.precision() == Precision::Fp16).then(|| saved_scaler.unwrap_or_default());
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
@@ -344,11 +351,18 @@ fn train_with(
         let (images, labels) = batch.to_tensors();
         loader.recycle(batch);
         part.batch_to_tensors = lap();
-        let outcome = replicas.forward_backward(&images, &labels, &t.loss, scaler.map_or(1.0, |s| s.scale))?;
+        let scale = scaler.map_or(1.0, |s| s.scale);
+        let outcome = match &overlap {
+            Some(o) => o.backward(comm, || replicas.forward_backward(&images, &labels, &t.loss, scale))?,
+            None => replicas.forward_backward(&images, &labels, &t.loss, scale)?,
+        };
         part.plugin = outcome.replicas.iter().map(|r| r.seconds).fold(0.0, f64::max);
         part.dispatch_and_averaging = (lap() - part.plugin).max(0.0);
         // Every rank takes part, even with a non-finite loss, so that all stop together.
-        gradient_buckets.all_reduce_mean(&replicas.primary().params, comm)?;
+        match &overlap {
+            Some(o) => o.all_reduce_mean(&replicas.primary().params, comm)?,
+            None => gradient_buckets.all_reduce_mean(&replicas.primary().params, comm)?,
+        }
         loss_value = comm.mean(outcome.loss)?;
         part.communication = lap();
         if !loss_value.is_finite() {
