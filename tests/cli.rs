@@ -89,6 +89,47 @@ fn device_and_precision_keys_are_checked_before_training() {
 }
 
 #[test]
+fn distributed_keys_and_launcher_variables_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = tissue_config(dir.path(), "toynet", "[training]\nmax_iter = 1");
+    let c = config.to_str().unwrap();
+    for (set, expected) in [
+        (
+            "system.distributed=\"gloo\"",
+            "`system.distributed` must be one of auto, in-process, mpi, nccl, got \"gloo\"",
+        ),
+        ("system.comm_timeout_s=0", "`system.comm_timeout_s` must be a positive number, got 0"),
+    ] {
+        let out = run(dir.path(), &["train", "-c", c, "--set", set]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    let launched = |vars: &[(&str, &str)], extra: &[&str]| {
+        let out = Command::new(niftyhost_bin())
+            .current_dir(dir.path())
+            .args([&["train", "-c", c][..], extra].concat())
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        text(&out).1
+    };
+    let stderr = launched(&[("RANK", "3"), ("WORLD_SIZE", "2")], &[]);
+    assert!(stderr.contains("environment variable RANK=\"3\": below WORLD_SIZE=2"), "{stderr}");
+    let stderr = launched(
+        &[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "2")],
+        &["--set", "system.distributed=\"in-process\""],
+    );
+    assert!(stderr.contains("but Open MPI's mpirun started 2 processes"), "{stderr}");
+    // torchrun-style launch on a CPU means MPI, which cannot join processes it did not start.
+    let stderr =
+        launched(&[("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")], &["--set", "system.comm_timeout_s=20"]);
+    assert!(stderr.contains("MPI sees rank 0 of 1"), "{stderr}");
+}
+
+#[test]
 fn plugins_are_found_through_niftyhost_plugin_path() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugin_dir(dir.path(), &[workspace_plugin("toynet")]);
