@@ -3,7 +3,9 @@
 
 use niftyhost::config::{load, Overrides};
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
-use niftyhost::engine::inference::{mirrorings, Aggregated, Aggregator, Blend, Postprocess, Predictor, Store};
+use niftyhost::engine::inference::{
+    mirrorings, Aggregated, Aggregator, Blend, Compute, Postprocess, Predictor, Store,
+};
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
 use niftyhost::plugins::{Registry, SearchPath};
@@ -77,10 +79,10 @@ fn mirror_tta_leaves_a_symmetric_network_unchanged_and_averages_mirrors_otherwis
 
     // A plain toynet: TTA over axis i is the mean of f(x) and flip(f(flip(x))).
     let model = toynet(dir.path());
-    let mut plain = Predictor { models: vec![model], mirrorings: mirrorings(&[]).unwrap(), logits: false };
+    let mut plain = Predictor::new(vec![model], mirrorings(&[]).unwrap(), false, Compute::default());
     let f = plain.predict(&x).unwrap();
     let ff = plain.predict(&x.flip([4])).unwrap().flip([4]);
-    let mut tta = Predictor { models: plain.models, mirrorings: mirrorings(&[0]).unwrap(), logits: false };
+    let mut tta = Predictor::new(plain.models, mirrorings(&[0]).unwrap(), false, Compute::default());
     let averaged = tta.predict(&x).unwrap();
     assert!(averaged.allclose(&((&f + &ff) / 2.0), 1e-5, 1e-6, false));
     assert!(!f.allclose(&ff, 1e-3, 1e-4, false), "a random toynet is not mirror-symmetric");

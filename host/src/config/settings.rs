@@ -163,6 +163,9 @@ pub struct Inference {
     pub keep_largest_component: Vec<u8>,
     pub fill_holes: Vec<u8>,
     pub connectivity: u32,
+    pub precision: String,
+    pub channels_last: bool,
+    pub workers: usize,
 }
 
 /// `[evaluation]`.

@@ -3,6 +3,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::compute::{Compute, Precision};
 use super::super::{EngineError, Model};
 
 /// The mirrorings of test-time augmentation: every subset of `axes` (`0 = i`, `1 = j`,
@@ -34,9 +35,43 @@ pub struct Predictor {
     pub mirrorings: Vec<Vec<i64>>,
     /// Average logits instead of softmax probabilities.
     pub logits: bool,
+    /// Precision and layout of the forward passes (the models must have been prepared
+    /// with it: [`Predictor::new`] does).
+    pub compute: Compute,
+    /// Replicas of this predictor (their own copies of the models) that run batches at
+    /// the same time as it, each on its own thread: see [`Predictor::with_workers`].
+    pub helpers: Vec<Predictor>,
+    /// libtorch intra-op threads of each worker when there are helpers.
+    pub worker_threads: usize,
 }
 
 impl Predictor {
+    /// A predictor whose models are converted to `compute`'s precision and layout.
+    pub fn new(mut models: Vec<Model>, mirrorings: Vec<Vec<i64>>, logits: bool, compute: Compute) -> Predictor {
+        for m in &mut models {
+            compute.prepare_model(m);
+        }
+        Predictor { models, mirrorings, logits, compute, helpers: Vec::new(), worker_threads: 0 }
+    }
+
+    /// This predictor and `replicas` (each one set of models like this one's, converted
+    /// here) run window batches concurrently, each on its own thread with `threads`
+    /// libtorch threads. On a CPU, single-threaded replicas use the cores better than
+    /// one predictor whose convolutions split each layer across threads.
+    pub fn with_workers(mut self, replicas: Vec<Vec<Model>>, threads: usize) -> Predictor {
+        self.helpers = replicas
+            .into_iter()
+            .map(|models| Predictor::new(models, self.mirrorings.clone(), self.logits, self.compute))
+            .collect();
+        self.worker_threads = threads;
+        self
+    }
+
+    /// Number of predictors that run at once (this one and its helpers).
+    pub fn workers(&self) -> usize {
+        1 + self.helpers.len()
+    }
+
     /// Number of forward passes per batch.
     pub fn passes(&self) -> usize {
         self.models.len() * self.mirrorings.len().max(1)
@@ -52,12 +87,19 @@ impl Predictor {
     pub fn predict(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
         let identity = [Vec::new()];
         let mirrorings: &[Vec<i64>] = if self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
+        let input = self.compute.prepare_input(input);
         let mut sum: Option<Tensor> = None;
         for model in &mut self.models {
             for dims in mirrorings {
                 let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
                 let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
-                    context: format!("network `{}` forward", model.name),
+                    context: match self.compute.precision {
+                        Precision::Bf16 => format!(
+                            "network `{}` forward in bf16 (`inference.precision = \"fp32\"` runs it in float32)",
+                            model.name
+                        ),
+                        Precision::Fp32 => format!("network `{}` forward", model.name),
+                    },
                     error,
                 })?;
                 let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
