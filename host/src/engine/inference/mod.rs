@@ -49,7 +49,8 @@ pub struct Segmented {
     pub passes: usize,
     /// Seconds for this subject (reading to writing).
     pub seconds: f64,
-    /// Of which in the network's forward passes.
+    /// Seconds in the network's forward passes, summed over the workers (so with
+    /// several workers it can exceed `seconds`).
     pub network_seconds: f64,
 }
 
@@ -153,7 +154,7 @@ pub struct Predicted {
     pub volume: Aggregated,
     /// Windows run.
     pub windows: usize,
-    /// Seconds in the network's forward passes.
+    /// Seconds in the network's forward passes, summed over the workers.
     pub network_seconds: f64,
 }
 
@@ -441,9 +442,12 @@ pub fn segment_subject(
     device: Device,
 ) -> Result<(usize, f64), EngineError> {
     let store = options.output.store(&volume.geometry);
+    let started = std::time::Instant::now();
     let predicted = predict_volume(predictor, &volume, options, store, device)?;
+    let windows_seconds = started.elapsed().as_secs_f64();
     let (aggregated, windows, network_seconds) = (predicted.volume, predicted.windows, predicted.network_seconds);
     volume.image = Vec::new();
+    let started = std::time::Instant::now();
     output::write_output(
         path,
         &volume.id,
@@ -455,6 +459,12 @@ pub fn segment_subject(
         preparation.label_map.as_deref(),
         &options.postprocess,
     )?;
+    tracing::debug!(
+        subject = %volume.id,
+        windows_seconds = format!("{windows_seconds:.2}"),
+        output_seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "windows blended, output written"
+    );
     Ok((windows, network_seconds))
 }
 
@@ -584,6 +594,7 @@ pub fn infer_files(
     let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None };
     let load = LoadOptions::new(settings, preparation);
     let v = load_subject(&subject, &load)?;
+    tracing::debug!(subject = %id, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "read and prepared");
     let (windows, network_seconds) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), network_seconds = format!("{network_seconds:.2}"), output = %out.display(), "segmented");
