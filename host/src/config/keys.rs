@@ -163,7 +163,7 @@ pub const KEYS: &[KeySpec] = &[
         "0",
         "batches run at once, each by its own copy of the network on its own thread (0 = one per core, at most 4, on a CPU; 1 on a GPU)",
     ),
-    k("inference.channels_last", "true", "store 5-D weights and inputs channels-last (faster oneDNN convolutions on the CPU)"),
+    k("inference.channels_last", "true", "on a CPU, store 5-D weights and inputs channels-last (faster oneDNN convolutions)"),
     k("inference.output_dir", "\"\"", "where segmentations go (empty = <model_dir>/inference)"),
     k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),
     k("inference.blending", "\"constant\"", "weights of overlapping windows: constant (plain mean, NiftyNet) or gaussian (centres weigh most)"),

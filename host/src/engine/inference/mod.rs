@@ -137,7 +137,8 @@ impl InferenceOptions {
             output,
             postprocess,
             num_classes: s.segmentation.num_classes,
-            compute: Compute { precision, channels_last: inf.channels_last },
+            // Measured on the CPU only (oneDNN); GPUs keep libtorch's default layout.
+            compute: Compute { precision, channels_last: inf.channels_last && on_cpu },
             workers,
             worker_threads: (threads / workers).max(1),
         })
