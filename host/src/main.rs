@@ -78,6 +78,7 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     if args.models.is_empty() {
         let s = settings(&args.job)?;
         set_torch_threads(&s);
+        one_malloc_arena();
         let reg = registry(&args.job.plugins)?;
         let Some(out) = &args.out else {
             return inference::infer(&s, &reg, Path::new(".")).context("inference failed");
@@ -105,6 +106,7 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     let first = &bundles[0];
     let s = first.settings(&overrides)?;
     set_torch_threads(&s);
+    one_malloc_arena();
     let device = niftyhost::torch::single_device(&s.system.devices)?;
     let options = inference::InferenceOptions::from_settings(&s)?;
     let mut sets: Vec<Vec<niftyhost::engine::Model>> = (0..options.workers).map(|_| Vec::new()).collect();
@@ -331,6 +333,18 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
+/// One malloc arena for all threads of an inference: each worker thread's own arena
+/// would keep its freed memory apart (300 to 400 MB more at the peak on a 512×512×400
+/// volume with 10 classes); the workers allocate a few large blocks per batch, so they
+/// hardly contend for it. Called before the workers start.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes malloc's parameters.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

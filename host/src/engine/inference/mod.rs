@@ -404,8 +404,9 @@ pub fn predict_volume(
                     }
                     seq += 1;
                     drain(&mut flight, &mut first_seq, blender)?;
-                    // One batch waiting per worker besides the ones running bounds memory.
-                    while flight.len() > 2 * workers {
+                    // One batch per worker in flight and one waiting bound memory (each holds
+                    // its outputs, K floats per voxel, until it is blended).
+                    while flight.len() > workers {
                         receive(&mut flight, first_seq, &mut network)?;
                         drain(&mut flight, &mut first_seq, blender)?;
                     }

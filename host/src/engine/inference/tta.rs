@@ -102,6 +102,9 @@ impl Predictor {
                     },
                     error,
                 })?;
+                // Back to the default layout while the maps are still narrow (bf16), so
+                // that the float32 result needs no copy of its own.
+                let y = y.contiguous();
                 let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
                 let y = if dims.is_empty() { y } else { y.flip(dims.as_slice()) };
                 sum = Some(match sum {
@@ -119,7 +122,7 @@ impl Predictor {
             }
         }
         let sum = sum.ok_or_else(|| EngineError::Other("no model to predict with".into()))?;
-        let mean = sum / (self.passes() as f64);
+        let mean = if self.passes() == 1 { sum } else { sum / (self.passes() as f64) };
         Ok(mean.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous())
     }
 }
