@@ -2,8 +2,8 @@
 //! test-time mirroring with a mirror-symmetric network, and label postprocessing.
 
 use niftyhost::config::{load, Overrides};
-use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::output::OutputKind;
+use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::{
     mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, InferenceOptions, Postprocess, Precision,
     Predicted, Predictor, Store, Tiling,
@@ -287,7 +287,8 @@ fn constant_windows_share_one_pass_and_workers_blend_what_one_predictor_blends()
     // The constant window's own output, computed alone.
     let alone = one.predict(&Tensor::full([1, 1, 8, 8, 8], 0.5, (Kind::Float, Device::Cpu))).unwrap();
     let alone = Vec::<f32>::try_from(alone.view([-1])).unwrap();
-    let reference = float(predict_volume(&mut one, &v, &options(1, Compute::default()), Store::Float, Device::Cpu).unwrap());
+    let reference =
+        float(predict_volume(&mut one, &v, &options(1, Compute::default()), Store::Float, Device::Cpu).unwrap());
     // [K, k, j, i]: every voxel with i < 16 has the constant window's output.
     for c in 0..3 {
         for k in 0..8 {

@@ -89,8 +89,8 @@ impl InferenceOptions {
         // where it is opened).
         let on_cpu = s.device_names().iter().all(|d| d == "cpu");
         let device = if on_cpu { Device::Cpu } else { Device::Cuda(0) };
-        let precision = Precision::parse(&inf.precision, device)
-            .map_err(|e| invalid(format!("`inference.precision`: {e}")))?;
+        let precision =
+            Precision::parse(&inf.precision, device).map_err(|e| invalid(format!("`inference.precision`: {e}")))?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let threads = if s.system.torch_threads > 0 { s.system.torch_threads } else { cores };
         let workers = match inf.workers {
@@ -317,12 +317,20 @@ pub fn predict_volume(
     let shape = |run: usize| [run as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
     // Cuts the grid into batches of `batch_size` windows run; `submit` gets each one.
     let batches = |submit: &mut dyn FnMut(Batch, &mut Blender) -> Result<(), EngineError>,
-                       blender: &mut Blender|
+                   blender: &mut Blender|
      -> Result<(), EngineError> {
         let mut batch = Batch { input: Vec::with_capacity(tiling.batch_size * per_input), ..Batch::default() };
         for (n, c) in grid.iter().enumerate() {
             let start = batch.input.len();
-            extract(&volume.image, volume.dims, volume.channels, tiling.window_start(*c), window, 0.0, &mut batch.input);
+            extract(
+                &volume.image,
+                volume.dims,
+                volume.channels,
+                tiling.window_start(*c),
+                window,
+                0.0,
+                &mut batch.input,
+            );
             let source = blender.place(&mut batch, start, volume.channels);
             batch.windows.push((*c, source));
             if batch.run == tiling.batch_size || n + 1 == grid.len() {
@@ -374,18 +382,18 @@ pub fn predict_volume(
             let mut flight = Flight::new();
             let mut first_seq = 0;
             // Blends the batches at the front whose outputs are back.
-            let drain = |flight: &mut Flight, first_seq: &mut usize, blender: &mut Blender| -> Result<(), EngineError> {
-                while flight.front().is_some_and(|(_, v)| v.is_some()) {
-                    let (batch, values) = flight.pop_front().expect("front exists");
-                    blender.finish(&batch, values.as_deref().unwrap_or_default())?;
-                    *first_seq += 1;
-                }
-                Ok(())
-            };
+            let drain =
+                |flight: &mut Flight, first_seq: &mut usize, blender: &mut Blender| -> Result<(), EngineError> {
+                    while flight.front().is_some_and(|(_, v)| v.is_some()) {
+                        let (batch, values) = flight.pop_front().expect("front exists");
+                        blender.finish(&batch, values.as_deref().unwrap_or_default())?;
+                        *first_seq += 1;
+                    }
+                    Ok(())
+                };
             // Waits for one batch's outputs.
             let receive = |flight: &mut Flight, first_seq: usize, network: &mut std::time::Duration| {
-                let (seq, out) =
-                    done.recv().map_err(|_| EngineError::Other("the inference workers stopped".into()))?;
+                let (seq, out) = done.recv().map_err(|_| EngineError::Other("the inference workers stopped".into()))?;
                 let (values, seconds) = out?;
                 *network += seconds;
                 flight[seq - first_seq].1 = Some(values);
@@ -554,7 +562,11 @@ pub fn predictor(settings: &Settings, registry: &Registry, device: Device) -> Re
 ///
 /// # Errors
 /// Bad mirror axes.
-pub fn with_options(models: Vec<Model>, replicas: Vec<Vec<Model>>, options: &InferenceOptions) -> Result<Predictor, EngineError> {
+pub fn with_options(
+    models: Vec<Model>,
+    replicas: Vec<Vec<Model>>,
+    options: &InferenceOptions,
+) -> Result<Predictor, EngineError> {
     let predictor = Predictor::new(
         models,
         mirrorings(&options.mirror_axes).map_err(EngineError::Other)?,

@@ -3,8 +3,8 @@
 
 use tch::{Kind, Tensor};
 
-use super::compute::{Compute, Precision};
 use super::super::{EngineError, Model};
+use super::compute::{Compute, Precision};
 
 /// The mirrorings of test-time augmentation: every subset of `axes` (`0 = i`, `1 = j`,
 /// `2 = k`), the identity first, as tensor dimensions of `[N, C, D, H, W]`.
