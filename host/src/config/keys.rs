@@ -156,7 +156,7 @@ pub const KEYS: &[KeySpec] = &[
     k(
         "inference.precision",
         "\"auto\"",
-        "arithmetic of the forward passes: fp32, bf16, or auto (bf16 on a CPU with bf16 dot products, fp32 elsewhere)",
+        "arithmetic of the forward passes: fp32, bf16, or auto (bf16 on a CPU with bf16 dot products, else fp32; a network that fails in bf16 falls back to fp32)",
     ),
     k(
         "inference.workers",

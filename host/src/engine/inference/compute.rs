@@ -19,6 +19,9 @@ pub enum Precision {
     Fp32,
     /// bfloat16 parameters and activations (float32's range, 8 bits of mantissa).
     Bf16,
+    /// bf16 when the network runs in it (`auto`), else float32: a network with an
+    /// operation libtorch lacks in bf16 on this device falls back on its first batch.
+    Bf16OrFp32,
 }
 
 impl Precision {
@@ -31,7 +34,7 @@ impl Precision {
         match name {
             "fp32" => Ok(Precision::Fp32),
             "bf16" => Ok(Precision::Bf16),
-            "auto" if device == Device::Cpu && cpu_has_bf16() => Ok(Precision::Bf16),
+            "auto" if device == Device::Cpu && cpu_has_bf16() => Ok(Precision::Bf16OrFp32),
             "auto" => Ok(Precision::Fp32),
             _ => Err(format!("expected fp32, bf16 or auto, got \"{name}\"")),
         }
@@ -92,7 +95,9 @@ impl Compute {
 
     fn convert(&self, t: &Tensor) -> Tensor {
         let t = match (self.precision, t.kind()) {
-            (Precision::Bf16, Kind::Float | Kind::Double | Kind::Half) => t.to_kind(Kind::BFloat16),
+            (Precision::Bf16 | Precision::Bf16OrFp32, Kind::Float | Kind::Double | Kind::Half) => {
+                t.to_kind(Kind::BFloat16)
+            }
             _ => t.shallow_clone(),
         };
         if self.channels_last && t.dim() == 5 {
@@ -119,7 +124,7 @@ mod tests {
         assert_eq!(Precision::parse("fp32", Device::Cpu), Ok(Precision::Fp32));
         assert_eq!(Precision::parse("bf16", Device::Cpu), Ok(Precision::Bf16));
         assert_eq!(Precision::parse("auto", Device::Cuda(0)), Ok(Precision::Fp32));
-        let auto = if cpu_has_bf16() { Precision::Bf16 } else { Precision::Fp32 };
+        let auto = if cpu_has_bf16() { Precision::Bf16OrFp32 } else { Precision::Fp32 };
         assert_eq!(Precision::parse("auto", Device::Cpu), Ok(auto));
         assert!(Precision::parse("fp16", Device::Cpu).unwrap_err().contains("\"fp16\""));
     }

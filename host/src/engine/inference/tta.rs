@@ -43,15 +43,34 @@ pub struct Predictor {
     pub helpers: Vec<Predictor>,
     /// libtorch intra-op threads of each worker when there are helpers.
     pub worker_threads: usize,
+    /// With [`Precision::Bf16OrFp32`], float32 copies of every model's parameters and
+    /// buffers until a first batch has run in bf16.
+    fp32_copies: Option<Vec<Vec<Tensor>>>,
 }
 
 impl Predictor {
     /// A predictor whose models are converted to `compute`'s precision and layout.
     pub fn new(mut models: Vec<Model>, mirrorings: Vec<Vec<i64>>, logits: bool, compute: Compute) -> Predictor {
+        let fp32_copies = (compute.precision == Precision::Bf16OrFp32)
+            .then(|| models.iter().map(|m| m.state().map(|(_, t)| t.detach().copy()).collect()).collect());
         for m in &mut models {
             compute.prepare_model(m);
         }
-        Predictor { models, mirrorings, logits, compute, helpers: Vec::new(), worker_threads: 0 }
+        Predictor { models, mirrorings, logits, compute, helpers: Vec::new(), worker_threads: 0, fp32_copies }
+    }
+
+    /// Gives the models their float32 values back and runs in float32 from now on.
+    fn fall_back_to_fp32(&mut self) {
+        let Some(copies) = self.fp32_copies.take() else { return };
+        for (model, copies) in self.models.iter_mut().zip(copies) {
+            for ((_, t), copy) in model.params.iter_mut().chain(model.buffers.iter_mut()).zip(copies) {
+                tch::no_grad(|| t.set_data(&copy));
+            }
+        }
+        self.compute.precision = Precision::Fp32;
+        for m in &mut self.models {
+            self.compute.prepare_model(m);
+        }
     }
 
     /// This predictor and `replicas` (each one set of models like this one's, converted
@@ -85,6 +104,27 @@ impl Predictor {
     /// # Errors
     /// A plugin failure, or models that disagree on the output shape.
     pub fn predict(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
+        match self.predict_once(input) {
+            Err(EngineError::Plugin { error, .. }) if self.fp32_copies.is_some() => {
+                let name = self.models.first().map(|m| m.name.clone()).unwrap_or_default();
+                tracing::warn!(
+                    network = %name,
+                    // libtorch's message up to its C++ backtrace.
+                    error = %error.message.as_str().split(['\n']).next().unwrap_or_default().split("\\n").next().unwrap_or_default(),
+                    "the network does not run in bf16 here: float32 instead (`inference.precision = \"fp32\"` says so up front)"
+                );
+                self.fall_back_to_fp32();
+                self.predict_once(input)
+            }
+            Ok(out) => {
+                self.fp32_copies = None;
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn predict_once(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
         let identity = [Vec::new()];
         let mirrorings: &[Vec<i64>] = if self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
         let input = self.compute.prepare_input(input);
@@ -94,7 +134,7 @@ impl Predictor {
                 let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
                 let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
                     context: match self.compute.precision {
-                        Precision::Bf16 => format!(
+                        Precision::Bf16 | Precision::Bf16OrFp32 => format!(
                             "network `{}` forward in bf16 (`inference.precision = \"fp32\"` runs it in float32)",
                             model.name
                         ),
