@@ -2,8 +2,12 @@
 //! test-time mirroring with a mirror-symmetric network, and label postprocessing.
 
 use niftyhost::config::{load, Overrides};
+use niftyhost::engine::inference::output::OutputKind;
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
-use niftyhost::engine::inference::{mirrorings, Aggregated, Aggregator, Blend, Postprocess, Predictor, Store};
+use niftyhost::engine::inference::{
+    mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, InferenceOptions, Postprocess, Precision,
+    Predicted, Predictor, Store, Tiling,
+};
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
 use niftyhost::plugins::{Registry, SearchPath};
@@ -77,10 +81,10 @@ fn mirror_tta_leaves_a_symmetric_network_unchanged_and_averages_mirrors_otherwis
 
     // A plain toynet: TTA over axis i is the mean of f(x) and flip(f(flip(x))).
     let model = toynet(dir.path());
-    let mut plain = Predictor { models: vec![model], mirrorings: mirrorings(&[]).unwrap(), logits: false };
+    let mut plain = Predictor::new(vec![model], mirrorings(&[]).unwrap(), false, Compute::default());
     let f = plain.predict(&x).unwrap();
     let ff = plain.predict(&x.flip([4])).unwrap().flip([4]);
-    let mut tta = Predictor { models: plain.models, mirrorings: mirrorings(&[0]).unwrap(), logits: false };
+    let mut tta = Predictor::new(plain.models, mirrorings(&[0]).unwrap(), false, Compute::default());
     let averaged = tta.predict(&x).unwrap();
     assert!(averaged.allclose(&((&f + &ff) / 2.0), 1e-5, 1e-6, false));
     assert!(!f.allclose(&ff, 1e-3, 1e-4, false), "a random toynet is not mirror-symmetric");
@@ -217,4 +221,106 @@ fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels()
     let p = niftyhost::io::read_volume(&path).unwrap();
     assert_eq!((p.dims, p.channels), ([8, 8, 8], 2));
     assert!((0..512).all(|v| (p.data[v] + p.data[512 + v] - 1.0).abs() < 2.0 / 255.0));
+}
+
+/// A 1-channel volume of `dims` (i, j, k) on an identity grid, image `[k, j, i]`.
+fn volume(dims: [usize; 3], image: Vec<f32>) -> niftyhost::data::SubjectVolumes {
+    use niftyhost::data::prepare::{Geometry, GeometryOptions};
+    use niftyhost::preprocess::{Grid, IDENTITY};
+    let options = GeometryOptions { axcodes: None, pixdim: None, padding: [0, 0, 0], padding_mode: "constant".into() };
+    let geometry = Geometry::plan(Grid::new(dims, IDENTITY).unwrap(), &options).unwrap();
+    let reference = niftyhost::io::Volume {
+        data: Vec::new(),
+        dims,
+        channels: 1,
+        header: niftyhost::io::nifti::reference_for_affine(&IDENTITY),
+        affine: IDENTITY,
+        pixdim: [1.0; 3],
+        path: "in.nii".into(),
+    };
+    niftyhost::data::SubjectVolumes {
+        id: "s".into(),
+        image,
+        channels: 1,
+        dims,
+        label: None,
+        weights: None,
+        reference,
+        geometry,
+    }
+}
+
+fn options(batch_size: usize, compute: Compute) -> InferenceOptions {
+    InferenceOptions {
+        tiling: Tiling { window: [8, 8, 8], border: [0, 0, 0], overlap: 0.0, batch_size },
+        blend: Blend::Constant,
+        mirror_axes: vec![],
+        output: OutputKind::Probabilities { quantised: false },
+        postprocess: Postprocess {
+            remove_small: vec![],
+            min_volume_mm3: 0.0,
+            keep_largest: vec![],
+            fill_holes: vec![],
+            connectivity: Connectivity::Six,
+        },
+        num_classes: 3,
+        compute,
+        workers: 1,
+        worker_threads: 1,
+    }
+}
+
+#[test]
+fn constant_windows_share_one_pass_and_workers_blend_what_one_predictor_blends() {
+    // 32 × 8 × 8: i < 16 constant (two windows of 8 share one pass), i >= 16 random.
+    let dims = [32, 8, 8];
+    let noise = Tensor::randn([2048], (Kind::Float, Device::Cpu));
+    let noise = Vec::<f32>::try_from(&noise).unwrap();
+    let image: Vec<f32> = (0..2048).map(|v| if v % 32 < 16 { 0.5 } else { noise[v] }).collect();
+    let v = volume(dims, image);
+    let dir = tempfile::tempdir().unwrap();
+    let float = |p: Predicted| match p.volume {
+        Aggregated::Float(f) => f,
+        _ => panic!("a float store gives floats"),
+    };
+    let mut one = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, Compute::default());
+    // The constant window's own output, computed alone.
+    let alone = one.predict(&Tensor::full([1, 1, 8, 8, 8], 0.5, (Kind::Float, Device::Cpu))).unwrap();
+    let alone = Vec::<f32>::try_from(alone.view([-1])).unwrap();
+    let reference =
+        float(predict_volume(&mut one, &v, &options(1, Compute::default()), Store::Float, Device::Cpu).unwrap());
+    // [K, k, j, i]: every voxel with i < 16 has the constant window's output.
+    for c in 0..3 {
+        for k in 0..8 {
+            for j in 0..8 {
+                for i in 0..16 {
+                    let got = reference[((c * 8 + k) * 8 + j) * 32 + i];
+                    let want = alone[((c * 8 + k) * 8 + j) * 8 + i % 8];
+                    assert!((got - want).abs() < 1e-6, "class {c} voxel ({i}, {j}, {k}): {got} vs {want}");
+                }
+            }
+        }
+    }
+    // Batches of 3 on two workers (one predictor and one replica) blend the same.
+    let mut two = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, Compute::default())
+        .with_workers(vec![vec![toynet(dir.path())]], 1);
+    let opts = options(3, Compute::default());
+    for models in [&two.models, &two.helpers[0].models] {
+        for (dst, src) in models[0].params.iter().zip(&one.models[0].params) {
+            tch::no_grad(|| dst.1.shallow_clone().copy_(&src.1));
+        }
+    }
+    let parallel = float(predict_volume(&mut two, &v, &opts, Store::Float, Device::Cpu).unwrap());
+    assert_eq!(two.helpers.len(), 1, "the replicas come back after the volume");
+    let max = reference.iter().zip(&parallel).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-5, "workers differ by {max}");
+    // bf16 channels-last passes stay close to float32.
+    let fast = Compute { precision: Precision::Bf16, channels_last: true };
+    let mut bf = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, fast);
+    for (dst, src) in bf.models[0].params.iter().zip(&one.models[0].params) {
+        tch::no_grad(|| dst.1.shallow_clone().copy_(&src.1.to_kind(dst.1.kind())));
+    }
+    let close = float(predict_volume(&mut bf, &v, &options(2, fast), Store::Float, Device::Cpu).unwrap());
+    let max = reference.iter().zip(&close).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max < 0.05, "bf16 differs by {max}");
 }

@@ -160,6 +160,17 @@ pub const KEYS: &[KeySpec] = &[
         "voxels dropped from each side of every output window (NiftyNet's border), (i, j, k)",
     ),
     k("inference.batch_size", "4", "windows per forward pass"),
+    k(
+        "inference.precision",
+        "\"auto\"",
+        "arithmetic of the forward passes: fp32, bf16, or auto (bf16 on a CPU with bf16 dot products, else fp32; a network that fails in bf16 falls back to fp32)",
+    ),
+    k(
+        "inference.workers",
+        "0",
+        "batches run at once, each by its own copy of the network on its own thread (0 = one per core, at most 4, on a CPU; 1 on a GPU)",
+    ),
+    k("inference.channels_last", "true", "on a CPU, store 5-D weights and inputs channels-last (faster oneDNN convolutions)"),
     k("inference.output_dir", "\"\"", "where segmentations go (empty = <model_dir>/inference)"),
     k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),
     k("inference.blending", "\"constant\"", "weights of overlapping windows: constant (plain mean, NiftyNet) or gaussian (centres weigh most)"),

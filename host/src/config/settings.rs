@@ -167,6 +167,9 @@ pub struct Inference {
     pub fill_holes: Vec<u8>,
     pub connectivity: u32,
     pub shard: String,
+    pub precision: String,
+    pub channels_last: bool,
+    pub workers: usize,
 }
 
 /// `[evaluation]`.

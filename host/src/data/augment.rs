@@ -70,10 +70,20 @@ fn omp() -> Option<(OmpSetNumThreads, OmpGetMaxThreads)> {
 /// restores the calling thread's setting. OpenMP's thread count is per thread, so other
 /// threads (the trainer's) keep theirs.
 pub fn with_one_torch_thread<T>(f: impl FnOnce() -> T) -> T {
+    with_torch_threads(1, f)
+}
+
+/// Runs `f` with `threads` libtorch (OpenMP) intra-op threads in the calling thread, then
+/// restores the calling thread's setting (see [`with_one_torch_thread`]).
+pub fn with_torch_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
     let Some((set, get)) = omp() else { return f() };
+    // libtorch sets a thread's OpenMP count on its first parallel operation (to
+    // `set_num_threads`' value, or the core count): have that happen first, so that it
+    // does not undo the count set here.
+    let _ = tch::get_num_threads();
     // SAFETY: plain OpenMP calls on the calling thread's own setting.
     let before = unsafe { get() };
-    unsafe { set(1) };
+    unsafe { set(threads.max(1) as libc::c_int) };
     let out = f();
     unsafe { set(before) };
     out

@@ -73,4 +73,16 @@ impl Activation {
             (ActivationKind::PRelu, None) | (ActivationKind::None, _) => x.shallow_clone(),
         }
     }
+
+    /// Applies the activation to a tensor nobody else holds: ReLU in place (one pass
+    /// over memory and no allocation) when `in_place`, otherwise as [`Activation::forward`].
+    pub fn forward_owned(&self, mut x: Tensor, in_place: bool) -> Tensor {
+        match self.kind {
+            ActivationKind::Relu if in_place => {
+                let _ = x.relu_();
+                x
+            }
+            _ => self.forward(&x),
+        }
+    }
 }

@@ -252,7 +252,10 @@ impl ConvBlock {
         if self.pre_activation {
             self.conv.forward(&self.activation.forward(&self.norm.forward_t(x, train)))
         } else {
-            self.activation.forward(&self.norm.forward_t(&self.conv.forward(x), train))
+            // The normalised maps are a fresh tensor that no backward pass reads (the
+            // norms and the convolution keep their inputs): outside training, ReLU runs
+            // in place.
+            self.activation.forward_owned(self.norm.forward_t(&self.conv.forward(x), train), !train)
         }
     }
 }

@@ -81,8 +81,24 @@ impl Norm {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match &self.0 {
             Inner::Batch(n) => n.forward_t(x, train),
+            // libtorch 2.11's channels-last group norm is slow for few channels (bf16, 8
+            // channels at 64³: 30 ms against 6 ms for the copy, the contiguous kernel and
+            // the copy back), so it runs on a contiguous copy; the output keeps the
+            // input's layout.
+            Inner::Group(n) if is_channels_last_3d(x) => channels_last_3d(&n.forward_t(&x.contiguous(), train)),
             Inner::Group(n) => n.forward_t(x, train),
             Inner::None => x.shallow_clone(),
         }
     }
+}
+
+/// Whether `x` `[N, C, D, H, W]` is stored channels-last (`C` fastest in memory) rather
+/// than contiguous.
+pub fn is_channels_last_3d(x: &Tensor) -> bool {
+    x.dim() == 5 && x.size()[1] > 1 && !x.is_contiguous() && x.permute([0, 2, 3, 4, 1]).is_contiguous()
+}
+
+/// `x` `[N, C, D, H, W]` with channels-last-3d strides.
+pub fn channels_last_3d(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 4, 1]).contiguous().permute([0, 4, 1, 2, 3])
 }

@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod blend;
+pub mod compute;
 pub mod output;
 pub mod postprocess;
 pub mod shard;
@@ -21,6 +22,7 @@ use tch::{Device, Tensor};
 
 pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
+pub use self::compute::{Compute, Precision};
 pub use self::output::OutputKind;
 pub use self::postprocess::Postprocess;
 pub use self::shard::Shard;
@@ -50,7 +52,8 @@ pub struct Segmented {
     pub passes: usize,
     /// Seconds for this subject (reading to writing).
     pub seconds: f64,
-    /// Of which in the network's forward passes.
+    /// Seconds in the network's forward passes, summed over the workers (so with
+    /// several workers it can exceed `seconds`).
     pub network_seconds: f64,
 }
 
@@ -69,6 +72,12 @@ pub struct InferenceOptions {
     pub postprocess: Postprocess,
     /// Classes the network outputs.
     pub num_classes: usize,
+    /// Precision and layout of the forward passes.
+    pub compute: Compute,
+    /// Batches run at once, each by its own copy of the network on its own thread.
+    pub workers: usize,
+    /// libtorch threads of each worker when `workers > 1`.
+    pub worker_threads: usize,
 }
 
 impl InferenceOptions {
@@ -79,6 +88,19 @@ impl InferenceOptions {
     pub fn from_settings(s: &Settings) -> Result<InferenceOptions, ConfigError> {
         let inf = &s.inference;
         let invalid = |m: String| ConfigError::Invalid(m);
+        // `auto` depends on the device (inference runs on one; a bad name is reported
+        // where it is opened).
+        let on_cpu = s.device_names().iter().all(|d| d == "cpu");
+        let device = if on_cpu { Device::Cpu } else { Device::Cuda(0) };
+        let precision =
+            Precision::parse(&inf.precision, device).map_err(|e| invalid(format!("`inference.precision`: {e}")))?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = if s.system.torch_threads > 0 { s.system.torch_threads } else { cores };
+        let workers = match inf.workers {
+            0 if on_cpu => threads.min(MAX_AUTO_WORKERS),
+            0 => 1,
+            n => n,
+        };
         let blend = Blend::parse(&inf.blending).map_err(|e| invalid(format!("`inference.blending`: {e}")))?;
         mirrorings(&inf.tta_mirror_axes).map_err(|e| invalid(format!("`inference.tta_mirror_axes`: {e}")))?;
         let output = OutputKind::parse(&inf.output_type, inf.output_prob, &inf.probability_dtype).map_err(invalid)?;
@@ -118,9 +140,16 @@ impl InferenceOptions {
             output,
             postprocess,
             num_classes: s.segmentation.num_classes,
+            // Measured on the CPU only (oneDNN); GPUs keep libtorch's default layout.
+            compute: Compute { precision, channels_last: inf.channels_last && on_cpu },
+            workers,
+            worker_threads: (threads / workers).max(1),
         })
     }
 }
+
+/// Most workers `inference.workers = 0` picks (one per core up to this).
+const MAX_AUTO_WORKERS: usize = 4;
 
 /// A blended volume and how it was made.
 #[derive(Debug)]
@@ -129,11 +158,137 @@ pub struct Predicted {
     pub volume: Aggregated,
     /// Windows run.
     pub windows: usize,
-    /// Seconds in the network's forward passes.
+    /// Seconds in the network's forward passes, summed over the workers.
     pub network_seconds: f64,
 }
 
-/// Runs the predictor over a prepared volume and blends the window outputs.
+/// Where a window's output comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// This window of its batch.
+    Batch(usize),
+    /// The output of constant window number `n` (computed in this or an earlier batch).
+    Constant(usize),
+}
+
+/// Distinct constant windows whose output is kept for reuse (each holds one window of
+/// class scores).
+const MAX_CONSTANTS: usize = 4;
+
+/// The bits of each channel's value when every voxel of each channel of `window`
+/// (`[C, ...]`) is the same, else `None`.
+fn constant_key(window: &[f32], channels: usize) -> Option<Vec<u32>> {
+    let per = window.len() / channels.max(1);
+    window
+        .chunks(per.max(1))
+        .map(|c| {
+            let first = c[0].to_bits();
+            c.iter().all(|v| v.to_bits() == first).then_some(first)
+        })
+        .collect()
+}
+
+/// Checks a batch's output `size` against its input `shape`.
+fn check_output(size: &[i64], shape: &[i64; 5], num_classes: usize) -> Result<(), EngineError> {
+    if size.len() != 5 || size[2..] != shape[2..] || size[0] != shape[0] {
+        return Err(EngineError::Other(format!(
+            "the network returned {size:?} for inputs of {shape:?}; inference needs outputs of the input's window size"
+        )));
+    }
+    if size[1] as usize != num_classes {
+        return Err(EngineError::Other(format!(
+            "the network returned {} classes, segmentation.num_classes is {num_classes}",
+            size[1]
+        )));
+    }
+    Ok(())
+}
+
+/// A batch of windows: the network's input and where each window's output goes.
+#[derive(Default)]
+struct Batch {
+    /// `[N, C, wk, wj, wi]` of the windows run.
+    input: Vec<f32>,
+    /// Windows run.
+    run: usize,
+    /// Every window of this stretch of the grid, in grid order, with its output's source.
+    windows: Vec<([usize; 3], Source)>,
+    /// Constant windows first seen in this batch: (constant, window of the batch).
+    firsts: Vec<(usize, usize)>,
+}
+
+/// Runs `batch` through `predictor`: the outputs `[N, K, wk, wj, wi]` as float32, and
+/// the seconds the forward pass took.
+fn run_batch(
+    predictor: &mut Predictor,
+    input: &[f32],
+    shape: [i64; 5],
+    num_classes: usize,
+    device: Device,
+) -> Result<(Vec<f32>, std::time::Duration), EngineError> {
+    let x = Tensor::from_slice(input).view(shape).to_device(device);
+    let started = std::time::Instant::now();
+    let out = predictor.predict(&x)?;
+    let elapsed = started.elapsed();
+    check_output(&out.size(), &shape, num_classes)?;
+    let values =
+        Vec::<f32>::try_from(out.view([-1])).map_err(|e| EngineError::Other(format!("network output: {e}")))?;
+    Ok((values, elapsed))
+}
+
+/// Adds the windows of a finished batch to the aggregator, in grid order, and keeps the
+/// outputs of its first constant windows.
+struct Blender {
+    agg: Aggregator,
+    constants: Vec<Vec<u32>>,
+    shared: Vec<Vec<f32>>,
+    per_output: usize,
+    window: [usize; 3],
+    border: [usize; 3],
+}
+
+impl Blender {
+    fn finish(&mut self, batch: &Batch, values: &[f32]) -> Result<(), EngineError> {
+        let per = self.per_output;
+        for &(constant, b) in &batch.firsts {
+            debug_assert_eq!(self.shared.len(), constant);
+            self.shared.push(values[b * per..(b + 1) * per].to_vec());
+        }
+        for &(corner, source) in &batch.windows {
+            let output = match source {
+                Source::Batch(b) => &values[b * per..(b + 1) * per],
+                Source::Constant(n) => &self.shared[n][..],
+            };
+            self.agg.add(corner, output, self.window, self.border)?;
+        }
+        Ok(())
+    }
+
+    /// Where the window just appended to `batch.input` (from `start`) gets its output:
+    /// a constant window seen before shares that one's (and leaves the batch).
+    fn place(&mut self, batch: &mut Batch, start: usize, channels: usize) -> Source {
+        let Some(key) = constant_key(&batch.input[start..], channels) else {
+            batch.run += 1;
+            return Source::Batch(batch.run - 1);
+        };
+        if let Some(n) = self.constants.iter().position(|k| *k == key) {
+            batch.input.truncate(start);
+            return Source::Constant(n);
+        }
+        if self.constants.len() < MAX_CONSTANTS {
+            batch.firsts.push((self.constants.len(), batch.run));
+            self.constants.push(key);
+        }
+        batch.run += 1;
+        Source::Batch(batch.run - 1)
+    }
+}
+
+/// Runs the predictor over a prepared volume and blends the window outputs. Windows
+/// whose input is constant (the background around a skull-stripped brain, say) all have
+/// the same output: it is computed once per constant. With helpers
+/// ([`Predictor::with_workers`]) batches run on one thread per worker while this thread
+/// cuts windows and blends the outputs, in grid order.
 ///
 /// # Shapes
 /// `volume.image`: `[C, k, j, i]`; windows fed as `[N, C, wk, wj, wi]`
@@ -149,43 +304,140 @@ pub fn predict_volume(
     device: Device,
 ) -> Result<Predicted, EngineError> {
     let tiling = &options.tiling;
-    let mut network = std::time::Duration::ZERO;
     let window = tiling.window;
     let [wi, wj, wk] = window;
     let kept = tiling.kept();
     let grid = tiling.corners(volume.dims);
-    let mut agg = Aggregator::new(volume.dims, options.num_classes, kept, options.blend.weights(kept), store)?;
-    let mut buf = Vec::with_capacity(tiling.batch_size * volume.channels * wi * wj * wk);
-    for chunk in grid.chunks(tiling.batch_size) {
-        buf.clear();
-        for c in chunk {
-            extract(&volume.image, volume.dims, volume.channels, tiling.window_start(*c), window, 0.0, &mut buf);
+    let per_input = volume.channels * wi * wj * wk;
+    let mut blender = Blender {
+        agg: Aggregator::new(volume.dims, options.num_classes, kept, options.blend.weights(kept), store)?,
+        constants: Vec::new(),
+        shared: Vec::new(),
+        per_output: options.num_classes * wi * wj * wk,
+        window,
+        border: tiling.border,
+    };
+    let shape = |run: usize| [run as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
+    // Cuts the grid into batches of `batch_size` windows run; `submit` gets each one.
+    let batches = |submit: &mut dyn FnMut(Batch, &mut Blender) -> Result<(), EngineError>,
+                   blender: &mut Blender|
+     -> Result<(), EngineError> {
+        let mut batch = Batch { input: Vec::with_capacity(tiling.batch_size * per_input), ..Batch::default() };
+        for (n, c) in grid.iter().enumerate() {
+            let start = batch.input.len();
+            extract(
+                &volume.image,
+                volume.dims,
+                volume.channels,
+                tiling.window_start(*c),
+                window,
+                0.0,
+                &mut batch.input,
+            );
+            let source = blender.place(&mut batch, start, volume.channels);
+            batch.windows.push((*c, source));
+            if batch.run == tiling.batch_size || n + 1 == grid.len() {
+                let next = Batch { input: Vec::with_capacity(tiling.batch_size * per_input), ..Batch::default() };
+                submit(std::mem::replace(&mut batch, next), blender)?;
+            }
         }
-        let shape = [chunk.len() as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
-        let input = Tensor::from_slice(&buf).view(shape).to_device(device);
-        let started = std::time::Instant::now();
-        let out = predictor.predict(&input)?;
-        network += started.elapsed();
-        let size = out.size();
-        if size.len() != 5 || size[2..] != shape[2..] || size[0] != shape[0] {
-            return Err(EngineError::Other(format!(
-                "the network returned {size:?} for inputs of {shape:?}; inference needs outputs of the input's window size"
-            )));
-        }
-        if size[1] as usize != options.num_classes {
-            return Err(EngineError::Other(format!(
-                "the network returned {} classes, segmentation.num_classes is {}",
-                size[1], options.num_classes
-            )));
-        }
-        let values =
-            Vec::<f32>::try_from(out.view([-1])).map_err(|e| EngineError::Other(format!("network output: {e}")))?;
-        let per_window = options.num_classes * wi * wj * wk;
-        for (n, c) in chunk.iter().enumerate() {
-            agg.add(*c, &values[n * per_window..(n + 1) * per_window], window, tiling.border)?;
-        }
+        Ok(())
+    };
+    let mut network = std::time::Duration::ZERO;
+    if predictor.helpers.is_empty() {
+        batches(
+            &mut |batch, blender| {
+                let (values, seconds) = if batch.run > 0 {
+                    run_batch(predictor, &batch.input, shape(batch.run), options.num_classes, device)?
+                } else {
+                    (Vec::new(), std::time::Duration::ZERO)
+                };
+                network += seconds;
+                blender.finish(&batch, &values)
+            },
+            &mut blender,
+        )?;
+    } else {
+        let threads = predictor.worker_threads;
+        let mut helpers = std::mem::take(&mut predictor.helpers);
+        let workers = 1 + helpers.len();
+        let result = std::thread::scope(|scope| -> Result<(), EngineError> {
+            type Done = (usize, Result<(Vec<f32>, std::time::Duration), EngineError>);
+            let (jobs, job_rx) = crossbeam_channel::unbounded::<(usize, Vec<f32>, [i64; 5])>();
+            let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+            for p in std::iter::once(&mut *predictor).chain(helpers.iter_mut()) {
+                let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
+                let classes = options.num_classes;
+                scope.spawn(move || {
+                    crate::data::augment::with_torch_threads(threads, || {
+                        for (seq, input, shape) in job_rx {
+                            let out = run_batch(p, &input, shape, classes, device);
+                            if done_tx.send((seq, out)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                });
+            }
+            drop(done_tx);
+            // Batches in flight, in grid order, with their outputs once back.
+            type Flight = std::collections::VecDeque<(Batch, Option<Vec<f32>>)>;
+            let mut flight = Flight::new();
+            let mut first_seq = 0;
+            // Blends the batches at the front whose outputs are back.
+            let drain =
+                |flight: &mut Flight, first_seq: &mut usize, blender: &mut Blender| -> Result<(), EngineError> {
+                    while flight.front().is_some_and(|(_, v)| v.is_some()) {
+                        let (batch, values) = flight.pop_front().expect("front exists");
+                        blender.finish(&batch, values.as_deref().unwrap_or_default())?;
+                        *first_seq += 1;
+                    }
+                    Ok(())
+                };
+            // Waits for one batch's outputs.
+            let receive = |flight: &mut Flight, first_seq: usize, network: &mut std::time::Duration| {
+                let (seq, out) = done.recv().map_err(|_| EngineError::Other("the inference workers stopped".into()))?;
+                let (values, seconds) = out?;
+                *network += seconds;
+                flight[seq - first_seq].1 = Some(values);
+                Ok::<(), EngineError>(())
+            };
+            let mut seq = first_seq;
+            batches(
+                &mut |mut batch, blender| {
+                    if batch.run > 0 {
+                        let input = std::mem::take(&mut batch.input);
+                        jobs.send((seq, input, shape(batch.run)))
+                            .map_err(|_| EngineError::Other("the inference workers stopped".into()))?;
+                        flight.push_back((batch, None));
+                    } else {
+                        flight.push_back((batch, Some(Vec::new())));
+                    }
+                    seq += 1;
+                    drain(&mut flight, &mut first_seq, blender)?;
+                    // One batch per worker in flight and one waiting bound memory (each holds
+                    // its outputs, K floats per voxel, until it is blended).
+                    while flight.len() > workers {
+                        receive(&mut flight, first_seq, &mut network)?;
+                        drain(&mut flight, &mut first_seq, blender)?;
+                    }
+                    Ok(())
+                },
+                &mut blender,
+            )?;
+            drop(jobs);
+            loop {
+                drain(&mut flight, &mut first_seq, &mut blender)?;
+                if flight.is_empty() {
+                    return Ok(());
+                }
+                receive(&mut flight, first_seq, &mut network)?;
+            }
+        });
+        predictor.helpers = helpers;
+        result?;
     }
-    Ok(Predicted { volume: agg.finish()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
+    Ok(Predicted { volume: blender.agg.finish()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
 }
 
 /// Segments one prepared subject and writes the output to `path`. The image is dropped
@@ -203,9 +455,12 @@ pub fn segment_subject(
     device: Device,
 ) -> Result<(usize, f64), EngineError> {
     let store = options.output.store(&volume.geometry);
+    let started = std::time::Instant::now();
     let predicted = predict_volume(predictor, &volume, options, store, device)?;
+    let windows_seconds = started.elapsed().as_secs_f64();
     let (aggregated, windows, network_seconds) = (predicted.volume, predicted.windows, predicted.network_seconds);
     volume.image = Vec::new();
+    let started = std::time::Instant::now();
     output::write_output(
         path,
         &volume.id,
@@ -217,6 +472,12 @@ pub fn segment_subject(
         preparation.label_map.as_deref(),
         &options.postprocess,
     )?;
+    tracing::debug!(
+        subject = %volume.id,
+        windows_seconds = format!("{windows_seconds:.2}"),
+        output_seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "windows blended, output written"
+    );
     Ok((windows, network_seconds))
 }
 
@@ -288,16 +549,35 @@ pub fn checkpoints_for_inference(settings: &Settings) -> Result<Vec<PathBuf>, En
 /// Bad options, no checkpoint, a network or checkpoint that cannot be loaded.
 pub fn predictor(settings: &Settings, registry: &Registry, device: Device) -> Result<Predictor, EngineError> {
     let options = InferenceOptions::from_settings(settings)?;
-    let mut models = Vec::new();
-    for weights in checkpoints_for_inference(settings)? {
+    let checkpoints = checkpoints_for_inference(settings)?;
+    for weights in &checkpoints {
         tracing::info!(checkpoint = %weights.display(), "segmenting with");
-        models.push(model_from_checkpoint(settings, registry, device, &weights)?);
     }
-    Ok(Predictor {
+    let mut sets = (0..options.workers)
+        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, w)).collect())
+        .collect::<Result<Vec<Vec<Model>>, EngineError>>()?;
+    let models = sets.remove(0);
+    with_options(models, sets, &options)
+}
+
+/// The predictor of `options` over `models`, with `replicas` (further copies of
+/// `models`, `options.workers - 1` of them) as its workers.
+///
+/// # Errors
+/// Bad mirror axes.
+pub fn with_options(
+    models: Vec<Model>,
+    replicas: Vec<Vec<Model>>,
+    options: &InferenceOptions,
+) -> Result<Predictor, EngineError> {
+    let predictor = Predictor::new(
         models,
-        mirrorings: mirrorings(&options.mirror_axes).map_err(EngineError::Other)?,
-        logits: options.output == OutputKind::Logits,
-    })
+        mirrorings(&options.mirror_axes).map_err(EngineError::Other)?,
+        options.output == OutputKind::Logits,
+        options.compute,
+    );
+    tracing::debug!(workers = options.workers, threads = options.worker_threads, compute = ?options.compute, "inference");
+    Ok(if replicas.is_empty() { predictor } else { predictor.with_workers(replicas, options.worker_threads) })
 }
 
 /// Segments one subject given by its image files (one per modality) and writes `out`.
@@ -331,6 +611,7 @@ pub fn infer_files(
     let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None };
     let load = LoadOptions::new(settings, preparation);
     let v = load_subject(&subject, &load)?;
+    tracing::debug!(subject = %id, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "read and prepared");
     let (windows, network_seconds) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(subject = %id, windows, seconds = format!("{seconds:.2}"), network_seconds = format!("{network_seconds:.2}"), output = %out.display(), "segmented");

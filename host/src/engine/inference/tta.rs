@@ -4,6 +4,7 @@
 use tch::{Kind, Tensor};
 
 use super::super::{EngineError, Model};
+use super::compute::{Compute, Precision};
 
 /// The mirrorings of test-time augmentation: every subset of `axes` (`0 = i`, `1 = j`,
 /// `2 = k`), the identity first, as tensor dimensions of `[N, C, D, H, W]`.
@@ -34,9 +35,62 @@ pub struct Predictor {
     pub mirrorings: Vec<Vec<i64>>,
     /// Average logits instead of softmax probabilities.
     pub logits: bool,
+    /// Precision and layout of the forward passes (the models must have been prepared
+    /// with it: [`Predictor::new`] does).
+    pub compute: Compute,
+    /// Replicas of this predictor (their own copies of the models) that run batches at
+    /// the same time as it, each on its own thread: see [`Predictor::with_workers`].
+    pub helpers: Vec<Predictor>,
+    /// libtorch intra-op threads of each worker when there are helpers.
+    pub worker_threads: usize,
+    /// With [`Precision::Bf16OrFp32`], float32 copies of every model's parameters and
+    /// buffers until a first batch has run in bf16.
+    fp32_copies: Option<Vec<Vec<Tensor>>>,
 }
 
 impl Predictor {
+    /// A predictor whose models are converted to `compute`'s precision and layout.
+    pub fn new(mut models: Vec<Model>, mirrorings: Vec<Vec<i64>>, logits: bool, compute: Compute) -> Predictor {
+        let fp32_copies = (compute.precision == Precision::Bf16OrFp32)
+            .then(|| models.iter().map(|m| m.state().map(|(_, t)| t.detach().copy()).collect()).collect());
+        for m in &mut models {
+            compute.prepare_model(m);
+        }
+        Predictor { models, mirrorings, logits, compute, helpers: Vec::new(), worker_threads: 0, fp32_copies }
+    }
+
+    /// Gives the models their float32 values back and runs in float32 from now on.
+    fn fall_back_to_fp32(&mut self) {
+        let Some(copies) = self.fp32_copies.take() else { return };
+        for (model, copies) in self.models.iter_mut().zip(copies) {
+            for ((_, t), copy) in model.params.iter_mut().chain(model.buffers.iter_mut()).zip(copies) {
+                tch::no_grad(|| t.set_data(&copy));
+            }
+        }
+        self.compute.precision = Precision::Fp32;
+        for m in &mut self.models {
+            self.compute.prepare_model(m);
+        }
+    }
+
+    /// This predictor and `replicas` (each one set of models like this one's, converted
+    /// here) run window batches concurrently, each on its own thread with `threads`
+    /// libtorch threads. On a CPU, single-threaded replicas use the cores better than
+    /// one predictor whose convolutions split each layer across threads.
+    pub fn with_workers(mut self, replicas: Vec<Vec<Model>>, threads: usize) -> Predictor {
+        self.helpers = replicas
+            .into_iter()
+            .map(|models| Predictor::new(models, self.mirrorings.clone(), self.logits, self.compute))
+            .collect();
+        self.worker_threads = threads;
+        self
+    }
+
+    /// Number of predictors that run at once (this one and its helpers).
+    pub fn workers(&self) -> usize {
+        1 + self.helpers.len()
+    }
+
     /// Number of forward passes per batch.
     pub fn passes(&self) -> usize {
         self.models.len() * self.mirrorings.len().max(1)
@@ -50,16 +104,47 @@ impl Predictor {
     /// # Errors
     /// A plugin failure, or models that disagree on the output shape.
     pub fn predict(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
+        match self.predict_once(input) {
+            Err(EngineError::Plugin { error, .. }) if self.fp32_copies.is_some() => {
+                let name = self.models.first().map(|m| m.name.clone()).unwrap_or_default();
+                tracing::warn!(
+                    network = %name,
+                    // libtorch's message up to its C++ backtrace.
+                    error = %error.message.as_str().split(['\n']).next().unwrap_or_default().split("\\n").next().unwrap_or_default(),
+                    "the network does not run in bf16 here: float32 instead (`inference.precision = \"fp32\"` says so up front)"
+                );
+                self.fall_back_to_fp32();
+                self.predict_once(input)
+            }
+            Ok(out) => {
+                self.fp32_copies = None;
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn predict_once(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
         let identity = [Vec::new()];
         let mirrorings: &[Vec<i64>] = if self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
+        let input = self.compute.prepare_input(input);
         let mut sum: Option<Tensor> = None;
         for model in &mut self.models {
             for dims in mirrorings {
                 let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
                 let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
-                    context: format!("network `{}` forward", model.name),
+                    context: match self.compute.precision {
+                        Precision::Bf16 | Precision::Bf16OrFp32 => format!(
+                            "network `{}` forward in bf16 (`inference.precision = \"fp32\"` runs it in float32)",
+                            model.name
+                        ),
+                        Precision::Fp32 => format!("network `{}` forward", model.name),
+                    },
                     error,
                 })?;
+                // Back to the default layout while the maps are still narrow (bf16), so
+                // that the float32 result needs no copy of its own.
+                let y = y.contiguous();
                 let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
                 let y = if dims.is_empty() { y } else { y.flip(dims.as_slice()) };
                 sum = Some(match sum {
@@ -77,7 +162,7 @@ impl Predictor {
             }
         }
         let sum = sum.ok_or_else(|| EngineError::Other("no model to predict with".into()))?;
-        let mean = sum / (self.passes() as f64);
+        let mean = if self.passes() == 1 { sum } else { sum / (self.passes() as f64) };
         Ok(mean.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous())
     }
 }
