@@ -230,3 +230,21 @@ fn a_job_whose_rank_was_killed_resumes_from_the_last_checkpoint() {
     assert!(out.status.success(), "{}", text(&out).1);
     assert_close(&losses(&whole.path().join("model")), &resumed, "killed and resumed vs uninterrupted");
 }
+
+#[test]
+fn one_process_on_the_mpi_backend_runs_every_collective_and_matches_in_process() {
+    let _one_job = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
+    let (alone, mpi) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, backend) in [(alone.path(), "in-process"), (mpi.path(), "mpi")] {
+        let c = config(dir, 4, 5, 5);
+        let set = format!("system.distributed=\"{backend}\"");
+        let out = run(dir, &["train", "-c", c.to_str().unwrap(), "--set", &set, "--json"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!((report["backend"].as_str(), report["processes"].as_u64()), (Some(backend), Some(1)));
+        // MPI's collectives (broadcast, overlapped all-reduce, loss mean) really ran.
+        assert_eq!(stderr.contains("MPI connected rank=0 size=1"), backend == "mpi", "{stderr}");
+    }
+    assert_close(&losses(&alone.path().join("model")), &losses(&mpi.path().join("model")), "in-process vs MPI alone");
+}

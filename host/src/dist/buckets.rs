@@ -54,10 +54,10 @@ impl Buckets {
     /// # Errors
     /// A collective that failed or passed its deadline.
     pub fn all_reduce_mean(&self, params: &[(String, Tensor)], comm: &mut dyn Communicator) -> Result<(), CommError> {
-        let size = comm.world().size;
-        if size == 1 {
+        if comm.is_identity() {
             return Ok(());
         }
+        let size = comm.world().size;
         let device = comm.device();
         let mut flats = Vec::with_capacity(self.groups.len());
         // Each bucket starts as soon as it is flattened, while the next is being gathered.
@@ -114,7 +114,7 @@ pub(super) fn write_means(groups: &[Vec<usize>], sums: &[Tensor], params: &[(Str
 /// # Errors
 /// A collective that failed or passed its deadline.
 pub fn broadcast(tensors: &mut [&mut Tensor], root: usize, comm: &mut dyn Communicator) -> Result<(), CommError> {
-    if comm.world().size == 1 {
+    if comm.is_identity() {
         return Ok(());
     }
     let device = comm.device();

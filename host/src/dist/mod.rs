@@ -97,6 +97,13 @@ pub trait Communicator {
     /// others do not wait for the deadline. A job of one process just returns.
     fn abort(&mut self, code: i32);
 
+    /// Whether every collective is the identity (the in-process backend), so callers can
+    /// skip preparing buffers. A real backend with one process still runs its
+    /// collectives, so that path is exercised on one GPU too.
+    fn is_identity(&self) -> bool {
+        false
+    }
+
     /// Sums `tensor` over every process, in place.
     ///
     /// # Errors
@@ -119,13 +126,12 @@ pub trait Communicator {
     /// # Errors
     /// As [`Communicator::finish`].
     fn mean(&mut self, value: f64) -> Result<f64, CommError> {
-        let size = self.world().size;
-        if size == 1 {
+        if self.is_identity() {
             return Ok(value);
         }
         let t = Tensor::from_slice(&[value]).to_device(self.device());
         self.all_reduce(&t)?;
-        Ok(t.double_value(&[0]) / size as f64)
+        Ok(t.double_value(&[0]) / self.world().size as f64)
     }
 }
 
@@ -167,6 +173,9 @@ impl Communicator for InProcess {
         Ok(())
     }
     fn abort(&mut self, _: i32) {}
+    fn is_identity(&self) -> bool {
+        true
+    }
 }
 
 /// The values of `system.distributed`.

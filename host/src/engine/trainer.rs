@@ -308,7 +308,7 @@ fn train_with(
     let gradient_buckets = Buckets::plan(&replicas.primary().params, (settings.system.bucket_mb * 1048576.0) as usize);
     // With one replica per process, buckets start during backward; with several, after
     // the replicas' gradients are summed.
-    let overlap = if processes > 1 && replicas.len() == 1 {
+    let overlap = if !comm.is_identity() && replicas.len() == 1 {
         Some(Overlap::hook(&mut replicas.primary().params, &gradient_buckets)?)
     } else {
         None
