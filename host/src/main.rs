@@ -76,13 +76,6 @@ fn refuse_shard(s: &Settings) -> Result<(), ConfigError> {
     }
 }
 
-/// libtorch's intra-op threads from `system.torch_threads` (0 keeps libtorch's default).
-fn set_torch_threads(s: &Settings) {
-    if s.system.torch_threads > 0 {
-        tch::set_num_threads(s.system.torch_threads as i32);
-    }
-}
-
 /// `inference`: with a config (its INFER subjects, or `--image`), or with bundles.
 fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     if args.images.is_empty() != args.out.is_none() {
@@ -91,7 +84,7 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     let overrides = args.overrides()?;
     if args.models.is_empty() {
         let mut s = config::load(args.job.config.as_deref(), &overrides)?;
-        set_torch_threads(&s);
+        niftyhost::torch::set_intra_op_threads(s.system.torch_threads);
         one_malloc_arena();
         let reg = registry(&args.job.plugins)?;
         let Some(out) = &args.out else {
@@ -126,7 +119,7 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     let first = &bundles[0];
     let s = first.settings(&overrides)?;
     refuse_shard(&s)?;
-    set_torch_threads(&s);
+    niftyhost::torch::set_intra_op_threads(s.system.torch_threads);
     one_malloc_arena();
     let device = niftyhost::torch::single_device(&s.system.devices)?;
     let options = inference::InferenceOptions::from_settings(&s)?;

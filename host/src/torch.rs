@@ -61,6 +61,14 @@ pub fn load_cuda() -> Result<(), String> {
         .clone()
 }
 
+/// Sets libtorch's intra-op threads to `system.torch_threads`; 0 keeps libtorch's
+/// default (the core count).
+pub fn set_intra_op_threads(torch_threads: usize) {
+    if torch_threads > 0 {
+        tch::set_num_threads(torch_threads as i32);
+    }
+}
+
 /// Parses and checks the configured devices, loading CUDA first when one is a GPU.
 ///
 /// # Errors

@@ -42,9 +42,9 @@ fn datatype(kind: Kind) -> ffi::MPI_Datatype {
     }
 }
 
-fn count(backend_numel: usize) -> Result<c_int, CommError> {
-    c_int::try_from(backend_numel)
-        .map_err(|_| backend_error(format!("a buffer of {backend_numel} elements is too large for one MPI call")))
+fn count(numel: usize) -> Result<c_int, CommError> {
+    c_int::try_from(numel)
+        .map_err(|_| backend_error(format!("a buffer of {numel} elements is too large for one MPI call")))
 }
 
 fn check(code: c_int, what: &str) -> Result<(), CommError> {

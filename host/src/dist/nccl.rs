@@ -141,6 +141,14 @@ impl Api {
         let text = unsafe { CStr::from_ptr((self.error_string)(code)) }.to_string_lossy();
         Err(failure(format!("{what} failed: {text} (NCCL code {code})")))
     }
+
+    fn check_cuda(&self, code: c_int, what: &str) -> Result<(), CommError> {
+        if code == CUDA_SUCCESS {
+            Ok(())
+        } else {
+            Err(failure(format!("{what} failed with CUDA error {code}")))
+        }
+    }
 }
 
 /// This process's NCCL communicator, on one GPU.
@@ -193,16 +201,6 @@ impl Nccl {
         )?;
         tracing::info!(rank = world.rank, size = world.size, device, "NCCL connected");
         Ok(Nccl { api, comm, world, device, timeout, in_flight: Vec::new() })
-    }
-}
-
-impl Api {
-    fn check_cuda(&self, code: c_int, what: &str) -> Result<(), CommError> {
-        if code == CUDA_SUCCESS {
-            Ok(())
-        } else {
-            Err(failure(format!("{what} failed with CUDA error {code}")))
-        }
     }
 }
 

@@ -248,9 +248,7 @@ fn train_with(
 ) -> Result<TrainReport, EngineError> {
     let (rank, processes) = (comm.world().rank, comm.world().size);
     let primary = comm.world().is_primary();
-    if settings.system.torch_threads > 0 {
-        tch::set_num_threads(settings.system.torch_threads as i32);
-    }
+    crate::torch::set_intra_op_threads(settings.system.torch_threads);
     tch::manual_seed(settings.system.seed as i64);
     // Rank 0 writes the split file and learns the preprocessing; the others then read them.
     if !primary {

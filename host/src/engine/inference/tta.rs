@@ -86,11 +86,6 @@ impl Predictor {
         self
     }
 
-    /// Number of predictors that run at once (this one and its helpers).
-    pub fn workers(&self) -> usize {
-        1 + self.helpers.len()
-    }
-
     /// Number of forward passes per batch.
     pub fn passes(&self) -> usize {
         self.models.len() * self.mirrorings.len().max(1)
