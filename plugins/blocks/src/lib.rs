@@ -37,7 +37,8 @@ pub mod testing;
 pub use activation::{Activation, ActivationKind};
 pub use conv::{Conv, ConvBlock, ConvBlockConfig, ConvConfig, ConvStack, Padding};
 pub use highres::{HighResNet, HighResNetConfig, HighResVariant};
-pub use norm::{channels_last_3d, is_channels_last_3d, Norm, NormKind};
+pub use niftyhost_plugin_api::sdk::{channels_last_3d, is_channels_last_3d};
+pub use norm::{Norm, NormKind};
 pub use residual::{ResidualUnit, ResidualUnitConfig, Shortcut};
 pub use sampling::{resize_linear, DownKind, Downsample, DownsampleConfig, UpKind, Upsample, UpsampleConfig};
 

@@ -1,5 +1,6 @@
 //! Feature normalisation: batch, instance, group or none.
 
+use niftyhost_plugin_api::sdk::{channels_last_3d, is_channels_last_3d};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -90,15 +91,4 @@ impl Norm {
             Inner::None => x.shallow_clone(),
         }
     }
-}
-
-/// Whether `x` `[N, C, D, H, W]` is stored channels-last (`C` fastest in memory) rather
-/// than contiguous.
-pub fn is_channels_last_3d(x: &Tensor) -> bool {
-    x.dim() == 5 && x.size()[1] > 1 && !x.is_contiguous() && x.permute([0, 2, 3, 4, 1]).is_contiguous()
-}
-
-/// `x` `[N, C, D, H, W]` with channels-last-3d strides.
-pub fn channels_last_3d(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 4, 1]).contiguous().permute([0, 4, 1, 2, 3])
 }

@@ -8,6 +8,7 @@
 //! place (the plugin sees the same tensors, as the plugin rules allow) and the input of
 //! every forward pass; the output is read back as float32 in the usual layout.
 
+use niftyhost_plugin_api::sdk::channels_last_3d;
 use tch::{Device, Kind, Tensor};
 
 use super::super::Model;
@@ -106,13 +107,6 @@ impl Compute {
             t
         }
     }
-}
-
-/// `t` `[N, C, D, H, W]` with channels-last-3d strides (`C` fastest in memory); libtorch
-/// recognises the strides and keeps the layout through convolutions, normalisation and
-/// element-wise operations.
-pub fn channels_last_3d(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 4, 1]).contiguous().permute([0, 4, 1, 2, 3])
 }
 
 #[cfg(test)]
