@@ -6,7 +6,7 @@ use niftyhost::engine::inference::output::OutputKind;
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::{
     mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, InferenceOptions, Postprocess, Precision,
-    Predicted, Predictor, Store, Tiling,
+    Predicted, Predictor, Region, Store, Tiling,
 };
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
@@ -267,6 +267,7 @@ fn options(batch_size: usize, compute: Compute) -> InferenceOptions {
         compute,
         workers: 1,
         worker_threads: 1,
+        foreground_margin: None,
     }
 }
 
@@ -323,4 +324,63 @@ fn constant_windows_share_one_pass_and_workers_blend_what_one_predictor_blends()
     let close = float(predict_volume(&mut bf, &v, &options(2, fast), Store::Float, Device::Cpu).unwrap());
     let max = reference.iter().zip(&close).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max < 0.05, "bf16 differs by {max}");
+}
+
+#[test]
+fn cropping_to_the_foreground_runs_fewer_windows_blends_the_same_inside_and_gives_class_0_outside() {
+    // 40 × 24 × 16 of constant 0.25 with random values in i 10..22, j 6..13, k 3..9.
+    let dims = [40, 24, 16];
+    let noise = Vec::<f32>::try_from(&Tensor::randn([40 * 24 * 16], (Kind::Float, Device::Cpu))).unwrap();
+    let inside = |i: usize, j: usize, k: usize| (10..22).contains(&i) && (6..13).contains(&j) && (3..9).contains(&k);
+    let at = |v: usize| (v % 40, v / 40 % 24, v / 960);
+    let image: Vec<f32> = (0..noise.len())
+        .map(|v| {
+            let (i, j, k) = at(v);
+            if inside(i, j, k) {
+                noise[v]
+            } else {
+                0.25
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut predictor = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, Compute::default());
+    let mut opts = options(2, Compute::default());
+    opts.foreground_margin = Some(1);
+    let cropped =
+        predict_volume(&mut predictor, &volume(dims, image.clone()), &opts, Store::Float, Device::Cpu).unwrap();
+    // The box i 9..23, j 5..14, k 2..10, widened to the 8-voxel window along k: 2 × 2 × 1
+    // windows instead of 5 × 3 × 2.
+    let region = Region { start: [9, 5, 2], size: [14, 9, 8] };
+    assert_eq!(cropped.windows, 4);
+    let Aggregated::Float(cropped) = cropped.volume else { panic!("a float store gives floats") };
+    // The region cut out and run whole gives the same values inside it.
+    let [ri, rj, rk] = region.size;
+    let sub: Vec<f32> =
+        (0..ri * rj * rk).map(|v| image[((v / (ri * rj) + 2) * 24 + v / ri % rj + 5) * 40 + v % ri + 9]).collect();
+    opts.foreground_margin = None;
+    let whole = predict_volume(&mut predictor, &volume(region.size, sub), &opts, Store::Float, Device::Cpu).unwrap();
+    let Aggregated::Float(whole) = whole.volume else { panic!("a float store gives floats") };
+    let voxels = 40 * 24 * 16;
+    for c in 0..3 {
+        for v in 0..voxels {
+            let (i, j, k) = at(v);
+            let got = cropped[c * voxels + v];
+            let in_region = (9..23).contains(&i) && (5..14).contains(&j) && (2..10).contains(&k);
+            let want = if in_region {
+                whole[c * ri * rj * rk + ((k - 2) * rj + j - 5) * ri + i - 9]
+            } else if c == 0 {
+                1.0
+            } else {
+                0.0
+            };
+            assert!((got - want).abs() < 1e-6, "class {c} voxel ({i}, {j}, {k}): {got} vs {want}");
+        }
+    }
+    // A volume of background alone runs no window and is all class 0.
+    opts.foreground_margin = Some(0);
+    let empty =
+        predict_volume(&mut predictor, &volume(dims, vec![0.25; voxels]), &opts, Store::Labels, Device::Cpu).unwrap();
+    assert_eq!(empty.windows, 0);
+    assert_eq!(empty.volume, Aggregated::Labels(vec![0; voxels]));
 }

@@ -170,6 +170,12 @@ pub const KEYS: &[KeySpec] = &[
         "0",
         "batches run at once, each by its own copy of the network on its own thread (0 = one per core, at most 4, on a CPU; 1 on a GPU)",
     ),
+    k(
+        "inference.crop_to_foreground",
+        "true",
+        "run windows only over the bounding box of the voxels that differ from the first voxel (the background around a skull-stripped brain, say) and give the rest class 0 (labels and probabilities; logits run every window)",
+    ),
+    k("inference.foreground_margin", "0", "voxels added to each side of crop_to_foreground's bounding box"),
     k("inference.channels_last", "true", "on a CPU, store 5-D weights and inputs channels-last (faster oneDNN convolutions)"),
     k("inference.output_dir", "\"\"", "where segmentations go (empty = <model_dir>/inference)"),
     k("inference.output_postfix", "\"_seg\"", "appended to the subject id in output file names"),

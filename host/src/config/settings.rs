@@ -170,6 +170,8 @@ pub struct Inference {
     pub precision: String,
     pub channels_last: bool,
     pub workers: usize,
+    pub crop_to_foreground: bool,
+    pub foreground_margin: usize,
 }
 
 /// `[evaluation]`.

@@ -5,7 +5,8 @@
 //! still reach: `(K + 1)` floats per voxel of a slab as deep as one kept region. When a
 //! window starts at slice `k0`, every slice below `k0` is complete: it is normalised and
 //! moved to the compact [`Store`] (one byte per voxel for labels, one byte per class and
-//! voxel for quantised probabilities), and its buffer is reused.
+//! voxel for quantised probabilities), and its buffer is reused. Voxels no window reached
+//! take the aggregator's fill, when it has one ([`Aggregator::with_fill`]).
 
 use std::collections::VecDeque;
 
@@ -54,6 +55,8 @@ pub struct Aggregator {
     spare: Vec<Vec<f32>>,
     base: usize,
     out: Aggregated,
+    /// Class values of the voxels no window reached.
+    fill: Option<Vec<f32>>,
 }
 
 fn zeroed<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>, EngineError> {
@@ -94,7 +97,30 @@ impl Aggregator {
             Store::Float => Aggregated::Float(zeroed(voxels * classes, "the output volume")?),
             Store::Quantised => Aggregated::Quantised(zeroed(voxels * classes, "the quantised output volume")?),
         };
-        Ok(Aggregator { dims, classes, kept, weights, planes: VecDeque::new(), spare: Vec::new(), base: 0, out })
+        Ok(Aggregator {
+            dims,
+            classes,
+            kept,
+            weights,
+            planes: VecDeque::new(),
+            spare: Vec::new(),
+            base: 0,
+            out,
+            fill: None,
+        })
+    }
+
+    /// Gives the voxels no window reaches the class values `fill` (the output for the
+    /// background around the windows run, say) instead of an error.
+    ///
+    /// # Errors
+    /// `fill` does not hold one value per class.
+    pub fn with_fill(mut self, fill: Vec<f32>) -> Result<Aggregator, EngineError> {
+        if fill.len() != self.classes {
+            return Err(EngineError::Other(format!("a fill of {} values for {} classes", fill.len(), self.classes)));
+        }
+        self.fill = Some(fill);
+        Ok(self)
     }
 
     fn plane_len(&self) -> usize {
@@ -169,15 +195,28 @@ impl Aggregator {
         let voxels = plane_voxels * self.dims[2];
         let classes = self.classes;
         while self.base < k {
-            let Some(mut plane) = self.planes.pop_front() else {
-                // A slice no window reached: cannot happen with covering corners.
-                return Err(EngineError::Other(format!("slice {} is covered by no window", self.base)));
+            let mut plane = match (self.planes.pop_front(), &self.fill) {
+                (Some(plane), _) => plane,
+                // A slice no window reached: all fill.
+                (None, Some(_)) => match self.spare.pop() {
+                    Some(p) => p,
+                    None => zeroed(self.plane_len(), "a slab slice")?,
+                },
+                // Cannot happen with covering corners.
+                (None, None) => return Err(EngineError::Other(format!("slice {} is covered by no window", self.base))),
             };
             let (sums, weight) = plane.split_at(classes * plane_voxels);
             let at = self.base * plane_voxels;
+            // Without a fill, an unreached voxel has class 0 and values 0.
+            let fill = |c: usize| self.fill.as_ref().map_or(0.0, |f| f[c]);
             match &mut self.out {
                 Aggregated::Labels(out) => {
+                    let fill_label = (1..classes).fold(0, |best, c| if fill(c) > fill(best) { c } else { best });
                     for (v, o) in out[at..at + plane_voxels].iter_mut().enumerate() {
+                        if weight[v] <= 0.0 {
+                            *o = fill_label as u8;
+                            continue;
+                        }
                         let mut best = 0;
                         for c in 1..classes {
                             if sums[c * plane_voxels + v] > sums[best * plane_voxels + v] {
@@ -192,7 +231,7 @@ impl Aggregator {
                         let dst = &mut out[c * voxels + at..][..plane_voxels];
                         let src = &sums[c * plane_voxels..][..plane_voxels];
                         for ((d, s), w) in dst.iter_mut().zip(src).zip(weight) {
-                            *d = if *w > 0.0 { s / w } else { 0.0 };
+                            *d = if *w > 0.0 { s / w } else { fill(c) };
                         }
                     }
                 }
@@ -201,7 +240,7 @@ impl Aggregator {
                         let dst = &mut out[c * voxels + at..][..plane_voxels];
                         let src = &sums[c * plane_voxels..][..plane_voxels];
                         for ((d, s), w) in dst.iter_mut().zip(src).zip(weight) {
-                            let p = if *w > 0.0 { s / w } else { 0.0 };
+                            let p = if *w > 0.0 { s / w } else { fill(c) };
                             *d = (p.clamp(0.0, 1.0) * 255.0).round() as u8;
                         }
                     }
@@ -240,5 +279,28 @@ mod tests {
         let Aggregated::Float(out) = agg.finish().unwrap() else { panic!("float store") };
         // Class 0: slice 0 = 1, slice 1 = 0.5, slice 2 = 0.
         assert_eq!(&out[..12], &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn voxels_no_window_reaches_take_the_fill() {
+        // A 4×1×4 volume, 2 classes, one window of 2×1×2 at (1, 0, 1).
+        let window: Vec<f32> = [vec![0.6; 4], vec![0.4; 4]].concat();
+        let run = |store| {
+            let agg = Aggregator::new([4, 1, 4], 2, [2, 1, 2], vec![1.0; 4], store).unwrap();
+            let mut agg = agg.with_fill(vec![0.2, 0.8]).unwrap();
+            assert!(agg.add([1, 0, 1], &window, [2, 1, 2], [0, 0, 0]).is_ok());
+            agg.finish().unwrap()
+        };
+        let Aggregated::Labels(labels) = run(Store::Labels) else { panic!("label store") };
+        let inside = |v: usize| (1..3).contains(&(v % 4)) && (1..3).contains(&(v / 4));
+        for (v, l) in labels.iter().enumerate() {
+            assert_eq!(*l, if inside(v) { 0 } else { 1 }, "voxel {v}");
+        }
+        let Aggregated::Quantised(q) = run(Store::Quantised) else { panic!("quantised store") };
+        assert_eq!((q[0], q[5], q[16], q[21]), (51, 153, 204, 102));
+        let agg = Aggregator::new([4, 1, 4], 2, [2, 1, 2], vec![1.0; 4], Store::Float).unwrap();
+        assert!(agg.with_fill(vec![0.5]).is_err(), "one value per class");
+        let mut unfilled = Aggregator::new([4, 1, 4], 2, [2, 1, 2], vec![1.0; 4], Store::Float).unwrap();
+        assert!(unfilled.add([1, 0, 1], &window, [2, 1, 2], [0, 0, 0]).is_err(), "slice 0 unreached, no fill");
     }
 }

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod blend;
 pub mod compute;
+pub mod foreground;
 pub mod output;
 pub mod postprocess;
 pub mod shard;
@@ -23,6 +24,7 @@ use tch::{Device, Tensor};
 pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
 pub use self::compute::{Compute, Precision};
+pub use self::foreground::Region;
 pub use self::output::OutputKind;
 pub use self::postprocess::Postprocess;
 pub use self::shard::Shard;
@@ -78,6 +80,9 @@ pub struct InferenceOptions {
     pub workers: usize,
     /// libtorch threads of each worker when `workers > 1`.
     pub worker_threads: usize,
+    /// Run windows only over the foreground's bounding box widened by this many voxels
+    /// ([`foreground`]), the rest being class 0; `None` runs them over the whole volume.
+    pub foreground_margin: Option<usize>,
 }
 
 impl InferenceOptions {
@@ -144,6 +149,9 @@ impl InferenceOptions {
             compute: Compute { precision, channels_last: inf.channels_last && on_cpu },
             workers,
             worker_threads: (threads / workers).max(1),
+            // Logits have no value that means "background": they run every window.
+            foreground_margin: (inf.crop_to_foreground && output != OutputKind::Logits)
+                .then_some(inf.foreground_margin),
         })
     }
 }
@@ -307,8 +315,17 @@ pub fn predict_volume(
     let window = tiling.window;
     let [wi, wj, wk] = window;
     let kept = tiling.kept();
-    let grid = tiling.corners(volume.dims);
+    let region = match options.foreground_margin {
+        None => Some(Region::whole(volume.dims)),
+        Some(margin) => foreground::bounding_box(&volume.image, volume.channels, volume.dims)
+            .map(|b| foreground::widen(b, margin, kept, volume.dims)),
+    };
+    let grid: Vec<[usize; 3]> = region.map_or_else(Vec::new, |r| {
+        tiling.corners(r.size).into_iter().map(|c| std::array::from_fn(|a| c[a] + r.start[a])).collect()
+    });
+    tracing::debug!(?region, windows = grid.len(), "windows over");
     let per_input = volume.channels * wi * wj * wk;
+    let shape = |run: usize| [run as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
     let mut blender = Blender {
         agg: Aggregator::new(volume.dims, options.num_classes, kept, options.blend.weights(kept), store)?,
         constants: Vec::new(),
@@ -317,7 +334,11 @@ pub fn predict_volume(
         window,
         border: tiling.border,
     };
-    let shape = |run: usize| [run as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
+    if region.is_none_or(|r| !r.is_whole(volume.dims)) {
+        // Outside the windows: the background class, with probability 1.
+        let fill = (0..options.num_classes).map(|c| if c == 0 { 1.0 } else { 0.0 }).collect();
+        blender.agg = blender.agg.with_fill(fill)?;
+    }
     // Cuts the grid into batches of `batch_size` windows run; `submit` gets each one.
     let batches = |submit: &mut dyn FnMut(Batch, &mut Blender) -> Result<(), EngineError>,
                    blender: &mut Blender|
