@@ -187,6 +187,41 @@ fn config_inference_ensembles_checkpoints_with_tta_and_writes_quantised_probabil
     }
 }
 
+#[test]
+fn a_checkpoint_of_another_plugin_build_warns_once_however_many_workers() {
+    let t = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let from = t.root.join("model/checkpoints/iter_00000002");
+    let to = tmp.path().join("other_build");
+    std::fs::copy(from.with_extension("safetensors"), to.with_extension("safetensors")).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(from.with_extension("json")).unwrap()).unwrap();
+    let network = meta["plugins"].as_array_mut().unwrap().iter_mut().find(|p| p["kind"] == "network").unwrap();
+    network["sha256"] = serde_json::Value::String("0".repeat(64));
+    std::fs::write(to.with_extension("json"), meta.to_string()).unwrap();
+    let out = run(
+        &t.root,
+        &[
+            "inference",
+            "-c",
+            t.config.to_str().unwrap(),
+            "--image",
+            t1().to_str().unwrap(),
+            "--out",
+            "other_build.nii.gz",
+            "--set",
+            &format!("inference.checkpoints=[\"{}\"]", to.with_extension("safetensors").display()),
+            "--set",
+            "inference.workers=3",
+        ],
+    );
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    let warnings = stderr.matches("the plugin library differs from the one the checkpoint was trained with").count();
+    assert_eq!(warnings, 1, "{stderr}");
+    assert!(stderr.contains("other_build.json") || stderr.contains("other_build.safetensors"), "{stderr}");
+}
+
 fn refused(bundle: &Path) -> String {
     let empty = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -123,7 +123,7 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
     one_malloc_arena();
     let device = niftyhost::torch::single_device(&s.system.devices)?;
     let options = inference::InferenceOptions::from_settings(&s)?;
-    let mut sets: Vec<Vec<niftyhost::engine::Model>> = (0..options.workers).map(|_| Vec::new()).collect();
+    let mut sets: Vec<Vec<niftyhost::engine::Model>> = (0..options.workers.max(1)).map(|_| Vec::new()).collect();
     for b in &bundles {
         if b.preprocessing_key() != first.preprocessing_key() {
             anyhow::bail!(
@@ -134,10 +134,9 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
         }
         let bs = b.settings(&overrides)?;
         let reg = b.registry()?;
-        for w in &bs.inference.checkpoints {
-            for set in &mut sets {
-                set.push(inference::model_from_checkpoint(&bs, &reg, device, w)?);
-            }
+        let models = inference::worker_models(&bs, &reg, device, &bs.inference.checkpoints, options.workers)?;
+        for (set, models) in sets.iter_mut().zip(models) {
+            set.extend(models);
         }
     }
     let models = sets.remove(0);

@@ -502,6 +502,25 @@ pub fn segment_subject(
     Ok((windows, network_seconds))
 }
 
+/// Warns when a plugin library the checkpoint `weights` names differs (by sha256) from
+/// the one `registry` loaded for that component.
+fn warn_if_plugins_differ(registry: &Registry, weights: &Path) {
+    let Ok(meta) = checkpoint::read_meta(weights) else { return };
+    for p in &meta.plugins {
+        // Augmentations do not take part in inference.
+        let kind = match p.kind.as_str() {
+            "loss" => ComponentKind::Loss,
+            "network" => ComponentKind::Network,
+            _ => continue,
+        };
+        if let Ok((lib, _)) = registry.find(kind, &p.component) {
+            if lib.sha256 != p.sha256 {
+                tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, checkpoint = %weights.display(), "the plugin library differs from the one the checkpoint was trained with");
+            }
+        }
+    }
+}
+
 /// Builds the network and restores one checkpoint file.
 ///
 /// # Errors
@@ -512,24 +531,29 @@ pub fn model_from_checkpoint(
     device: Device,
     weights: &Path,
 ) -> Result<Model, EngineError> {
-    if let Ok(meta) = checkpoint::read_meta(weights) {
-        for p in &meta.plugins {
-            // Augmentations do not take part in inference.
-            let kind = match p.kind.as_str() {
-                "loss" => ComponentKind::Loss,
-                "network" => ComponentKind::Network,
-                _ => continue,
-            };
-            if let Ok((lib, _)) = registry.find(kind, &p.component) {
-                if lib.sha256 != p.sha256 {
-                    tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, "the plugin library differs from the one the checkpoint was trained with");
-                }
-            }
-        }
-    }
     let mut model = Model::build(registry, settings, device)?;
     checkpoint::load_weights(weights, &mut model)?;
     Ok(model)
+}
+
+/// One model per checkpoint for each of `workers` workers, after one warning per
+/// checkpoint trained with other plugin libraries than `registry`'s.
+///
+/// # Errors
+/// As [`model_from_checkpoint`].
+pub fn worker_models(
+    settings: &Settings,
+    registry: &Registry,
+    device: Device,
+    checkpoints: &[PathBuf],
+    workers: usize,
+) -> Result<Vec<Vec<Model>>, EngineError> {
+    for weights in checkpoints {
+        warn_if_plugins_differ(registry, weights);
+    }
+    (0..workers.max(1))
+        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, w)).collect())
+        .collect()
 }
 
 /// The checkpoint files a config segments with: `inference.checkpoints`, else the one of
@@ -574,9 +598,7 @@ pub fn predictor(settings: &Settings, registry: &Registry, device: Device) -> Re
     for weights in &checkpoints {
         tracing::info!(checkpoint = %weights.display(), "segmenting with");
     }
-    let mut sets = (0..options.workers)
-        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, w)).collect())
-        .collect::<Result<Vec<Vec<Model>>, EngineError>>()?;
+    let mut sets = worker_models(settings, registry, device, &checkpoints, options.workers)?;
     let models = sets.remove(0);
     with_options(models, sets, &options)
 }
