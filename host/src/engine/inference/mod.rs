@@ -10,6 +10,7 @@ pub mod blend;
 pub mod compute;
 pub mod foreground;
 pub mod output;
+mod pipeline;
 pub mod postprocess;
 pub mod shard;
 pub mod tiling;
@@ -19,13 +20,14 @@ use std::path::{Path, PathBuf};
 
 use niftyhost_plugin_api::ComponentKind;
 use serde::Serialize;
-use tch::{Device, Tensor};
+use tch::Device;
 
 pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
 pub use self::compute::{Compute, Precision};
 pub use self::foreground::Region;
 pub use self::output::OutputKind;
+use self::pipeline::{Batches, Blender};
 pub use self::postprocess::Postprocess;
 pub use self::shard::Shard;
 pub use self::tiling::Tiling;
@@ -35,7 +37,6 @@ use super::{EngineError, Model};
 use crate::config::{ConfigError, Settings};
 use crate::data::phases::held_out_subjects;
 use crate::data::prepare::Preparation;
-use crate::data::window::extract;
 use crate::data::{load_subject, LoadOptions, Subject, SubjectVolumes};
 use crate::metrics::components::Connectivity;
 use crate::plugins::Registry;
@@ -170,128 +171,6 @@ pub struct Predicted {
     pub network_seconds: f64,
 }
 
-/// Where a window's output comes from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// This window of its batch.
-    Batch(usize),
-    /// The output of constant window number `n` (computed in this or an earlier batch).
-    Constant(usize),
-}
-
-/// Distinct constant windows whose output is kept for reuse (each holds one window of
-/// class scores).
-const MAX_CONSTANTS: usize = 4;
-
-/// The bits of each channel's value when every voxel of each channel of `window`
-/// (`[C, ...]`) is the same, else `None`.
-fn constant_key(window: &[f32], channels: usize) -> Option<Vec<u32>> {
-    let per = window.len() / channels.max(1);
-    window
-        .chunks(per.max(1))
-        .map(|c| {
-            let first = c[0].to_bits();
-            c.iter().all(|v| v.to_bits() == first).then_some(first)
-        })
-        .collect()
-}
-
-/// Checks a batch's output `size` against its input `shape`.
-fn check_output(size: &[i64], shape: &[i64; 5], num_classes: usize) -> Result<(), EngineError> {
-    if size.len() != 5 || size[2..] != shape[2..] || size[0] != shape[0] {
-        return Err(EngineError::Other(format!(
-            "the network returned {size:?} for inputs of {shape:?}; inference needs outputs of the input's window size"
-        )));
-    }
-    if size[1] as usize != num_classes {
-        return Err(EngineError::Other(format!(
-            "the network returned {} classes, segmentation.num_classes is {num_classes}",
-            size[1]
-        )));
-    }
-    Ok(())
-}
-
-/// A batch of windows: the network's input and where each window's output goes.
-#[derive(Default)]
-struct Batch {
-    /// `[N, C, wk, wj, wi]` of the windows run.
-    input: Vec<f32>,
-    /// Windows run.
-    run: usize,
-    /// Every window of this stretch of the grid, in grid order, with its output's source.
-    windows: Vec<([usize; 3], Source)>,
-    /// Constant windows first seen in this batch: (constant, window of the batch).
-    firsts: Vec<(usize, usize)>,
-}
-
-/// Runs `batch` through `predictor`: the outputs `[N, K, wk, wj, wi]` as float32, and
-/// the seconds the forward pass took.
-fn run_batch(
-    predictor: &mut Predictor,
-    input: &[f32],
-    shape: [i64; 5],
-    num_classes: usize,
-    device: Device,
-) -> Result<(Vec<f32>, std::time::Duration), EngineError> {
-    let x = Tensor::from_slice(input).view(shape).to_device(device);
-    let started = std::time::Instant::now();
-    let out = predictor.predict(&x)?;
-    let elapsed = started.elapsed();
-    check_output(&out.size(), &shape, num_classes)?;
-    let values =
-        Vec::<f32>::try_from(out.view([-1])).map_err(|e| EngineError::Other(format!("network output: {e}")))?;
-    Ok((values, elapsed))
-}
-
-/// Adds the windows of a finished batch to the aggregator, in grid order, and keeps the
-/// outputs of its first constant windows.
-struct Blender {
-    agg: Aggregator,
-    constants: Vec<Vec<u32>>,
-    shared: Vec<Vec<f32>>,
-    per_output: usize,
-    window: [usize; 3],
-    border: [usize; 3],
-}
-
-impl Blender {
-    fn finish(&mut self, batch: &Batch, values: &[f32]) -> Result<(), EngineError> {
-        let per = self.per_output;
-        for &(constant, b) in &batch.firsts {
-            debug_assert_eq!(self.shared.len(), constant);
-            self.shared.push(values[b * per..(b + 1) * per].to_vec());
-        }
-        for &(corner, source) in &batch.windows {
-            let output = match source {
-                Source::Batch(b) => &values[b * per..(b + 1) * per],
-                Source::Constant(n) => &self.shared[n][..],
-            };
-            self.agg.add(corner, output, self.window, self.border)?;
-        }
-        Ok(())
-    }
-
-    /// Where the window just appended to `batch.input` (from `start`) gets its output:
-    /// a constant window seen before shares that one's (and leaves the batch).
-    fn place(&mut self, batch: &mut Batch, start: usize, channels: usize) -> Source {
-        let Some(key) = constant_key(&batch.input[start..], channels) else {
-            batch.run += 1;
-            return Source::Batch(batch.run - 1);
-        };
-        if let Some(n) = self.constants.iter().position(|k| *k == key) {
-            batch.input.truncate(start);
-            return Source::Constant(n);
-        }
-        if self.constants.len() < MAX_CONSTANTS {
-            batch.firsts.push((self.constants.len(), batch.run));
-            self.constants.push(key);
-        }
-        batch.run += 1;
-        Source::Batch(batch.run - 1)
-    }
-}
-
 /// Runs the predictor over a prepared volume and blends the window outputs. Windows
 /// whose input is constant (the background around a skull-stripped brain, say) all have
 /// the same output: it is computed once per constant. With helpers
@@ -312,8 +191,6 @@ pub fn predict_volume(
     device: Device,
 ) -> Result<Predicted, EngineError> {
     let tiling = &options.tiling;
-    let window = tiling.window;
-    let [wi, wj, wk] = window;
     let kept = tiling.kept();
     let region = match options.foreground_margin {
         None => Some(Region::whole(volume.dims)),
@@ -324,141 +201,15 @@ pub fn predict_volume(
         tiling.corners(r.size).into_iter().map(|c| std::array::from_fn(|a| c[a] + r.start[a])).collect()
     });
     tracing::debug!(?region, windows = grid.len(), "windows over");
-    let per_input = volume.channels * wi * wj * wk;
-    let shape = |run: usize| [run as i64, volume.channels as i64, wk as i64, wj as i64, wi as i64];
-    let mut blender = Blender {
-        agg: Aggregator::new(volume.dims, options.num_classes, kept, options.blend.weights(kept), store)?,
-        constants: Vec::new(),
-        shared: Vec::new(),
-        per_output: options.num_classes * wi * wj * wk,
-        window,
-        border: tiling.border,
-    };
+    let mut agg = Aggregator::new(volume.dims, options.num_classes, kept, options.blend.weights(kept), store)?;
     if region.is_none_or(|r| !r.is_whole(volume.dims)) {
         // Outside the windows: the background class, with probability 1.
-        let fill = (0..options.num_classes).map(|c| if c == 0 { 1.0 } else { 0.0 }).collect();
-        blender.agg = blender.agg.with_fill(fill)?;
+        agg = agg.with_fill((0..options.num_classes).map(|c| if c == 0 { 1.0 } else { 0.0 }).collect())?;
     }
-    // Cuts the grid into batches of `batch_size` windows run; `submit` gets each one.
-    let batches = |submit: &mut dyn FnMut(Batch, &mut Blender) -> Result<(), EngineError>,
-                   blender: &mut Blender|
-     -> Result<(), EngineError> {
-        let mut batch = Batch { input: Vec::with_capacity(tiling.batch_size * per_input), ..Batch::default() };
-        for (n, c) in grid.iter().enumerate() {
-            let start = batch.input.len();
-            extract(
-                &volume.image,
-                volume.dims,
-                volume.channels,
-                tiling.window_start(*c),
-                window,
-                0.0,
-                &mut batch.input,
-            );
-            let source = blender.place(&mut batch, start, volume.channels);
-            batch.windows.push((*c, source));
-            if batch.run == tiling.batch_size || n + 1 == grid.len() {
-                let next = Batch { input: Vec::with_capacity(tiling.batch_size * per_input), ..Batch::default() };
-                submit(std::mem::replace(&mut batch, next), blender)?;
-            }
-        }
-        Ok(())
-    };
-    let mut network = std::time::Duration::ZERO;
-    if predictor.helpers.is_empty() {
-        batches(
-            &mut |batch, blender| {
-                let (values, seconds) = if batch.run > 0 {
-                    run_batch(predictor, &batch.input, shape(batch.run), options.num_classes, device)?
-                } else {
-                    (Vec::new(), std::time::Duration::ZERO)
-                };
-                network += seconds;
-                blender.finish(&batch, &values)
-            },
-            &mut blender,
-        )?;
-    } else {
-        let threads = predictor.worker_threads;
-        let mut helpers = std::mem::take(&mut predictor.helpers);
-        let workers = 1 + helpers.len();
-        let result = std::thread::scope(|scope| -> Result<(), EngineError> {
-            type Done = (usize, Result<(Vec<f32>, std::time::Duration), EngineError>);
-            let (jobs, job_rx) = crossbeam_channel::unbounded::<(usize, Vec<f32>, [i64; 5])>();
-            let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
-            for p in std::iter::once(&mut *predictor).chain(helpers.iter_mut()) {
-                let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
-                let classes = options.num_classes;
-                scope.spawn(move || {
-                    crate::data::augment::with_torch_threads(threads, || {
-                        for (seq, input, shape) in job_rx {
-                            let out = run_batch(p, &input, shape, classes, device);
-                            if done_tx.send((seq, out)).is_err() {
-                                break;
-                            }
-                        }
-                    })
-                });
-            }
-            drop(done_tx);
-            // Batches in flight, in grid order, with their outputs once back.
-            type Flight = std::collections::VecDeque<(Batch, Option<Vec<f32>>)>;
-            let mut flight = Flight::new();
-            let mut first_seq = 0;
-            // Blends the batches at the front whose outputs are back.
-            let drain =
-                |flight: &mut Flight, first_seq: &mut usize, blender: &mut Blender| -> Result<(), EngineError> {
-                    while flight.front().is_some_and(|(_, v)| v.is_some()) {
-                        let (batch, values) = flight.pop_front().expect("front exists");
-                        blender.finish(&batch, values.as_deref().unwrap_or_default())?;
-                        *first_seq += 1;
-                    }
-                    Ok(())
-                };
-            // Waits for one batch's outputs.
-            let receive = |flight: &mut Flight, first_seq: usize, network: &mut std::time::Duration| {
-                let (seq, out) = done.recv().map_err(|_| EngineError::Other("the inference workers stopped".into()))?;
-                let (values, seconds) = out?;
-                *network += seconds;
-                flight[seq - first_seq].1 = Some(values);
-                Ok::<(), EngineError>(())
-            };
-            let mut seq = first_seq;
-            batches(
-                &mut |mut batch, blender| {
-                    if batch.run > 0 {
-                        let input = std::mem::take(&mut batch.input);
-                        jobs.send((seq, input, shape(batch.run)))
-                            .map_err(|_| EngineError::Other("the inference workers stopped".into()))?;
-                        flight.push_back((batch, None));
-                    } else {
-                        flight.push_back((batch, Some(Vec::new())));
-                    }
-                    seq += 1;
-                    drain(&mut flight, &mut first_seq, blender)?;
-                    // One batch per worker in flight and one waiting bound memory (each holds
-                    // its outputs, K floats per voxel, until it is blended).
-                    while flight.len() > workers {
-                        receive(&mut flight, first_seq, &mut network)?;
-                        drain(&mut flight, &mut first_seq, blender)?;
-                    }
-                    Ok(())
-                },
-                &mut blender,
-            )?;
-            drop(jobs);
-            loop {
-                drain(&mut flight, &mut first_seq, &mut blender)?;
-                if flight.is_empty() {
-                    return Ok(());
-                }
-                receive(&mut flight, first_seq, &mut network)?;
-            }
-        });
-        predictor.helpers = helpers;
-        result?;
-    }
-    Ok(Predicted { volume: blender.agg.finish()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
+    let mut blender = Blender::new(agg, tiling, options.num_classes);
+    let batches = Batches::new(volume, tiling, &grid);
+    let network = pipeline::run(predictor, batches, &mut blender, options.num_classes, device)?;
+    Ok(Predicted { volume: blender.into_volume()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
 }
 
 /// Segments one prepared subject and writes the output to `path`. The image is dropped
