@@ -428,9 +428,12 @@ fn train_with(
                 stop = true;
             }
         }
-        if let Some(log) = log.as_mut().filter(|_| done % t.save_every_n == 0 || done == t.max_iter || stop) {
+        // Only rank 0 writes checkpoints.
+        if primary && (done % t.save_every_n == 0 || done == t.max_iter || stop) {
             // The log reaches the disk before the checkpoint that a resume starts from.
-            log.flush();
+            if let Some(log) = log.as_mut() {
+                log.flush();
+            }
             meta.iteration = done;
             meta.loss = loss_value;
             meta.loss_scaler = scaler;
