@@ -209,3 +209,29 @@ fn info_json_reports_shape_affine_and_value_range() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("data/mni152/README.md: not a NIfTI or Analyze header"), "{stderr}");
 }
+
+#[test]
+fn inference_bench_times_the_volume_with_and_without_the_crop() {
+    // The 2 mm T1 stands in for the 1 mm one. After whitening its foreground box is
+    // 73 × 90 × 78 voxels: 3 × 4 × 3 windows of 32³ at overlap 0.25 instead of 4 × 5 × 4.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(niftyhost_tests::repo_root().join("data/mni152/t1_2mm.nii.gz"), data.join("t1_1mm.nii.gz")).unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("unet3d")]);
+    let out =
+        run(dir.path(), &["bench", "--inference", "--data-dir", "data", "--window", "32", "--runs", "1", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["dims"], serde_json::json!([99, 117, 95]));
+    let runs = report["runs"].as_array().unwrap();
+    let windows: Vec<(bool, u64)> =
+        runs.iter().map(|r| (r["crop_to_foreground"].as_bool().unwrap(), r["windows"].as_u64().unwrap())).collect();
+    assert_eq!(windows, vec![(true, 36), (false, 80)]);
+    for r in runs {
+        assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["network_seconds"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(report["peak_rss_mb"].as_f64().unwrap() > 10.0, "{report}");
+    assert!(stderr.contains("crop_to_foreground = true: 36 windows"), "{stderr}");
+}

@@ -3,6 +3,7 @@
 //! samplers from cached volumes, and the share of a real training loop spent waiting
 //! for data. With `--augment`: the cost of each augmentation component and of the
 //! default chain on one window, and the training loop's data wait with that chain on.
+//! With `--inference`, only whole-volume inference of the T1 ([`run_inference`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +14,10 @@ use serde::Serialize;
 use crate::config::{load, Overrides, Settings};
 use crate::data::augment::with_one_torch_thread;
 use crate::data::phases::training_subjects;
+use crate::data::prepare::Preparation;
 use crate::data::{training_sampler, AugmentationChain, DataError, Loader};
-use crate::engine::{trainer, EngineError};
+use crate::engine::inference::{self, InferenceOptions};
+use crate::engine::{trainer, EngineError, Model};
 use crate::io::read_volume;
 use crate::plugins::Registry;
 
@@ -37,6 +40,8 @@ pub struct BenchOptions {
     pub scratch: PathBuf,
     /// Also measure augmentation (needs the `augment` plugin).
     pub augment: bool,
+    /// Timed runs of each inference.
+    pub runs: usize,
 }
 
 /// Decoding figures.
@@ -94,6 +99,44 @@ pub struct BenchReport {
     pub training: Option<TrainingFigures>,
     /// Augmentation costs and the training loop with the default chain, with `--augment`.
     pub augmentation: Option<AugmentFigures>,
+}
+
+/// One way of segmenting the volume, timed.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceRun {
+    /// `inference.crop_to_foreground`.
+    pub crop_to_foreground: bool,
+    /// Windows run.
+    pub windows: usize,
+    /// Best seconds from reading the image to writing the labels.
+    pub seconds: f64,
+    /// Seconds in forward passes in that run, summed over the workers.
+    pub network_seconds: f64,
+}
+
+/// Whole-volume inference figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceReport {
+    /// The image segmented.
+    pub image: PathBuf,
+    /// Its size `(i, j, k)`.
+    pub dims: [usize; 3],
+    /// The network (seeded random weights: the time does not depend on them).
+    pub network: String,
+    /// Window edge, voxels.
+    pub window: usize,
+    /// Fraction of a window shared with its neighbour.
+    pub overlap: f64,
+    /// Windows per forward pass.
+    pub batch_size: usize,
+    /// Network replicas running batches side by side.
+    pub workers: usize,
+    /// Arithmetic of the forward passes.
+    pub precision: String,
+    /// With and without the crop.
+    pub runs: Vec<InferenceRun>,
+    /// The process's peak resident memory after both, MB.
+    pub peak_rss_mb: f64,
 }
 
 /// One augmentation's cost.
@@ -326,5 +369,92 @@ pub fn run(opts: &BenchOptions, registry: &Registry) -> Result<BenchReport, Engi
         samplers,
         training,
         augmentation,
+    })
+}
+
+/// The process's peak resident memory so far, MB.
+fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage writes one plain struct that it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is a valid target.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// Segments `t1_1mm.nii.gz` of the data folder with the default unet3d (seeded random
+/// weights, one copy per worker), `opts.runs` times with `inference.crop_to_foreground`
+/// and as many without, writing into the scratch folder. Run it in a process of its own
+/// (after [`run`], the peak memory would be the data pipeline's).
+///
+/// # Errors
+/// A missing image or plugin, or a failing inference.
+pub fn run_inference(opts: &BenchOptions, registry: &Registry) -> Result<InferenceReport, EngineError> {
+    let image = opts.data_dir.join("t1_1mm.nii.gz");
+    let out = opts.scratch.join("bench_seg.nii.gz");
+    std::fs::create_dir_all(&opts.scratch)
+        .map_err(|e| EngineError::Other(format!("{}: {e}", opts.scratch.display())))?;
+    let mut runs = Vec::new();
+    let mut last = None;
+    for crop in [true, false] {
+        let crop_key = crop.to_string();
+        let s = settings(
+            opts,
+            "uniform",
+            &[
+                ("network.name", "\"unet3d\""),
+                ("network.whitening", "true"),
+                ("inference.overlap", "0.25"),
+                ("inference.batch_size", "2"),
+                ("inference.crop_to_foreground", &crop_key),
+            ],
+        )?;
+        let options = InferenceOptions::from_settings(&s)?;
+        let mut sets = (0..options.workers.max(1))
+            .map(|_| {
+                tch::manual_seed(s.system.seed as i64);
+                Model::build(registry, &s, tch::Device::Cpu).map(|m| vec![m])
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let models = sets.remove(0);
+        let mut predictor = inference::with_options(models, sets, &options)?;
+        let mut best: Option<inference::Segmented> = None;
+        for _ in 0..opts.runs.max(1) {
+            let done = inference::infer_files(
+                &s,
+                &mut predictor,
+                Preparation::unlearned(&s),
+                std::slice::from_ref(&image),
+                &out,
+                tch::Device::Cpu,
+            )?;
+            if best.as_ref().is_none_or(|b| done.seconds < b.seconds) {
+                best = Some(done);
+            }
+        }
+        if let Some(b) = best {
+            runs.push(InferenceRun {
+                crop_to_foreground: crop,
+                windows: b.windows,
+                seconds: b.seconds,
+                network_seconds: b.network_seconds,
+            });
+        }
+        last = Some((s, options));
+    }
+    let (s, options) = last.ok_or_else(|| EngineError::Other("no inference ran".into()))?;
+    let dims = read_volume(&out)?.dims;
+    Ok(InferenceReport {
+        image,
+        dims,
+        network: s.network.name.clone(),
+        window: options.tiling.window[0],
+        overlap: options.tiling.overlap,
+        batch_size: options.tiling.batch_size,
+        workers: options.workers,
+        precision: s.inference.precision.clone(),
+        runs,
+        peak_rss_mb: peak_rss_mb(),
     })
 }

@@ -38,8 +38,9 @@ pub enum Command {
     Evaluation(EvaluationArgs),
     /// Check that every subject's files are readable and agree, listing every problem.
     Check(JobArgs),
-    /// Measure the data pipeline: NIfTI decoding, sampler throughput and the data-wait
-    /// share of a training loop, on the 1 mm MNI152 task.
+    /// Measure the data pipeline (NIfTI decoding, sampler throughput and the data-wait
+    /// share of a training loop) on the 1 mm MNI152 task, or with `--inference`
+    /// whole-volume inference of its T1.
     Bench(BenchArgs),
     /// List every plugin component found, with its file, sha256 and status.
     ListPlugins(PluginArgs),
@@ -124,6 +125,14 @@ pub struct BenchArgs {
     /// training loop with that chain on (needs the `augment` plugin).
     #[arg(long)]
     pub augment: bool,
+    /// Instead, time whole-volume inference of t1_1mm.nii.gz with unet3d (seeded random
+    /// weights; window `--window`, overlap 0.25, batch 2), with and without
+    /// `inference.crop_to_foreground`, and report the peak memory.
+    #[arg(long)]
+    pub inference: bool,
+    /// Timed runs of each inference (the best counts).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// Plugins.
     #[command(flatten)]
     pub plugins: PluginArgs,

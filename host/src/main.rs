@@ -235,8 +235,38 @@ fn run(cli: Cli) -> Result<()> {
                 train_iterations: args.train_iterations,
                 scratch: scratch.clone(),
                 augment: args.augment,
+                runs: args.runs,
             };
             let reg = registry(&args.plugins)?;
+            if args.inference {
+                // As `niftyhost inference` runs.
+                one_malloc_arena();
+                let report = bench::run_inference(&opts, &reg);
+                let _ = std::fs::remove_dir_all(&scratch);
+                let report = report.context("inference benchmark failed")?;
+                eprintln!(
+                    "{} {:?}: {}, window {}³, overlap {}, batch {}, {} worker(s), precision {}",
+                    report.image.display(),
+                    report.dims,
+                    report.network,
+                    report.window,
+                    report.overlap,
+                    report.batch_size,
+                    report.workers,
+                    report.precision
+                );
+                for r in &report.runs {
+                    eprintln!(
+                        "crop_to_foreground = {}: {} windows, {:.2} s reading to writing (best of {}), {:.2} s in the network",
+                        r.crop_to_foreground, r.windows, r.seconds, args.runs, r.network_seconds
+                    );
+                }
+                eprintln!("peak RSS {:.0} MB", report.peak_rss_mb);
+                if args.plugins.json {
+                    print_json(&report)?;
+                }
+                return Ok(());
+            }
             let report = bench::run(&opts, &reg);
             let _ = std::fs::remove_dir_all(&scratch);
             let report = report.context("benchmark failed")?;
