@@ -210,15 +210,46 @@ fn info_json_reports_shape_affine_and_value_range() {
     assert!(stderr.contains("data/mni152/README.md: not a NIfTI or Analyze header"), "{stderr}");
 }
 
+/// A folder `dir/data` in which the 2 mm task stands in for the 1 mm one the benchmarks
+/// read, with the unet3d and seglosses plugins in `dir/plugins`.
+fn bench_folder(dir: &std::path::Path) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (from, to) in [("t1_2mm", "t1_1mm"), ("tissue_2mm", "tissue_1mm")] {
+        let from = niftyhost_tests::repo_root().join(format!("data/mni152/{from}.nii.gz"));
+        std::fs::copy(from, data.join(format!("{to}.nii.gz"))).unwrap();
+    }
+    plugin_dir(dir, &[workspace_plugin("unet3d"), workspace_plugin("seglosses")]);
+}
+
+#[test]
+fn data_bench_reports_decoding_both_samplers_and_the_training_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    bench_folder(dir.path());
+    let args = "bench --data-dir data --window 16 --batch-size 2 --threads 1 --batches 5 --train-iterations 2 --json";
+    let out = run(dir.path(), &args.split(' ').collect::<Vec<_>>());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["decode"]["voxels"], 99 * 117 * 95);
+    assert!(report["decode"]["milliseconds"].as_f64().unwrap() > 0.0);
+    let samplers: Vec<&str> =
+        report["samplers"].as_array().unwrap().iter().map(|s| s["sampler"].as_str().unwrap()).collect();
+    assert_eq!(samplers, ["uniform", "balanced"]);
+    assert!(report["samplers"].as_array().unwrap().iter().all(|s| s["patches_per_second"].as_f64().unwrap() > 0.0));
+    let training = &report["training"];
+    assert_eq!(training["network"], "unet3d");
+    assert!(training["seconds_per_iteration"].as_f64().unwrap() > 0.0, "{training}");
+    assert!((0.0..=1.0).contains(&training["data_wait_share"].as_f64().unwrap()), "{training}");
+    assert!(report["augmentation"].is_null(), "no --augment");
+}
+
 #[test]
 fn inference_bench_times_the_volume_with_and_without_the_crop() {
     // The 2 mm T1 stands in for the 1 mm one. After whitening its foreground box is
     // 73 × 90 × 78 voxels: 3 × 4 × 3 windows of 32³ at overlap 0.25 instead of 4 × 5 × 4.
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::copy(niftyhost_tests::repo_root().join("data/mni152/t1_2mm.nii.gz"), data.join("t1_1mm.nii.gz")).unwrap();
-    plugin_dir(dir.path(), &[workspace_plugin("unet3d")]);
+    bench_folder(dir.path());
     let out =
         run(dir.path(), &["bench", "--inference", "--data-dir", "data", "--window", "32", "--runs", "1", "--json"]);
     let (stdout, stderr) = text(&out);
