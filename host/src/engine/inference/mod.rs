@@ -1,6 +1,8 @@
-//! Sliding-window inference: windows on a grid with overlap ([`tiling`]), run through an
-//! ensemble of models with test-time mirroring ([`tta`]), blended with constant or
-//! Gaussian weights ([`blend`]) into a compact slab-wise accumulator ([`aggregate`]),
+//! Sliding-window inference: windows on a grid with overlap ([`tiling`]) over the
+//! foreground's bounding box ([`foreground`]), run in batches on one or more workers
+//! (`pipeline`) through an ensemble of models with test-time mirroring ([`tta`]),
+//! blended with constant or Gaussian weights ([`blend`]) into a compact slab-wise
+//! accumulator ([`aggregate`]),
 //! brought back to the input's geometry and written as labels, probabilities or logits
 //! ([`output`]), labels optionally postprocessed ([`postprocess`]). A cohort can be split
 //! between processes ([`shard`]).
@@ -171,9 +173,10 @@ pub struct Predicted {
     pub network_seconds: f64,
 }
 
-/// Runs the predictor over a prepared volume and blends the window outputs. Windows
-/// whose input is constant (the background around a skull-stripped brain, say) all have
-/// the same output: it is computed once per constant. With helpers
+/// Runs the predictor over a prepared volume and blends the window outputs. With
+/// `options.foreground_margin`, windows cover only the foreground's bounding box and the
+/// voxels outside it are class 0 ([`foreground`]). Windows whose input is constant all
+/// have the same output: it is computed once per constant. With helpers
 /// ([`Predictor::with_workers`]) batches run on one thread per worker while this thread
 /// cuts windows and blends the outputs, in grid order.
 ///
