@@ -395,30 +395,29 @@ pub fn run_inference(opts: &BenchOptions, registry: &Registry) -> Result<Inferen
     let out = opts.scratch.join("bench_seg.nii.gz");
     std::fs::create_dir_all(&opts.scratch)
         .map_err(|e| EngineError::Other(format!("{}: {e}", opts.scratch.display())))?;
+    let mut s = settings(
+        opts,
+        "uniform",
+        &[
+            ("network.name", "\"unet3d\""),
+            ("network.whitening", "true"),
+            ("inference.overlap", "0.25"),
+            ("inference.batch_size", "2"),
+        ],
+    )?;
+    // The crop changes which windows run, not the models: one predictor serves both.
+    let options = InferenceOptions::from_settings(&s)?;
+    let mut sets = (0..options.workers.max(1))
+        .map(|_| {
+            tch::manual_seed(s.system.seed as i64);
+            Model::build(registry, &s, tch::Device::Cpu).map(|m| vec![m])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let models = sets.remove(0);
+    let mut predictor = inference::with_options(models, sets, &options)?;
     let mut runs = Vec::new();
-    let mut last = None;
     for crop in [true, false] {
-        let crop_key = crop.to_string();
-        let s = settings(
-            opts,
-            "uniform",
-            &[
-                ("network.name", "\"unet3d\""),
-                ("network.whitening", "true"),
-                ("inference.overlap", "0.25"),
-                ("inference.batch_size", "2"),
-                ("inference.crop_to_foreground", &crop_key),
-            ],
-        )?;
-        let options = InferenceOptions::from_settings(&s)?;
-        let mut sets = (0..options.workers.max(1))
-            .map(|_| {
-                tch::manual_seed(s.system.seed as i64);
-                Model::build(registry, &s, tch::Device::Cpu).map(|m| vec![m])
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let models = sets.remove(0);
-        let mut predictor = inference::with_options(models, sets, &options)?;
+        s.inference.crop_to_foreground = crop;
         let mut best: Option<inference::Segmented> = None;
         for _ in 0..opts.runs.max(1) {
             let done = inference::infer_files(
@@ -441,9 +440,7 @@ pub fn run_inference(opts: &BenchOptions, registry: &Registry) -> Result<Inferen
                 network_seconds: b.network_seconds,
             });
         }
-        last = Some((s, options));
     }
-    let (s, options) = last.ok_or_else(|| EngineError::Other("no inference ran".into()))?;
     let dims = read_volume(&out)?.dims;
     Ok(InferenceReport {
         image,

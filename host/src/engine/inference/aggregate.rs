@@ -110,8 +110,8 @@ impl Aggregator {
         })
     }
 
-    /// Gives the voxels no window reaches the class values `fill` (the output for the
-    /// background around the windows run, say) instead of an error.
+    /// Gives the voxels no window reaches the class values `fill` (the background class
+    /// around the foreground's windows, say) instead of an error.
     ///
     /// # Errors
     /// `fill` does not hold one value per class.

@@ -29,16 +29,8 @@ impl Region {
     }
 }
 
-/// The value of the first voxel of every channel.
-///
-/// # Shapes
-/// `image`: `[C, k, j, i]` with `voxels` per channel
-pub fn background(image: &[f32], channels: usize, voxels: usize) -> Vec<f32> {
-    (0..channels).map(|c| image[c * voxels]).collect()
-}
-
-/// The bounding box of the voxels where some channel differs (bit for bit) from
-/// [`background`], or `None` when the whole volume is background.
+/// The bounding box of the voxels where some channel differs (bit for bit) from its
+/// first voxel, or `None` when the whole volume is background.
 ///
 /// # Shapes
 /// `image`: `[C, k, j, i]`, `dims` `(i, j, k)`
@@ -48,13 +40,12 @@ pub fn bounding_box(image: &[f32], channels: usize, dims: [usize; 3]) -> Option<
     if voxels == 0 || channels == 0 {
         return None;
     }
-    let bg: Vec<u32> = background(image, channels, voxels).iter().map(|v| v.to_bits()).collect();
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-    for (c, bg) in bg.iter().enumerate() {
-        let channel = &image[c * voxels..(c + 1) * voxels];
+    for channel in image.chunks_exact(voxels).take(channels) {
+        let bg = channel[0].to_bits();
         for (r, row) in channel.chunks_exact(di).enumerate() {
-            let Some(first) = row.iter().position(|v| v.to_bits() != *bg) else { continue };
-            let last = row.iter().rposition(|v| v.to_bits() != *bg).unwrap_or(first);
+            let Some(first) = row.iter().position(|v| v.to_bits() != bg) else { continue };
+            let last = row.iter().rposition(|v| v.to_bits() != bg).unwrap_or(first);
             let (j, k) = (r % dj, r / dj);
             for (a, (l, h)) in [(first, last), (j, j), (k, k)].into_iter().enumerate() {
                 lo[a] = lo[a].min(l);
