@@ -1,5 +1,5 @@
 //! With feature `sdk`: records which libtorch this crate is built against, as the ABI tag
-//! that host and plugins compare (`build/libtorch-check` has verified its version), and
+//! that host and plugins compare (`libtorch-link/libtorch-check` has verified its version), and
 //! gives the SDK's unit tests an rpath to it.
 
 /// Must match the `torch-sys` pin of the workspace.

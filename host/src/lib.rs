@@ -16,7 +16,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod data;
-pub mod dist;
+pub mod distributed;
 pub mod engine;
 pub mod help;
 pub mod io;

@@ -403,7 +403,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // In a job of several processes, only rank 0 reports progress; the others warn.
-    let secondary_rank = niftyhost::dist::launch::from_env().is_ok_and(|w| w.rank > 0);
+    let secondary_rank = niftyhost::distributed::launch::from_env().is_ok_and(|w| w.rank > 0);
     telemetry::init(cli.verbose, cli.quiet || secondary_rank);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

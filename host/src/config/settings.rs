@@ -237,10 +237,10 @@ impl Settings {
                 self.system.devices
             ));
         }
-        if !crate::dist::BACKENDS.contains(&self.system.distributed.as_str()) {
+        if !crate::distributed::BACKENDS.contains(&self.system.distributed.as_str()) {
             return invalid(format!(
                 "`system.distributed` must be one of {}, got \"{}\"",
-                crate::dist::BACKENDS.join(", "),
+                crate::distributed::BACKENDS.join(", "),
                 self.system.distributed
             ));
         }

@@ -32,7 +32,7 @@ pub enum EngineError {
     Device(#[from] DeviceError),
     /// A collective across the job's processes failed or timed out.
     #[error(transparent)]
-    Comm(#[from] crate::dist::CommError),
+    Comm(#[from] crate::distributed::CommError),
     /// A plugin failed while running.
     #[error("{context}: {error}")]
     Plugin {

@@ -20,9 +20,9 @@ use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
 use crate::data::{training_sampler, AugmentationChain, Loader};
-use crate::dist::buckets::{self, Buckets};
-use crate::dist::overlap::Overlap;
-use crate::dist::{self, Communicator};
+use crate::distributed::buckets::{self, Buckets};
+use crate::distributed::overlap::Overlap;
+use crate::distributed::{self, Communicator};
 use crate::plugins::Registry;
 use crate::runlog::{RunLog, StepRecord};
 use crate::telemetry::Progress;
@@ -225,9 +225,9 @@ fn restore(
 /// cannot be written, a NaN/infinite loss (the last good checkpoint is kept), or a peer
 /// process that died or hung.
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
-    let world = dist::launch::from_env().map_err(dist::CommError::from)?;
-    let devices = crate::torch::select_devices(&dist::local_device_names(settings, &world))?;
-    let mut comm = dist::connect(settings, world, &devices)?;
+    let world = distributed::launch::from_env().map_err(distributed::CommError::from)?;
+    let devices = crate::torch::select_devices(&distributed::local_device_names(settings, &world))?;
+    let mut comm = distributed::connect(settings, world, &devices)?;
     let result = train_with(settings, registry, base_dir, &devices, comm.as_mut());
     if let Err(e) = &result {
         if comm.world().size > 1 {

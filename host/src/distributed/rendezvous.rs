@@ -125,7 +125,7 @@ fn join(master: &str, world: &World, deadline: Instant, timeout: Duration) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::Launcher;
+    use crate::distributed::Launcher;
 
     fn rank(rank: usize, size: usize) -> World {
         World { launcher: Launcher::Torchrun, rank, size, local_rank: rank, master: None }

@@ -204,7 +204,7 @@ mod tests {
     use tch::{Device, Kind};
 
     use super::*;
-    use crate::dist::{Launcher, World};
+    use crate::distributed::{Launcher, World};
 
     /// A communicator of a pretend job of two identical ranks: a sum doubles the values.
     /// It records how many sums were started.
