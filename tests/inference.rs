@@ -1,12 +1,12 @@
 //! Sliding-window inference pieces on known cases: blending of overlapping windows,
 //! test-time mirroring with a mirror-symmetric network, and label postprocessing.
 
-use niftyhost::config::{load, Overrides};
+use niftyhost::config::{load, Blending, Overrides, PaddingMode};
 use niftyhost::engine::inference::output::OutputKind;
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::{
-    mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, InferenceOptions, Postprocess, Precision,
-    Predicted, Predictor, Region, Store, Tiling,
+    mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, InferenceOptions, InferencePrecision,
+    Postprocess, Predicted, Predictor, Region, Store, Tiling,
 };
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
@@ -30,7 +30,7 @@ fn constant_blending_averages_and_gaussian_blending_favours_the_nearer_window_ce
     let (constant, _) = blend_line(Blend::Constant);
     assert_eq!(constant, vec![1.0, 1.0, 0.5, 0.5, 0.0, 0.0]);
 
-    let (gaussian, w) = blend_line(Blend::parse("gaussian").unwrap());
+    let (gaussian, w) = blend_line(Blend::from(Blending::Gaussian));
     // Voxel 2 is index 2 of the first window and index 0 of the second; voxel 3 is
     // index 3 of the first and 1 of the second.
     let expect2 = w[2] / (w[2] + w[0]);
@@ -169,7 +169,7 @@ fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels()
         axcodes: None,
         pixdim: Some([2.0, 2.0, 2.0]),
         padding: [1, 1, 1],
-        padding_mode: "constant".into(),
+        padding_mode: PaddingMode::Constant,
     };
     let geometry = Geometry::plan(original, &options).unwrap();
     assert_eq!(geometry.prepared.dims, [6, 6, 6]);
@@ -227,7 +227,8 @@ fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels()
 fn volume(dims: [usize; 3], image: Vec<f32>) -> niftyhost::data::SubjectVolumes {
     use niftyhost::data::prepare::{Geometry, GeometryOptions};
     use niftyhost::preprocess::{Grid, IDENTITY};
-    let options = GeometryOptions { axcodes: None, pixdim: None, padding: [0, 0, 0], padding_mode: "constant".into() };
+    let options =
+        GeometryOptions { axcodes: None, pixdim: None, padding: [0, 0, 0], padding_mode: PaddingMode::Constant };
     let geometry = Geometry::plan(Grid::new(dims, IDENTITY).unwrap(), &options).unwrap();
     let reference = niftyhost::io::Volume {
         data: Vec::new(),
@@ -316,7 +317,7 @@ fn constant_windows_share_one_pass_and_workers_blend_what_one_predictor_blends()
     let max = reference.iter().zip(&parallel).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-5, "workers differ by {max}");
     // bf16 channels-last passes stay close to float32.
-    let fast = Compute { precision: Precision::Bf16, channels_last: true };
+    let fast = Compute { precision: InferencePrecision::Bf16, channels_last: true };
     let mut bf = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, fast);
     for (dst, src) in bf.models[0].params.iter().zip(&one.models[0].params) {
         tch::no_grad(|| dst.1.shallow_clone().copy_(&src.1.to_kind(dst.1.kind())));

@@ -450,7 +450,7 @@ pub fn run_inference(opts: &BenchOptions, registry: &Registry) -> Result<Inferen
         overlap: options.tiling.overlap,
         batch_size: options.tiling.batch_size,
         workers: options.workers,
-        precision: s.inference.precision.clone(),
+        precision: s.inference.precision.to_string(),
         runs,
         peak_rss_mb: peak_rss_mb(),
     })

@@ -67,12 +67,11 @@ fn registry(args: &PluginArgs) -> Result<Registry> {
 /// `inference.shard`) has nothing to split. A Slurm job array's variables are not read
 /// here, since array tasks often pick their own `--image` from them.
 fn refuse_shard(s: &Settings) -> Result<(), ConfigError> {
-    match inference::Shard::parse(&s.inference.shard) {
-        Ok(shard) if shard.is_all() => Ok(()),
-        _ => Err(ConfigError::Invalid(format!(
-            "`--shard` (`inference.shard` = \"{}\") splits a config's subjects between processes; it does not apply to `--image`",
-            s.inference.shard
+    match s.inference.shard {
+        Some(shard) if !shard.is_all() => Err(ConfigError::Invalid(format!(
+            "`--shard` (`inference.shard` = \"{shard}\") splits a config's subjects between processes; it does not apply to `--image`"
         ))),
+        _ => Ok(()),
     }
 }
 
@@ -88,10 +87,10 @@ fn run_inference(args: &InferenceArgs) -> Result<Vec<inference::Segmented>> {
         one_malloc_arena();
         let reg = registry(&args.job.plugins)?;
         let Some(out) = &args.out else {
-            if s.inference.shard.is_empty() {
+            if s.inference.shard.is_none() {
                 if let Some(shard) = inference::Shard::from_slurm(|name| std::env::var(name).ok())? {
                     tracing::info!(%shard, "shard of this Slurm job-array task (SLURM_ARRAY_TASK_ID); `--shard 0/1` segments every subject");
-                    s.inference.shard = shard.to_string();
+                    s.inference.shard = Some(shard);
                 }
             }
             return inference::infer(&s, &reg, Path::new(".")).context("inference failed");

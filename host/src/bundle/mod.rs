@@ -184,7 +184,7 @@ pub fn input_spec(settings: &Settings) -> InputSpec {
     InputSpec {
         modalities: settings.segmentation.image.clone(),
         pixdim: first.pixdim.clone(),
-        axcodes: first.axcodes.clone(),
+        axcodes: first.axcodes.map(|codes| codes.to_string()).unwrap_or_default(),
         window: settings.inference_window(),
         num_classes: settings.segmentation.num_classes,
     }
@@ -252,7 +252,7 @@ pub fn export(settings: &Settings, registry: &Registry, out: &Path) -> Result<Ex
     bundled.inference.checkpoints.clear();
     bundled.inference.inference_iter = -1;
     // A shard belongs to one run over a cohort, not to the model.
-    bundled.inference.shard.clear();
+    bundled.inference.shard = None;
     bundled.network.histogram_ref_file = PathBuf::new();
     let config_text = toml::to_string_pretty(&bundled).map_err(|e| fail(format!("configuration: {e}")))?;
     let staging = tempdir("export")?;

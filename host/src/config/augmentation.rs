@@ -4,8 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::settings::{AugmentationEntry, Training};
-use super::ConfigError;
+use super::settings::{inconsistent, AugmentationEntry, Inconsistency, Training};
 
 /// The components to apply to each training window, in order.
 ///
@@ -53,26 +52,33 @@ pub fn chain(t: &Training) -> Vec<AugmentationEntry> {
 ///
 /// # Errors
 /// The first bad value, naming its key (and the entry's position in the list).
-pub fn validate(t: &Training) -> Result<(), ConfigError> {
-    let invalid = |m: String| Err(ConfigError::Invalid(m));
+pub fn validate(t: &Training) -> Result<(), Inconsistency> {
+    let invalid = |key: &str, m: String| inconsistent(&[key], m);
     for (i, e) in t.augmentation.iter().enumerate() {
         if e.name.trim().is_empty() {
-            return invalid(format!("`training.augmentation[{i}]` has an empty `name`"));
+            return invalid("training.augmentation", format!("`training.augmentation[{i}]` has an empty `name`"));
         }
         if !(0.0..=1.0).contains(&e.probability) {
-            return invalid(format!(
-                "`training.augmentation[{i}]` (`{}`): `probability` must be in [0, 1], got {}",
-                e.name, e.probability
-            ));
+            return invalid(
+                "training.augmentation",
+                format!(
+                    "`training.augmentation[{i}]` (`{}`): `probability` must be in [0, 1], got {}",
+                    e.name, e.probability
+                ),
+            );
         }
     }
     if !(0.0..=1.0).contains(&t.augmentation_margin) {
-        return invalid(format!("`training.augmentation_margin` must be in [0, 1], got {}", t.augmentation_margin));
+        return invalid(
+            "training.augmentation_margin",
+            format!("`training.augmentation_margin` must be in [0, 1], got {}", t.augmentation_margin),
+        );
     }
     if let Some(a) = t.random_flipping_axes.iter().find(|&&a| !(-1..=2).contains(&a)) {
-        return invalid(format!(
-            "`training.random_flipping_axes` takes axes 0, 1, 2 (i, j, k), or -1 for none, got {a}"
-        ));
+        return invalid(
+            "training.random_flipping_axes",
+            format!("`training.random_flipping_axes` takes axes 0, 1, 2 (i, j, k), or -1 for none, got {a}"),
+        );
     }
     Ok(())
 }

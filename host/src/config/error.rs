@@ -43,7 +43,21 @@ pub enum ConfigError {
         /// The value given.
         got: String,
     },
-    /// The merged configuration is inconsistent.
+    /// A value of the right type that the key does not take (an unknown name, a
+    /// malformed shard, a negative count).
+    #[error("`{key}`{shortcut} {message} in {origin}")]
+    BadValue {
+        /// The dotted key.
+        key: String,
+        /// " (`--flag`)" for a key with a command-line shortcut, else empty.
+        shortcut: String,
+        /// What is wrong: "must be …, got …".
+        message: String,
+        /// File, environment variable or flag.
+        origin: String,
+    },
+    /// The merged configuration is inconsistent (the message names the keys and where
+    /// they were set), or a value that only the job can check is wrong.
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }

@@ -235,3 +235,19 @@ pub const INPUT_KEYS: &[KeySpec] = &[
 
 /// Tables whose keys belong to a plugin's schema.
 pub const PLUGIN_TABLES: &[&str] = &["network.params", "training.loss_params"];
+
+/// The command-line shortcuts of keys (the flags that set them besides `--set`), named
+/// beside the key when its value is refused.
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("network.batch_size", "--batch-size"),
+    ("training.lr", "--lr"),
+    ("training.max_iter", "--max-iter"),
+    ("training.starting_iter", "--starting-iter"),
+    ("system.model_dir", "--model-dir"),
+    ("system.seed", "--seed"),
+    ("system.devices", "--devices"),
+    ("inference.shard", "--shard"),
+    ("evaluation.seg_dir", "--seg-dir"),
+    ("evaluation.ref_dir", "--ref-dir"),
+    ("evaluation.output_csv", "--out"),
+];

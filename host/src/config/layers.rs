@@ -1,14 +1,18 @@
 //! Layering: defaults ← config file ← `NIFTYHOST_*` environment ← command line. Each
-//! layer is a TOML table validated on its own (so errors name their origin), then the
-//! `config` crate merges them and deserialises [`Settings`].
+//! layer is a TOML table validated on its own (so errors name their origin): known keys,
+//! TOML types, then each value parsed into its typed setting (choices, shards, axis
+//! codes). The `config` crate merges the layers and deserialises [`Settings`], whose
+//! cross-key rules are checked last, naming where the keys involved were set.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use config::{Config, File, FileFormat};
+use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::keys::{KeySpec, INPUT_KEYS, KEYS, PLUGIN_TABLES};
-use super::{ini, ConfigError, Settings};
+use super::keys::{KeySpec, INPUT_KEYS, KEYS, PLUGIN_TABLES, SHORTCUTS};
+use super::{ini, ConfigError, Inconsistency, Settings};
 
 /// Overrides from the environment and the command line, in precedence order.
 #[derive(Debug, Clone, Default)]
@@ -67,12 +71,38 @@ fn insert(table: &mut Table, key: &str, value: Value) {
     t.insert(last.to_owned(), value);
 }
 
-fn defaults() -> Table {
-    let mut t = Table::new();
-    for spec in KEYS {
-        insert(&mut t, spec.key, literal(spec.default));
-    }
-    t
+/// The built-in defaults of [`KEYS`] as one table, parsed once.
+fn defaults() -> &'static Table {
+    static DEFAULTS: OnceLock<Table> = OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        let mut t = Table::new();
+        for spec in KEYS {
+            insert(&mut t, spec.key, literal(spec.default));
+        }
+        t
+    })
+}
+
+/// Parses one value into its typed setting: [`Settings`] is deserialised from the
+/// defaults with `value` at `key`, so every key is checked by its own type.
+///
+/// # Errors
+/// [`ConfigError::BadValue`] naming the key (and its flag), what it takes, and `origin`.
+fn check_value(key: &str, value: &Value, origin: &str) -> Result<(), ConfigError> {
+    let mut probe = defaults().clone();
+    insert(&mut probe, key, value.clone());
+    let Err(e) = Settings::deserialize(Value::Table(probe)) else { return Ok(()) };
+    let message = e.message();
+    // The settings' own types say "must be …"; serde's built-in ones (a negative count,
+    // say) describe the value.
+    let message = if message.starts_with("must ") { message.to_owned() } else { format!("is invalid: {message}") };
+    let shortcut = SHORTCUTS.iter().find(|(k, _)| *k == key).map(|(_, flag)| format!(" (`{flag}`)"));
+    Err(ConfigError::BadValue {
+        key: key.to_owned(),
+        shortcut: shortcut.unwrap_or_default(),
+        message,
+        origin: origin.to_owned(),
+    })
 }
 
 /// The spec of a dotted key: `Ok(Some)` for a known key, `Ok(None)` for a key inside a
@@ -130,6 +160,7 @@ fn validate(table: &Table, prefix: &str, origin: &str) -> Result<(), ConfigError
                         got: value.to_string(),
                     });
                 }
+                check_value(&key, value, origin)?;
             }
             Ok(None) => {}
             Err(()) => {
@@ -169,14 +200,18 @@ fn layer(entries: &[(String, String, String)]) -> Result<Table, ConfigError> {
 /// Loads and validates the configuration.
 ///
 /// # Errors
-/// An unreadable file, an unknown key or a wrongly typed value (naming key and origin),
-/// or an inconsistent merged configuration.
+/// An unreadable file, an unknown key, a wrongly typed value or a value its key does not
+/// take (naming key and origin), or an inconsistent merged configuration (naming the
+/// keys and where they were set).
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
-    let mut builder = Config::builder().add_source(File::from_str(&toml_text(&defaults())?, FileFormat::Toml));
+    let mut builder = Config::builder().add_source(File::from_str(&toml_text(defaults())?, FileFormat::Toml));
+    let mut file_layer = None;
     if let Some(path) = file {
         let table = read_file(path)?;
-        validate(&table, "", &path.display().to_string())?;
+        let origin = path.display().to_string();
+        validate(&table, "", &origin)?;
         builder = builder.add_source(File::from_str(&toml_text(&table)?, FileFormat::Toml));
+        file_layer = Some((origin, table));
     }
     for entries in [&overrides.env, &overrides.cli] {
         let table = layer(entries)?;
@@ -184,8 +219,45 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, Conf
     }
     let merged = builder.build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let settings: Settings = merged.try_deserialize().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    settings.validate()?;
+    settings.validate().map_err(|e| inconsistent(e, file_layer.as_ref(), overrides))?;
     Ok(settings)
+}
+
+/// Where `key` got its value: the last layer that sets it (or a table above it).
+fn origin_of<'a>(key: &str, file: Option<&'a (String, Table)>, overrides: &'a Overrides) -> &'a str {
+    let covers = |set: &str| set == key || key.starts_with(&format!("{set}.")) || set.starts_with(&format!("{key}."));
+    let flag = overrides.env.iter().chain(&overrides.cli).rev().find(|(_, set, _)| covers(set));
+    if let Some((origin, _, _)) = flag {
+        return origin;
+    }
+    let in_file = file.filter(|(_, table)| {
+        let mut value = None;
+        let mut level = Some(table);
+        for part in key.split('.') {
+            value = level.and_then(|t| t.get(part));
+            level = value.and_then(Value::as_table);
+        }
+        value.is_some()
+    });
+    in_file.map_or("the defaults", |(origin, _)| origin.as_str())
+}
+
+/// An [`Inconsistency`] as [`ConfigError::Invalid`], naming the layers its keys came
+/// from: "(in c.toml)", "(in c.toml and --set training.fold=3)", "(in the defaults)".
+fn inconsistent(e: Inconsistency, file: Option<&(String, Table)>, overrides: &Overrides) -> ConfigError {
+    let mut origins: Vec<&str> = Vec::new();
+    for key in &e.keys {
+        let origin = origin_of(key, file, overrides);
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    let origins = match origins.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, init)) => format!("{} and {last}", init.join(", ")),
+        None => "the defaults".to_owned(),
+    };
+    ConfigError::Invalid(format!("{} (in {origins})", e.message))
 }
 
 fn toml_text(table: &Table) -> Result<String, ConfigError> {
@@ -303,9 +375,141 @@ mod tests {
         assert_eq!(s.input["parcellation"].filename_contains, vec!["seg".to_owned(), "v2".to_owned()]);
         assert_eq!(s.input["t1"].filename_contains, vec!["T1".to_owned()]);
         assert_eq!(
-            (s.input["t1"].axcodes.as_str(), s.input["t1"].pixdim.as_slice()),
-            ("LPS", [2.0, 2.0, 2.0].as_slice())
+            (s.input["t1"].axcodes.map(|c| c.to_string()).as_deref(), s.input["t1"].pixdim.as_slice()),
+            (Some("LPS"), [2.0, 2.0, 2.0].as_slice())
         );
         assert!(s.network.whitening);
+    }
+
+    #[test]
+    fn a_bad_value_of_each_typed_key_names_key_file_and_choices() {
+        let cases = [
+            ("system", "distributed", "\"gloo\"", "one of auto, in-process, mpi, nccl"),
+            ("network", "foreground_type", "\"otsu2\"", "otsu, mean or threshold"),
+            ("network", "norm_type", "\"decile\"", "percentile or quartile"),
+            ("network", "volume_padding_mode", "\"wrap\"", "one of minimum, constant, edge, symmetric, reflect"),
+            ("network", "window_sampling", "\"random\"", "one of uniform, weighted, balanced, resize"),
+            ("training", "optimiser", "\"adamm\"", "one of sgd, momentum, nesterov, adam, adamw, adagrad, rmsprop"),
+            ("training", "lr_schedule", "\"linear\"", "one of constant, step, poly, cosine"),
+            ("training", "mixed_precision", "\"fp8\"", "none, fp16 or bf16"),
+            ("training", "early_stopping_mode", "\"median\"", "mean or validation_up"),
+            ("inference", "blending", "\"cosine\"", "constant or gaussian"),
+            ("inference", "output_type", "\"masks\"", "labels, probabilities or logits"),
+            ("inference", "probability_dtype", "\"float16\"", "float32 or uint8"),
+            ("inference", "precision", "\"fp16\"", "fp32, bf16 or auto"),
+            ("inference", "shard", "\"2/2\"", "\"i/n\" with 0 <= i < n (e.g. \"0/4\")"),
+            ("input.image", "axcodes", "\"RAX\"", "three letters from L/R, A/P, S/I, one per axis (e.g. \"RAS\")"),
+        ];
+        for (section, key, bad, allowed) in cases {
+            let (_d, path) = write(&format!("[{section}]\n{key} = {bad}\n"), "toml");
+            let err = load(Some(&path), &Overrides::default()).unwrap_err();
+            assert!(matches!(err, ConfigError::BadValue { .. }), "{err:?}");
+            let shortcut = if key == "shard" { " (`--shard`)" } else { "" };
+            assert_eq!(
+                err.to_string(),
+                format!("`{section}.{key}`{shortcut} must be {allowed}, got {bad} in {}", path.display())
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_from_flags_and_the_environment_name_them() {
+        let (_d, path) = write(BASE, "toml");
+        let o = Overrides { cli: vec![cli("training.optimiser", "adamm")], ..Default::default() };
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert!(err.starts_with("`training.optimiser` must be one of sgd,"), "{err}");
+        assert!(err.ends_with("got \"adamm\" in --set training.optimiser=adamm"), "{err}");
+        let o = Overrides::default().with_env([("NIFTYHOST_INFERENCE__BLENDING".to_owned(), "flat".to_owned())]);
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "`inference.blending` must be constant or gaussian, got \"flat\" in environment variable NIFTYHOST_INFERENCE__BLENDING"
+        );
+        let o = Overrides { cli: vec![cli("system.seed", "-1")], ..Default::default() };
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert!(
+            err.starts_with("`system.seed` (`--seed`) is invalid: ") && err.ends_with("in --set system.seed=-1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn typed_values_load_from_toml_and_niftynet_ini() {
+        let (_d, path) = write(
+            &format!("{BASE}optimiser = \"adamw\"\nmixed_precision = \"bf16\"\n[inference]\nshard = \"1/3\"\n"),
+            "toml",
+        );
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(s.training.optimiser, super::super::OptimiserRule::AdamW);
+        assert_eq!(s.training.mixed_precision, super::super::MixedPrecision::Bf16);
+        assert_eq!(s.inference.shard, super::super::Shard::new(1, 3));
+        assert_eq!(s.inference.precision, super::super::InferencePrecision::Auto, "default");
+        let ini = "[image]\npath_to_search = d\n[label]\npath_to_search = d\n[TRAINING]\noptimiser = rmsprop\nlr_schedule = poly\n[NETWORK]\nvolume_padding_mode = edge\n";
+        let (_d, path) = write(ini, "ini");
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(s.training.optimiser, super::super::OptimiserRule::RmsProp);
+        assert_eq!(s.training.lr_schedule, super::super::LrSchedule::Poly);
+        assert_eq!(s.network.volume_padding_mode, super::super::PaddingMode::Edge);
+        let (_d, path) = write(&ini.replace("= poly", "= exponential"), "ini");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "`training.lr_schedule` must be one of constant, step, poly, cosine, got \"exponential\" in {}",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn the_merged_configuration_serialises_to_the_defaults_it_was_built_from() {
+        // `niftyhost config` prints this: typed values must print as their defaults do.
+        let (_d, path) =
+            write("[input.image]\npath_to_search = \"d\"\n[input.label]\npath_to_search = \"d\"\n", "toml");
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        let printed = Value::try_from(&s).unwrap();
+        for spec in KEYS {
+            let mut value = Some(&printed);
+            for part in spec.key.split('.') {
+                value = value.and_then(|v| v.get(part));
+            }
+            assert_eq!(value, Some(&literal(spec.default)), "{}", spec.key);
+        }
+        assert_eq!(s.inference.shard, None);
+    }
+
+    #[test]
+    fn an_inconsistency_names_where_its_keys_were_set() {
+        let (_d, path) = write(&BASE.replace("[training]", "[segmentation]\nnum_classes = 1\n[training]"), "toml");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid configuration: `segmentation.num_classes` must be at least 2, got 1 (in {})",
+                path.display()
+            )
+        );
+
+        let (_d, path) = write(BASE, "toml");
+        let o = Overrides { cli: vec![cli("training.fold", "3"), cli("training.k_folds", "2")], ..Default::default() };
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert!(err.ends_with("got fold 3 of 2 (in --set training.fold=3 and --set training.k_folds=2)"), "{err}");
+
+        // A key of the file against one left at its default.
+        let (_d, path) = write(&format!("{BASE}[network]\nwindow_sampling = \"weighted\"\n"), "toml");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("invalid configuration: `network.window_sampling = \"weighted\"` needs"), "{err}");
+        assert!(err.ends_with(&format!("(in {} and the defaults)", path.display())), "{err}");
+
+        // Without a file, from the defaults alone or a flag that overrides the environment.
+        let err = load(None, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.ends_with("(in the defaults)"), "{err}");
+        let env = Overrides::default().with_env([("NIFTYHOST_INFERENCE__OVERLAP".to_owned(), "0.5".to_owned())]);
+        let o = Overrides { cli: vec![cli("inference.overlap", "1.5")], ..env };
+        let err = load(Some(&path), &o).unwrap_err().to_string();
+        assert!(
+            err.contains("`inference.overlap` must be in [0, 1), got 1.5 (in --set inference.overlap=1.5)"),
+            "{err}"
+        );
     }
 }

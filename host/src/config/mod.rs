@@ -3,15 +3,21 @@
 //! ← command line, validated layer by layer so an error names the key and its origin.
 
 pub mod augmentation;
+mod choices;
 mod error;
 mod ini;
 mod keys;
 mod layers;
 mod settings;
 
+pub use choices::{
+    Blending, Distributed, EarlyStoppingMode, ForegroundType, InferencePrecision, LrSchedule, MixedPrecision, NormType,
+    OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype, Shard, WindowSampling,
+};
 pub use error::ConfigError;
 pub use keys::{KeySpec, INPUT_KEYS, KEYS};
 pub use layers::{load, parse_set, Overrides};
 pub use settings::{
-    AugmentationEntry, Evaluation, Inference, InputSection, Network, Segmentation, Settings, System, Training,
+    AugmentationEntry, Evaluation, Inconsistency, Inference, InputSection, Network, Segmentation, Settings, System,
+    Training,
 };

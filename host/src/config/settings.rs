@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ConfigError;
+use super::choices::{
+    axcodes_text, shard_text, Blending, Distributed, EarlyStoppingMode, ForegroundType, InferencePrecision, LrSchedule,
+    MixedPrecision, NormType, OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype, Shard,
+    WindowSampling,
+};
+use crate::preprocess::AxCodes;
 
 /// `[system]`: where and how to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,7 +25,7 @@ pub struct System {
     pub torch_threads: usize,
     pub dataset_split_file: PathBuf,
     pub cache_mb: u64,
-    pub distributed: String,
+    pub distributed: Distributed,
     pub comm_timeout_s: f64,
     pub bucket_mb: f64,
 }
@@ -35,7 +40,8 @@ pub struct InputSection {
     pub filename_removefromid: String,
     pub csv_file: String,
     pub pixdim: Vec<f64>,
-    pub axcodes: String,
+    #[serde(with = "axcodes_text")]
+    pub axcodes: Option<AxCodes>,
 }
 
 /// `[segmentation]`: which inputs are images and labels.
@@ -58,15 +64,15 @@ pub struct Network {
     pub spatial_window_size: Vec<usize>,
     pub whitening: bool,
     pub normalise_foreground_only: bool,
-    pub foreground_type: String,
+    pub foreground_type: ForegroundType,
     pub foreground_threshold: f64,
     pub normalisation: bool,
     pub histogram_ref_file: PathBuf,
-    pub norm_type: String,
+    pub norm_type: NormType,
     pub cutoff: Vec<f64>,
     pub volume_padding_size: Vec<usize>,
-    pub volume_padding_mode: String,
-    pub window_sampling: String,
+    pub volume_padding_mode: PaddingMode,
+    pub window_sampling: WindowSampling,
     #[serde(default)]
     pub params: Map<String, Value>,
 }
@@ -76,10 +82,10 @@ pub struct Network {
 #[serde(deny_unknown_fields)]
 pub struct Training {
     pub loss: String,
-    pub optimiser: String,
+    pub optimiser: OptimiserRule,
     pub lr: f64,
     pub momentum: f64,
-    pub lr_schedule: String,
+    pub lr_schedule: LrSchedule,
     pub lr_step_size: u64,
     pub lr_gamma: f64,
     pub lr_power: f64,
@@ -100,12 +106,12 @@ pub struct Training {
     pub k_folds: usize,
     pub fold: usize,
     pub log_every_n: u64,
-    pub mixed_precision: String,
+    pub mixed_precision: MixedPrecision,
     pub tensorboard_every_n: u64,
     pub validation_every_n: u64,
     pub validation_max_iter: u64,
     pub patience: usize,
-    pub early_stopping_mode: String,
+    pub early_stopping_mode: EarlyStoppingMode,
     #[serde(default)]
     pub loss_params: Map<String, Value>,
     pub augmentation: Vec<AugmentationEntry>,
@@ -155,23 +161,34 @@ pub struct Inference {
     pub batch_size: usize,
     pub output_dir: PathBuf,
     pub output_postfix: String,
-    pub blending: String,
+    pub blending: Blending,
     pub tta_mirror_axes: Vec<usize>,
     pub checkpoints: Vec<PathBuf>,
-    pub output_type: String,
+    pub output_type: OutputType,
     pub output_prob: bool,
-    pub probability_dtype: String,
+    pub probability_dtype: ProbabilityDtype,
     pub remove_small_components: Vec<u8>,
     pub min_component_mm3: f64,
     pub keep_largest_component: Vec<u8>,
     pub fill_holes: Vec<u8>,
     pub connectivity: u32,
-    pub shard: String,
-    pub precision: String,
+    #[serde(with = "shard_text")]
+    pub shard: Option<Shard>,
+    pub precision: InferencePrecision,
     pub channels_last: bool,
     pub workers: usize,
     pub crop_to_foreground: bool,
     pub foreground_margin: usize,
+}
+
+impl Inference {
+    /// The output `output_type`, `output_prob` and `probability_dtype` describe.
+    ///
+    /// # Errors
+    /// `output_prob = true` with `output_type = "logits"`.
+    pub fn output_kind(&self) -> Result<OutputKind, String> {
+        OutputKind::new(self.output_type, self.output_prob, self.probability_dtype)
+    }
 }
 
 /// `[evaluation]`.
@@ -203,215 +220,269 @@ pub struct Settings {
     pub evaluation: Evaluation,
 }
 
-fn window(key: &str, w: &[usize]) -> Result<[usize; 3], ConfigError> {
+/// A rule the merged configuration breaks: what is wrong, and the keys it is about (so
+/// the loader can name where they were set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inconsistency {
+    /// The dotted keys involved.
+    pub keys: Vec<String>,
+    /// What is wrong, naming the keys.
+    pub message: String,
+}
+
+/// `Err` of an [`Inconsistency`] about `keys`.
+pub(super) fn inconsistent<T>(keys: &[&str], message: impl Into<String>) -> Result<T, Inconsistency> {
+    Err(Inconsistency { keys: keys.iter().map(|k| (*k).to_owned()).collect(), message: message.into() })
+}
+
+/// Three positive sizes `(i, j, k)`.
+fn window(w: &[usize]) -> Option<[usize; 3]> {
     match w {
-        [i, j, k] if *i > 0 && *j > 0 && *k > 0 => Ok([*i, *j, *k]),
-        _ => Err(ConfigError::Invalid(format!("`{key}` must be three positive sizes (i, j, k), got {w:?}"))),
+        [i, j, k] if *i > 0 && *j > 0 && *k > 0 => Some([*i, *j, *k]),
+        _ => None,
     }
 }
 
 impl Settings {
-    /// Checks what single keys cannot: consistency between keys.
+    /// Checks the rules that single values cannot: consistency between keys, and the
+    /// ranges of numbers (names and the forms of shards and axis codes were checked
+    /// when the values were parsed).
     ///
     /// # Errors
     /// The first inconsistency, naming the keys.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        window("network.spatial_window_size", &self.network.spatial_window_size)?;
-        if !self.inference.spatial_window_size.is_empty() {
-            window("inference.spatial_window_size", &self.inference.spatial_window_size)?;
+    pub fn validate(&self) -> Result<(), Inconsistency> {
+        for (key, w) in [
+            ("network.spatial_window_size", &self.network.spatial_window_size),
+            ("inference.spatial_window_size", &self.inference.spatial_window_size),
+        ] {
+            let optional = key.starts_with("inference") && w.is_empty();
+            if !optional && window(w).is_none() {
+                return inconsistent(&[key], format!("`{key}` must be three positive sizes (i, j, k), got {w:?}"));
+            }
         }
         if self.segmentation.num_classes < 2 {
-            return invalid(format!(
-                "`segmentation.num_classes` must be at least 2, got {}",
-                self.segmentation.num_classes
-            ));
+            return inconsistent(
+                &["segmentation.num_classes"],
+                format!("`segmentation.num_classes` must be at least 2, got {}", self.segmentation.num_classes),
+            );
         }
         if self.system.devices.is_empty() {
-            return invalid("`system.devices` lists no device".into());
+            return inconsistent(&["system.devices"], "`system.devices` lists no device");
         }
         let gpus = self.system.num_gpus;
         if gpus > 0 && self.system.devices != ["cpu"] && self.system.devices != self.device_names() {
-            return invalid(format!(
-                "`system.num_gpus` = {gpus} and `system.devices` = {:?} disagree: set one of them",
-                self.system.devices
-            ));
-        }
-        if !crate::distributed::BACKENDS.contains(&self.system.distributed.as_str()) {
-            return invalid(format!(
-                "`system.distributed` must be one of {}, got \"{}\"",
-                crate::distributed::BACKENDS.join(", "),
-                self.system.distributed
-            ));
+            return inconsistent(
+                &["system.num_gpus", "system.devices"],
+                format!(
+                    "`system.num_gpus` = {gpus} and `system.devices` = {:?} disagree: set one of them",
+                    self.system.devices
+                ),
+            );
         }
         for (key, v) in
             [("system.comm_timeout_s", self.system.comm_timeout_s), ("system.bucket_mb", self.system.bucket_mb)]
         {
             if !(v > 0.0 && v.is_finite()) {
-                return invalid(format!("`{key}` must be a positive number, got {v}"));
+                return inconsistent(&[key], format!("`{key}` must be a positive number, got {v}"));
             }
-        }
-        if !["none", "fp16", "bf16"].contains(&self.training.mixed_precision.as_str()) {
-            return invalid(format!(
-                "`training.mixed_precision` must be none, fp16 or bf16, got \"{}\"",
-                self.training.mixed_precision
-            ));
         }
         for (key, v) in
             [("network.batch_size", self.network.batch_size), ("inference.batch_size", self.inference.batch_size)]
         {
             if v == 0 {
-                return invalid(format!("`{key}` must be positive"));
+                return inconsistent(&[key], format!("`{key}` must be positive"));
             }
         }
-        let window = self.inference_window();
-        let b = &self.inference.border;
-        if b.len() != 3 || (0..3).any(|a| 2 * b[a] >= window[a]) {
-            return invalid(format!(
-                "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, got {b:?}"
-            ));
-        }
-        if !(0.0..1.0).contains(&self.inference.overlap) {
-            return invalid(format!("`inference.overlap` must be in [0, 1), got {}", self.inference.overlap));
-        }
-        crate::engine::inference::InferenceOptions::from_settings(self)?;
-        if let Err(e) = crate::engine::inference::Shard::parse(&self.inference.shard) {
-            return invalid(format!("`inference.shard` (`--shard`): {e}"));
-        }
+        self.validate_inference()?;
         if self.training.save_every_n == 0 {
-            return invalid("`training.save_every_n` must be positive".into());
+            return inconsistent(&["training.save_every_n"], "`training.save_every_n` must be positive");
         }
         // Evaluating two folders needs no dataset.
         if self.evaluation.ref_dir.as_os_str().is_empty() {
             self.validate_inputs()?;
         }
+        self.validate_training()?;
+        self.validate_network()
+    }
+
+    /// The `[inference]` keys.
+    fn validate_inference(&self) -> Result<(), Inconsistency> {
+        let inf = &self.inference;
+        let window = self.inference_window();
+        let b = &inf.border;
+        if b.len() != 3 || (0..3).any(|a| 2 * b[a] >= window[a]) {
+            return inconsistent(
+                &["inference.border", "inference.spatial_window_size", "network.spatial_window_size"],
+                format!(
+                    "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, got {b:?}"
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&inf.overlap) {
+            return inconsistent(
+                &["inference.overlap"],
+                format!("`inference.overlap` must be in [0, 1), got {}", inf.overlap),
+            );
+        }
+        let axes = &inf.tta_mirror_axes;
+        if axes.iter().enumerate().any(|(n, a)| *a > 2 || axes[..n].contains(a)) {
+            return inconsistent(
+                &["inference.tta_mirror_axes"],
+                format!("`inference.tta_mirror_axes` must be distinct values in 0..=2 (i, j, k), got {axes:?}"),
+            );
+        }
+        let output = self.inference.output_kind();
+        let output = output.or_else(|m| inconsistent(&["inference.output_prob", "inference.output_type"], m))?;
+        if ![6, 18, 26].contains(&inf.connectivity) {
+            return inconsistent(
+                &["inference.connectivity"],
+                format!("`inference.connectivity` must be 6, 18 or 26, got {}", inf.connectivity),
+            );
+        }
+        if !(inf.min_component_mm3 >= 0.0 && inf.min_component_mm3.is_finite()) {
+            return inconsistent(
+                &["inference.min_component_mm3"],
+                format!("`inference.min_component_mm3` must be >= 0, got {}", inf.min_component_mm3),
+            );
+        }
+        let postprocessing = [
+            ("inference.keep_largest_component", &inf.keep_largest_component),
+            ("inference.remove_small_components", &inf.remove_small_components),
+            ("inference.fill_holes", &inf.fill_holes),
+        ];
+        if let Some((key, _)) = postprocessing.iter().find(|(_, labels)| !labels.is_empty()) {
+            if output != OutputKind::Labels {
+                return inconsistent(
+                    &[key, "inference.output_type", "inference.output_prob"],
+                    "postprocessing (keep_largest_component, remove_small_components, fill_holes) needs `inference.output_type = \"labels\"`",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[training]` keys.
+    fn validate_training(&self) -> Result<(), Inconsistency> {
         let t = &self.training;
         for (key, f) in [
             ("training.exclude_fraction_for_validation", t.exclude_fraction_for_validation),
             ("training.exclude_fraction_for_inference", t.exclude_fraction_for_inference),
         ] {
             if !(0.0..1.0).contains(&f) {
-                return invalid(format!("`{key}` must be in [0, 1), got {f}"));
+                return inconsistent(&[key], format!("`{key}` must be in [0, 1), got {f}"));
             }
         }
         if t.exclude_fraction_for_validation + t.exclude_fraction_for_inference >= 1.0 {
-            return invalid("the exclude fractions for validation and inference leave no TRAIN subject".into());
+            return inconsistent(
+                &["training.exclude_fraction_for_validation", "training.exclude_fraction_for_inference"],
+                "the exclude fractions for validation and inference leave no TRAIN subject",
+            );
         }
         if t.k_folds == 1 || (t.k_folds > 1 && t.fold >= t.k_folds) {
-            return invalid(format!(
-                "`training.fold` must be in 0..k_folds with k_folds >= 2, got fold {} of {}",
-                t.fold, t.k_folds
-            ));
+            return inconsistent(
+                &["training.fold", "training.k_folds"],
+                format!(
+                    "`training.fold` must be in 0..k_folds with k_folds >= 2, got fold {} of {}",
+                    t.fold, t.k_folds
+                ),
+            );
         }
         if t.sample_per_volume == 0 {
-            return invalid("`training.sample_per_volume` must be positive".into());
-        }
-        let sampling = self.network.window_sampling.as_str();
-        if !["uniform", "weighted", "balanced", "resize"].contains(&sampling) {
-            return invalid(format!(
-                "`network.window_sampling` must be uniform, weighted, balanced or resize, got \"{sampling}\""
-            ));
-        }
-        if sampling == "weighted" && !self.input.contains_key(&self.segmentation.sampler) {
-            return invalid(format!(
-                "`network.window_sampling = \"weighted\"` needs `segmentation.sampler` to name an input section of weight maps, got \"{}\"",
-                self.segmentation.sampler
-            ));
-        }
-        let n = &self.network;
-        if !["otsu", "mean", "threshold"].contains(&n.foreground_type.as_str()) {
-            return invalid(format!(
-                "`network.foreground_type` must be otsu, mean or threshold, got \"{}\"",
-                n.foreground_type
-            ));
-        }
-        if !["percentile", "quartile"].contains(&n.norm_type.as_str()) {
-            return invalid(format!("`network.norm_type` must be percentile or quartile, got \"{}\"", n.norm_type));
-        }
-        if !matches!(n.cutoff.as_slice(), [lo, hi] if 0.0 <= *lo && lo < hi && *hi <= 1.0) {
-            return invalid(format!("`network.cutoff` must be two fractions lo < hi in [0, 1], got {:?}", n.cutoff));
-        }
-        if n.volume_padding_size.len() != 3 || n.volume_padding_size.iter().any(|&p| p > 4096) {
-            return invalid(format!(
-                "`network.volume_padding_size` must be three sizes (i, j, k) up to 4096, got {:?}",
-                n.volume_padding_size
-            ));
-        }
-        if !["minimum", "constant", "edge", "symmetric", "reflect"].contains(&n.volume_padding_mode.as_str()) {
-            return invalid(format!(
-                "`network.volume_padding_mode` must be minimum, constant, edge, symmetric or reflect, got \"{}\"",
-                n.volume_padding_mode
-            ));
-        }
-        if let Err(e) = crate::engine::optim::Rule::parse(&self.training.optimiser) {
-            return invalid(format!("`training.optimiser`: {e}"));
+            return inconsistent(&["training.sample_per_volume"], "`training.sample_per_volume` must be positive");
         }
         for (key, pattern) in
             [("training.vars_to_restore", &t.vars_to_restore), ("training.vars_to_freeze", &t.vars_to_freeze)]
         {
             if let Err(e) = regex::Regex::new(pattern) {
-                return invalid(format!("`{key}` is not a regular expression: {e}"));
+                return inconsistent(&[key], format!("`{key}` is not a regular expression: {e}"));
             }
         }
         if !t.restore_from.as_os_str().is_empty() && t.starting_iter != 0 {
-            return invalid("`training.restore_from` starts a new run: it needs `training.starting_iter = 0`".into());
+            return inconsistent(
+                &["training.restore_from", "training.starting_iter"],
+                "`training.restore_from` starts a new run: it needs `training.starting_iter = 0`",
+            );
         }
-        if let Err(e) = crate::engine::validation::EarlyStopping::parse(&self.training.early_stopping_mode, 1) {
-            return invalid(format!("`training.early_stopping_mode`: {e}"));
+        super::augmentation::validate(t)
+    }
+
+    /// The `[network]` keys.
+    fn validate_network(&self) -> Result<(), Inconsistency> {
+        let n = &self.network;
+        if n.window_sampling == WindowSampling::Weighted && !self.input.contains_key(&self.segmentation.sampler) {
+            return inconsistent(
+                &["network.window_sampling", "segmentation.sampler"],
+                format!(
+                    "`network.window_sampling = \"weighted\"` needs `segmentation.sampler` to name an input section of weight maps, got \"{}\"",
+                    self.segmentation.sampler
+                ),
+            );
         }
-        super::augmentation::validate(t)?;
-        if !["constant", "step", "poly", "cosine"].contains(&self.training.lr_schedule.as_str()) {
-            return invalid(format!(
-                "`training.lr_schedule` must be constant, step, poly or cosine, got \"{}\"",
-                self.training.lr_schedule
-            ));
+        if !matches!(n.cutoff.as_slice(), [lo, hi] if 0.0 <= *lo && lo < hi && *hi <= 1.0) {
+            return inconsistent(
+                &["network.cutoff"],
+                format!("`network.cutoff` must be two fractions lo < hi in [0, 1], got {:?}", n.cutoff),
+            );
+        }
+        if n.volume_padding_size.len() != 3 || n.volume_padding_size.iter().any(|&p| p > 4096) {
+            return inconsistent(
+                &["network.volume_padding_size"],
+                format!(
+                    "`network.volume_padding_size` must be three sizes (i, j, k) up to 4096, got {:?}",
+                    n.volume_padding_size
+                ),
+            );
         }
         Ok(())
     }
 
     /// The input sections `[segmentation]` names: defined, on one grid.
-    fn validate_inputs(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        for name in self.segmentation.image.iter().chain([&self.segmentation.label]) {
-            if !self.input.contains_key(name) {
+    fn validate_inputs(&self) -> Result<(), Inconsistency> {
+        let used: Vec<&String> = self.segmentation.image.iter().chain([&self.segmentation.label]).collect();
+        for name in &used {
+            if !self.input.contains_key(*name) {
                 let have: Vec<&String> = self.input.keys().collect();
-                return invalid(format!(
-                    "`segmentation` names input section `{name}`, but the config defines only {have:?}"
-                ));
+                return inconsistent(
+                    &["segmentation.image", "segmentation.label"],
+                    format!("`segmentation` names input section `{name}`, but the config defines only {have:?}"),
+                );
             }
         }
-        let used: Vec<&String> = self.segmentation.image.iter().chain([&self.segmentation.label]).collect();
         for (key, differs) in [
             ("pixdim", used.windows(2).any(|w| self.input[w[0]].pixdim != self.input[w[1]].pixdim)),
             ("axcodes", used.windows(2).any(|w| self.input[w[0]].axcodes != self.input[w[1]].axcodes)),
         ] {
             if differs {
-                return invalid(format!(
-                    "input sections {used:?} must agree on `{key}` (images and labels share one grid)"
-                ));
+                let keys: Vec<String> = used.iter().map(|name| format!("input.{name}.{key}")).collect();
+                return Err(Inconsistency {
+                    keys,
+                    message: format!(
+                        "input sections {used:?} must agree on `{key}` (images and labels share one grid)"
+                    ),
+                });
             }
         }
-        let first = &self.input[&self.segmentation.image[0]];
-        if !first.pixdim.is_empty() && (first.pixdim.len() != 3 || first.pixdim.iter().any(|p| *p <= 0.0)) {
-            return invalid(format!("`pixdim` must be three positive voxel sizes in mm, got {:?}", first.pixdim));
-        }
-        if !first.axcodes.is_empty() && crate::preprocess::AxCodes::parse(&first.axcodes).is_err() {
-            return invalid(format!(
-                "`axcodes` must be three letters from L/R, A/P, S/I, one per axis, got \"{}\"",
-                first.axcodes
-            ));
+        let Some(name) = self.segmentation.image.first() else {
+            return inconsistent(&["segmentation.image"], "`segmentation.image` lists no input section");
+        };
+        let pixdim = &self.input[name].pixdim;
+        if !pixdim.is_empty() && (pixdim.len() != 3 || pixdim.iter().any(|p| *p <= 0.0)) {
+            return inconsistent(
+                &[&format!("input.{name}.pixdim")],
+                format!("`pixdim` must be three positive voxel sizes in mm, got {pixdim:?}"),
+            );
         }
         Ok(())
     }
 
     /// The training window `(i, j, k)`.
     pub fn train_window(&self) -> [usize; 3] {
-        window("", &self.network.spatial_window_size).unwrap_or([32, 32, 32])
+        window(&self.network.spatial_window_size).unwrap_or([32, 32, 32])
     }
 
     /// The inference window `(i, j, k)`: its own, else the training window.
     pub fn inference_window(&self) -> [usize; 3] {
-        window("", &self.inference.spatial_window_size).unwrap_or_else(|_| self.train_window())
+        window(&self.inference.spatial_window_size).unwrap_or_else(|| self.train_window())
     }
 
     /// The checkpoint folder of the run.
@@ -435,30 +506,6 @@ impl Settings {
             0 => self.system.devices.clone(),
             n => (0..n).map(|i| format!("cuda:{i}")).collect(),
         }
-    }
-
-    /// The optimiser the config describes.
-    pub fn optimiser(&self) -> crate::engine::optim::OptimiserConfig {
-        let t = &self.training;
-        crate::engine::optim::OptimiserConfig {
-            rule: crate::engine::optim::Rule::parse(&t.optimiser).unwrap_or(crate::engine::optim::Rule::Adam),
-            momentum: t.momentum,
-            weight_decay: t.weight_decay,
-            clip_grad_norm: t.clip_grad_norm,
-        }
-    }
-
-    /// The learning-rate schedule the config describes.
-    pub fn schedule(&self) -> crate::engine::optim::Schedule {
-        use crate::engine::optim::Decay;
-        let t = &self.training;
-        let decay = match t.lr_schedule.as_str() {
-            "step" => Decay::Step { size: t.lr_step_size, gamma: t.lr_gamma },
-            "poly" => Decay::Poly { power: t.lr_power },
-            "cosine" => Decay::Cosine,
-            _ => Decay::Constant,
-        };
-        crate::engine::optim::Schedule { base: t.lr, warmup: t.warmup_iters, max_iter: t.max_iter, decay }
     }
 
     /// The histogram landmarks file.

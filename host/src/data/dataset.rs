@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::prepare::{Geometry, Preparation};
-use crate::config::{InputSection, Settings};
+use crate::config::{InputSection, Settings, WindowSampling};
 use crate::io::{read_volume, IoError, Volume};
 
 /// Data that cannot be used; names the file, section or subject.
@@ -72,7 +72,7 @@ pub struct Needs {
 impl Needs {
     /// What training with `settings` needs.
     pub fn training(settings: &Settings) -> Needs {
-        Needs { labels: true, weights: settings.network.window_sampling == "weighted" }
+        Needs { labels: true, weights: settings.network.window_sampling == WindowSampling::Weighted }
     }
 }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::DataError;
-use crate::config::Settings;
+use crate::config::{ForegroundType, NormType, PaddingMode, Settings};
 use crate::io::Volume;
 use crate::preprocess::{
     crop, pad, pad_record, reorient, reoriented_grid, resample_to_grid, resampled_grid, AxCodes, Grid, HistogramConfig,
@@ -50,7 +50,7 @@ pub struct GeometryOptions {
     /// Voxels added on each side.
     pub padding: [usize; 3],
     /// How images are padded (`minimum` is a constant per channel).
-    pub padding_mode: String,
+    pub padding_mode: PaddingMode,
 }
 
 impl Geometry {
@@ -161,10 +161,10 @@ pub struct Preparation {
 
 fn foreground_rule(settings: &Settings) -> MaskRule {
     let n = &settings.network;
-    match n.foreground_type.as_str() {
-        "mean" => MaskRule::Mean,
-        "threshold" => MaskRule::Threshold(n.foreground_threshold as f32),
-        _ => MaskRule::Otsu,
+    match n.foreground_type {
+        ForegroundType::Mean => MaskRule::Mean,
+        ForegroundType::Threshold => MaskRule::Threshold(n.foreground_threshold as f32),
+        ForegroundType::Otsu => MaskRule::Otsu,
     }
 }
 
@@ -174,10 +174,10 @@ pub fn geometry_options(settings: &Settings) -> GeometryOptions {
     let p = &section.pixdim;
     let v = &settings.network.volume_padding_size;
     GeometryOptions {
-        axcodes: AxCodes::parse(&section.axcodes).ok(),
+        axcodes: section.axcodes,
         pixdim: (p.len() == 3).then(|| [p[0], p[1], p[2]]),
         padding: [v[0], v[1], v[2]],
-        padding_mode: settings.network.volume_padding_mode.clone(),
+        padding_mode: settings.network.volume_padding_mode,
     }
 }
 
@@ -227,10 +227,9 @@ impl Preparation {
                 HistogramModel::load(&path).map_err(|e| error(&path.display().to_string(), e))?
             } else {
                 let cutoff = [n.cutoff[0], n.cutoff[1]];
-                let config = if n.norm_type == "quartile" {
-                    HistogramConfig::quartiles(cutoff, [0.0, 100.0], foreground_rule(settings))
-                } else {
-                    HistogramConfig::deciles(cutoff, [0.0, 100.0], foreground_rule(settings))
+                let config = match n.norm_type {
+                    NormType::Quartile => HistogramConfig::quartiles(cutoff, [0.0, 100.0], foreground_rule(settings)),
+                    NormType::Percentile => HistogramConfig::deciles(cutoff, [0.0, 100.0], foreground_rule(settings)),
                 };
                 let images: Vec<(Vec<f32>, usize)> = train
                     .par_iter()
@@ -280,12 +279,14 @@ impl Preparation {
 
     /// The padding mode of images with `data` (`minimum` is each channel's minimum).
     fn image_padding(&self, data: &[f32]) -> PadMode {
-        match self.geometry.padding_mode.as_str() {
-            "edge" => PadMode::Edge,
-            "symmetric" => PadMode::Symmetric,
-            "reflect" => PadMode::Reflect,
-            "constant" => PadMode::Constant(0.0),
-            _ => PadMode::Constant(data.iter().copied().filter(|v| v.is_finite()).fold(f32::INFINITY, f32::min)),
+        match self.geometry.padding_mode {
+            PaddingMode::Edge => PadMode::Edge,
+            PaddingMode::Symmetric => PadMode::Symmetric,
+            PaddingMode::Reflect => PadMode::Reflect,
+            PaddingMode::Constant => PadMode::Constant(0.0),
+            PaddingMode::Minimum => {
+                PadMode::Constant(data.iter().copied().filter(|v| v.is_finite()).fold(f32::INFINITY, f32::min))
+            }
         }
     }
 

@@ -27,36 +27,8 @@ use super::cache::{CacheSize, VolumeCache};
 use super::dataset::Label;
 use super::window::extract;
 use super::{DataError, SubjectVolumes};
+use crate::config::WindowSampling;
 use crate::rng::Stream;
-
-/// How training windows are placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sampling {
-    /// Uniformly inside the volume.
-    Uniform,
-    /// Centres weighted by a map.
-    Weighted,
-    /// Centres balanced over label classes.
-    Balanced,
-    /// The whole volume, resized.
-    Resize,
-}
-
-impl Sampling {
-    /// Parses `network.window_sampling`.
-    ///
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(name: &str) -> Result<Sampling, String> {
-        match name {
-            "uniform" => Ok(Sampling::Uniform),
-            "weighted" => Ok(Sampling::Weighted),
-            "balanced" => Ok(Sampling::Balanced),
-            "resize" => Ok(Sampling::Resize),
-            other => Err(format!("unknown window sampling `{other}`: expected uniform, weighted, balanced or resize")),
-        }
-    }
-}
 
 /// Where window centres may be drawn, precomputed per subject.
 #[derive(Debug)]
@@ -82,12 +54,12 @@ impl Prepared {
     ///
     /// # Errors
     /// A volume too large for 32-bit voxel indices, or a missing label / weight map.
-    pub fn new(volumes: SubjectVolumes, sampling: Sampling, num_classes: usize) -> Result<Prepared, DataError> {
+    pub fn new(volumes: SubjectVolumes, sampling: WindowSampling, num_classes: usize) -> Result<Prepared, DataError> {
         let missing =
             |what: &str| DataError::Invalid(vec![format!("subject `{}` has no {what} for the sampler", volumes.id)]);
         let centres = match sampling {
-            Sampling::Uniform | Sampling::Resize => Centres::Anywhere,
-            Sampling::Balanced => {
+            WindowSampling::Uniform | WindowSampling::Resize => Centres::Anywhere,
+            WindowSampling::Balanced => {
                 let label = volumes.label.as_ref().ok_or_else(|| missing("label"))?;
                 if label.len() > u32::MAX as usize {
                     return Err(DataError::Invalid(vec![format!(
@@ -101,7 +73,7 @@ impl Prepared {
                 }
                 Centres::ByClass(by_class)
             }
-            Sampling::Weighted => {
+            WindowSampling::Weighted => {
                 let weights = volumes.weights.as_ref().ok_or_else(|| missing("weight map"))?;
                 let slice = volumes.dims[0] * volumes.dims[1];
                 Centres::WeightedSlices(weights.chunks(slice).map(|s| s.iter().map(|&w| w as f64).sum()).collect())
@@ -157,7 +129,7 @@ pub struct WindowSampler {
     batch_size: usize,
     seed: u64,
     sample_per_volume: u64,
-    sampling: Sampling,
+    sampling: WindowSampling,
     augment: Option<Arc<AugmentationChain>>,
     margin: [usize; 3],
     /// This process's share of each iteration's windows: `(rank, processes)`.
@@ -177,7 +149,7 @@ impl WindowSampler {
         batch_size: usize,
         seed: u64,
         sample_per_volume: u64,
-        sampling: Sampling,
+        sampling: WindowSampling,
     ) -> Self {
         WindowSampler {
             cache,
@@ -343,7 +315,7 @@ impl WindowSampler {
             batch.images.reserve(self.batch_size * v.channels * per);
             if let Some(chain) = &self.augment {
                 let (mut image, mut label) = (Vec::new(), Vec::new());
-                let margin = if self.sampling == Sampling::Resize {
+                let margin = if self.sampling == WindowSampling::Resize {
                     self.resized(v, &mut image, &mut label);
                     [0; 3]
                 } else {
@@ -359,7 +331,7 @@ impl WindowSampler {
                 self.augmented(chain, v, (&image, &label), margin, g, &mut batch.images, &mut batch.labels)?;
                 continue;
             }
-            if self.sampling == Sampling::Resize {
+            if self.sampling == WindowSampling::Resize {
                 self.resized(v, &mut batch.images, &mut batch.labels);
                 continue;
             }
@@ -378,12 +350,13 @@ impl WindowSampler {
 /// `system.cache_mb`.
 ///
 /// # Errors
-/// An unknown `network.window_sampling`.
+/// Learned preprocessing (histogram, label map) that cannot be loaded, or fitted from
+/// unreadable training files.
 pub fn training_sampler(
     settings: &crate::config::Settings,
     subjects: Vec<super::Subject>,
 ) -> Result<WindowSampler, DataError> {
-    let sampling = Sampling::parse(&settings.network.window_sampling).map_err(|e| DataError::Invalid(vec![e]))?;
+    let sampling = settings.network.window_sampling;
     let preparation = super::prepare::Preparation::learn_or_load(settings, &subjects)?;
     let options = super::LoadOptions::new(settings, preparation);
     let classes = settings.segmentation.num_classes;

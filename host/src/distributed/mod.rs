@@ -28,7 +28,7 @@ use tch::{Device, Kind, Tensor};
 
 pub use launch::{LaunchError, Launcher, World};
 
-use crate::config::Settings;
+use crate::config::{Distributed, Settings};
 
 /// A collective that failed.
 #[derive(Debug, thiserror::Error)]
@@ -178,19 +178,14 @@ impl Communicator for InProcess {
     }
 }
 
-/// The values of `system.distributed`.
-pub const BACKENDS: [&str; 4] = ["auto", "in-process", "mpi", "nccl"];
-
 /// The backend `system.distributed` names for this launch: `auto` picks in-process for a
 /// job of one process, NCCL when the replicas are GPUs, and MPI otherwise.
-pub fn choose_backend(configured: &str, world: &World, devices: &[Device]) -> &'static str {
+pub fn choose_backend(configured: Distributed, world: &World, devices: &[Device]) -> &'static str {
     match configured {
-        "in-process" => "in-process",
-        "mpi" => "mpi",
-        "nccl" => "nccl",
-        _ if world.size == 1 => "in-process",
-        _ if !devices.is_empty() && devices.iter().all(|d| matches!(d, Device::Cuda(_))) => "nccl",
-        _ => "mpi",
+        Distributed::InProcess | Distributed::Mpi | Distributed::Nccl => configured.name(),
+        Distributed::Auto if world.size == 1 => "in-process",
+        Distributed::Auto if !devices.is_empty() && devices.iter().all(|d| matches!(d, Device::Cuda(_))) => "nccl",
+        Distributed::Auto => "mpi",
     }
 }
 
@@ -202,7 +197,7 @@ pub fn choose_backend(configured: &str, world: &World, devices: &[Device]) -> &'
 /// start, or `in-process` under a launcher that started several processes.
 pub fn connect(settings: &Settings, world: World, devices: &[Device]) -> Result<Box<dyn Communicator>, CommError> {
     let timeout = Duration::from_secs_f64(settings.system.comm_timeout_s.max(0.001));
-    let backend = choose_backend(&settings.system.distributed, &world, devices);
+    let backend = choose_backend(settings.system.distributed, &world, devices);
     tracing::debug!(backend, rank = world.rank, size = world.size, launcher = %world.launcher, "connecting");
     match backend {
         "in-process" if world.size > 1 => Err(CommError::Backend {
@@ -285,11 +280,11 @@ mod tests {
     #[test]
     fn auto_picks_the_backend_from_the_launch_and_the_devices() {
         let two = World { launcher: Launcher::OpenMpi, rank: 0, size: 2, local_rank: 0, master: None };
-        assert_eq!(choose_backend("auto", &World::alone(), &[Device::Cuda(0)]), "in-process");
-        assert_eq!(choose_backend("auto", &two, &[Device::Cpu]), "mpi");
-        assert_eq!(choose_backend("auto", &two, &[Device::Cuda(0), Device::Cuda(1)]), "nccl");
-        assert_eq!(choose_backend("auto", &two, &[Device::Cuda(0), Device::Cpu]), "mpi");
-        assert_eq!(choose_backend("nccl", &World::alone(), &[Device::Cpu]), "nccl");
+        assert_eq!(choose_backend(Distributed::Auto, &World::alone(), &[Device::Cuda(0)]), "in-process");
+        assert_eq!(choose_backend(Distributed::Auto, &two, &[Device::Cpu]), "mpi");
+        assert_eq!(choose_backend(Distributed::Auto, &two, &[Device::Cuda(0), Device::Cuda(1)]), "nccl");
+        assert_eq!(choose_backend(Distributed::Auto, &two, &[Device::Cuda(0), Device::Cpu]), "mpi");
+        assert_eq!(choose_backend(Distributed::Nccl, &World::alone(), &[Device::Cpu]), "nccl");
     }
 
     #[test]

@@ -7,53 +7,16 @@ use std::f64::consts::PI;
 
 use tch::{Kind, Tensor};
 
-/// The update rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// Plain gradient descent.
-    Sgd,
-    /// Heavy-ball momentum: `v ← μv + g`, `p ← p − lr·v`.
-    Momentum,
-    /// Nesterov momentum: `v ← μv + g`, `p ← p − lr·(g + μv)`.
-    Nesterov,
-    /// Adam (Kingma & Ba 2015), bias-corrected, L2 weight decay added to the gradient.
-    Adam,
-    /// AdamW (Loshchilov & Hutter 2019): weight decay decoupled from the gradient.
-    AdamW,
-    /// Adagrad: `s ← s + g²`, `p ← p − lr·g/(√s + ε)`.
-    Adagrad,
-    /// RMSprop: `s ← ρs + (1−ρ)g²`, `p ← p − lr·g/(√s + ε)`, ρ = 0.99.
-    RmsProp,
-}
+use crate::config::{LrSchedule, OptimiserRule, Training};
 
-/// The names `training.optimiser` accepts.
-pub const OPTIMISERS: [&str; 7] = ["sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop"];
-
-impl Rule {
-    /// Parses `training.optimiser`.
-    ///
-    /// # Errors
-    /// A name not in [`OPTIMISERS`].
-    pub fn parse(name: &str) -> Result<Rule, String> {
-        Ok(match name {
-            "sgd" => Rule::Sgd,
-            "momentum" => Rule::Momentum,
-            "nesterov" => Rule::Nesterov,
-            "adam" => Rule::Adam,
-            "adamw" => Rule::AdamW,
-            "adagrad" => Rule::Adagrad,
-            "rmsprop" => Rule::RmsProp,
-            other => return Err(format!("unknown optimiser `{other}`: expected one of {OPTIMISERS:?}")),
-        })
-    }
-
+impl OptimiserRule {
     /// State tensors kept per parameter.
     fn slots(self) -> &'static [&'static str] {
         match self {
-            Rule::Sgd => &[],
-            Rule::Momentum | Rule::Nesterov => &["velocity"],
-            Rule::Adam | Rule::AdamW => &["m", "v"],
-            Rule::Adagrad | Rule::RmsProp => &["square_avg"],
+            OptimiserRule::Sgd => &[],
+            OptimiserRule::Momentum | OptimiserRule::Nesterov => &["velocity"],
+            OptimiserRule::Adam | OptimiserRule::AdamW => &["m", "v"],
+            OptimiserRule::Adagrad | OptimiserRule::RmsProp => &["square_avg"],
         }
     }
 }
@@ -62,13 +25,25 @@ impl Rule {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OptimiserConfig {
     /// The rule.
-    pub rule: Rule,
+    pub rule: OptimiserRule,
     /// Momentum coefficient μ (momentum, nesterov).
     pub momentum: f64,
     /// Weight decay (L2, decoupled for adamw).
     pub weight_decay: f64,
     /// Largest global gradient norm (0: no clipping).
     pub clip_grad_norm: f64,
+}
+
+impl OptimiserConfig {
+    /// The optimiser `[training]` describes.
+    pub fn from_training(t: &Training) -> OptimiserConfig {
+        OptimiserConfig {
+            rule: t.optimiser,
+            momentum: t.momentum,
+            weight_decay: t.weight_decay,
+            clip_grad_norm: t.clip_grad_norm,
+        }
+    }
 }
 
 /// An optimiser and its per-parameter state.
@@ -106,22 +81,22 @@ impl Optimiser {
             for (i, ((_, p), g)) in params.iter_mut().zip(grads).enumerate() {
                 let Some(g) = g else { continue };
                 let mut g = if scale < 1.0 { g * scale } else { g };
-                if c.weight_decay > 0.0 && c.rule != Rule::AdamW {
+                if c.weight_decay > 0.0 && c.rule != OptimiserRule::AdamW {
                     g += &*p * c.weight_decay;
                 }
                 let update = match c.rule {
-                    Rule::Sgd => g,
-                    Rule::Momentum | Rule::Nesterov => {
+                    OptimiserRule::Sgd => g,
+                    OptimiserRule::Momentum | OptimiserRule::Nesterov => {
                         let v = &mut self.slots[0][i];
                         let _ = v.g_mul_scalar_(c.momentum).g_add_(&g);
-                        if c.rule == Rule::Nesterov {
+                        if c.rule == OptimiserRule::Nesterov {
                             g + &*v * c.momentum
                         } else {
                             v.shallow_clone()
                         }
                     }
-                    Rule::Adam | Rule::AdamW => {
-                        if c.rule == Rule::AdamW && c.weight_decay > 0.0 {
+                    OptimiserRule::Adam | OptimiserRule::AdamW => {
+                        if c.rule == OptimiserRule::AdamW && c.weight_decay > 0.0 {
                             let _ = p.g_mul_scalar_(1.0 - lr * c.weight_decay);
                         }
                         let _ = self.slots[0][i].g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
@@ -130,12 +105,12 @@ impl Optimiser {
                         let v_hat = &self.slots[1][i] / (1.0 - b2.powi(t));
                         m_hat / (v_hat.sqrt() + 1e-8)
                     }
-                    Rule::Adagrad => {
+                    OptimiserRule::Adagrad => {
                         let s = &mut self.slots[0][i];
                         let _ = s.g_add_(&(&g * &g));
                         &g / (s.sqrt() + 1e-10)
                     }
-                    Rule::RmsProp => {
+                    OptimiserRule::RmsProp => {
                         let s = &mut self.slots[0][i];
                         let _ = s.g_mul_scalar_(RMS_RHO).g_add_(&(&g * &g * (1.0 - RMS_RHO)));
                         &g / (s.sqrt() + 1e-8)
@@ -221,6 +196,17 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The schedule `[training]` describes.
+    pub fn from_training(t: &Training) -> Schedule {
+        let decay = match t.lr_schedule {
+            LrSchedule::Constant => Decay::Constant,
+            LrSchedule::Step => Decay::Step { size: t.lr_step_size, gamma: t.lr_gamma },
+            LrSchedule::Poly => Decay::Poly { power: t.lr_power },
+            LrSchedule::Cosine => Decay::Cosine,
+        };
+        Schedule { base: t.lr, warmup: t.warmup_iters, max_iter: t.max_iter, decay }
+    }
+
     /// The rate of the step taken at (0-based) iteration `t`.
     pub fn lr(&self, t: u64) -> f64 {
         if t < self.warmup {
@@ -242,7 +228,7 @@ mod tests {
     use super::*;
     use tch::Device;
 
-    fn quadratic_descent(rule: Rule, lr: f64, steps: usize) -> f64 {
+    fn quadratic_descent(rule: OptimiserRule, lr: f64, steps: usize) -> f64 {
         // Minimise ½‖p − 3‖² from p = 0.
         let p = Tensor::zeros([4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let mut params = vec![("p".to_owned(), p)];
@@ -259,13 +245,13 @@ mod tests {
     #[test]
     fn every_rule_descends_a_quadratic() {
         for (rule, lr) in [
-            (Rule::Sgd, 0.1),
-            (Rule::Momentum, 0.05),
-            (Rule::Nesterov, 0.05),
-            (Rule::Adam, 0.1),
-            (Rule::AdamW, 0.1),
-            (Rule::Adagrad, 1.0),
-            (Rule::RmsProp, 0.05),
+            (OptimiserRule::Sgd, 0.1),
+            (OptimiserRule::Momentum, 0.05),
+            (OptimiserRule::Nesterov, 0.05),
+            (OptimiserRule::Adam, 0.1),
+            (OptimiserRule::AdamW, 0.1),
+            (OptimiserRule::Adagrad, 1.0),
+            (OptimiserRule::RmsProp, 0.05),
         ] {
             let error = quadratic_descent(rule, lr, 300);
             assert!(error < 0.05, "{rule:?} ends {error} from the minimum");
@@ -276,7 +262,8 @@ mod tests {
     fn sgd_and_momentum_follow_their_formulas() {
         let p = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
         let mut params = vec![("p".to_owned(), p)];
-        let cfg = OptimiserConfig { rule: Rule::Momentum, momentum: 0.5, weight_decay: 0.0, clip_grad_norm: 0.0 };
+        let cfg =
+            OptimiserConfig { rule: OptimiserRule::Momentum, momentum: 0.5, weight_decay: 0.0, clip_grad_norm: 0.0 };
         let mut opt = Optimiser::new(cfg, &params);
         for _ in 0..2 {
             (&params[0].1 * 2.0).sum(Kind::Float).backward(); // gradient 2
@@ -290,7 +277,7 @@ mod tests {
     fn clipping_bounds_the_update_and_reports_the_norm() {
         let p = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
         let mut params = vec![("p".to_owned(), p)];
-        let cfg = OptimiserConfig { rule: Rule::Sgd, momentum: 0.0, weight_decay: 0.0, clip_grad_norm: 1.0 };
+        let cfg = OptimiserConfig { rule: OptimiserRule::Sgd, momentum: 0.0, weight_decay: 0.0, clip_grad_norm: 1.0 };
         let mut opt = Optimiser::new(cfg, &params);
         (&params[0].1 * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float).backward();
         let norm = opt.step(&mut params, 1.0);
@@ -304,7 +291,8 @@ mod tests {
         let run = |restore: bool| {
             let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
             let mut params = vec![("w".to_owned(), p)];
-            let cfg = OptimiserConfig { rule: Rule::Adam, momentum: 0.0, weight_decay: 0.01, clip_grad_norm: 0.0 };
+            let cfg =
+                OptimiserConfig { rule: OptimiserRule::Adam, momentum: 0.0, weight_decay: 0.01, clip_grad_norm: 0.0 };
             let mut opt = Optimiser::new(cfg, &params);
             let step = |opt: &mut Optimiser, params: &mut Vec<(String, Tensor)>| {
                 params[0].1.square().sum(Kind::Float).backward();

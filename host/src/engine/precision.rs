@@ -5,33 +5,15 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-/// The arithmetic a replica's forward pass runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// fp32 everywhere.
-    Full,
-    /// fp16 autocast, with dynamic loss scaling.
-    Fp16,
-    /// bf16 autocast.
-    Bf16,
-}
+pub use crate::config::MixedPrecision;
 
-impl Precision {
-    /// Reads `training.mixed_precision` (validated before: none, fp16 or bf16).
-    pub fn parse(name: &str) -> Precision {
-        match name {
-            "fp16" => Precision::Fp16,
-            "bf16" => Precision::Bf16,
-            _ => Precision::Full,
-        }
-    }
-
+impl MixedPrecision {
     /// What `self` means on `devices`: autocast applies to CUDA devices only, so a run
     /// with a CPU device stays fp32 (and says so).
-    pub fn on(self, devices: &[Device]) -> Precision {
-        if self != Precision::Full && devices.iter().any(|d| !d.is_cuda()) {
+    pub fn on(self, devices: &[Device]) -> MixedPrecision {
+        if self != MixedPrecision::Full && devices.iter().any(|d| !d.is_cuda()) {
             tracing::warn!(precision = ?self, "mixed precision applies to CUDA devices: this run stays fp32");
-            return Precision::Full;
+            return MixedPrecision::Full;
         }
         self
     }
@@ -39,9 +21,9 @@ impl Precision {
     /// libtorch's `c10::ScalarType` code of the reduced type.
     fn scalar_type(self) -> Option<i8> {
         match self {
-            Precision::Full => None,
-            Precision::Fp16 => Some(5),
-            Precision::Bf16 => Some(15),
+            MixedPrecision::Full => None,
+            MixedPrecision::Fp16 => Some(5),
+            MixedPrecision::Bf16 => Some(15),
         }
     }
 
@@ -183,10 +165,10 @@ mod tests {
 
     #[test]
     fn cpu_devices_stay_fp32() {
-        assert_eq!(Precision::parse("bf16").on(&[Device::Cpu]), Precision::Full);
-        assert_eq!(Precision::parse("fp16").on(&[Device::Cuda(0), Device::Cpu]), Precision::Full);
-        assert_eq!(Precision::parse("bf16").on(&[Device::Cuda(0)]), Precision::Bf16);
-        assert!(Precision::Full.autocast(Device::Cuda(0)).is_none());
+        assert_eq!(MixedPrecision::Bf16.on(&[Device::Cpu]), MixedPrecision::Full);
+        assert_eq!(MixedPrecision::Fp16.on(&[Device::Cuda(0), Device::Cpu]), MixedPrecision::Full);
+        assert_eq!(MixedPrecision::Bf16.on(&[Device::Cuda(0)]), MixedPrecision::Bf16);
+        assert!(MixedPrecision::Full.autocast(Device::Cuda(0)).is_none());
     }
 
     #[test]
@@ -196,7 +178,7 @@ mod tests {
         let a = Tensor::ones([4, 8], (Kind::Float, Device::Cpu));
         let b = Tensor::ones([8, 2], (Kind::Float, Device::Cpu));
         {
-            let _guard = Precision::Bf16.autocast(Device::Cpu);
+            let _guard = MixedPrecision::Bf16.autocast(Device::Cpu);
             assert_eq!(a.matmul(&b).kind(), Kind::BFloat16);
         }
         assert_eq!(a.matmul(&b).kind(), Kind::Float);

@@ -17,7 +17,7 @@ use niftyhost_plugin_api::{LossBox, RTensor};
 use serde::Serialize;
 use tch::{Device, Tensor};
 
-use super::precision::Precision;
+use super::precision::MixedPrecision;
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::plugins::Registry;
@@ -27,7 +27,7 @@ pub struct Replicas {
     models: Vec<Model>,
     losses: Vec<LossBox>,
     devices: Vec<Device>,
-    precision: Precision,
+    precision: MixedPrecision,
 }
 
 /// One replica's part of a training step.
@@ -80,7 +80,7 @@ impl Replicas {
             models.push(Model::build(registry, settings, device)?);
             losses.push(registry.new_loss(&settings.training.loss, &loss_config)?);
         }
-        let precision = Precision::parse(&settings.training.mixed_precision).on(devices);
+        let precision = settings.training.mixed_precision.on(devices);
         let mut replicas = Replicas { models, losses, devices: devices.to_vec(), precision };
         replicas.broadcast();
         Ok(replicas)
@@ -92,7 +92,7 @@ impl Replicas {
     }
 
     /// The arithmetic the replicas' forward passes run in.
-    pub fn precision(&self) -> Precision {
+    pub fn precision(&self) -> MixedPrecision {
         self.precision
     }
 

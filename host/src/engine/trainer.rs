@@ -12,8 +12,8 @@ use niftyhost_plugin_api::ComponentKind;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
-use super::optim::Optimiser;
-use super::precision::{LossScaler, Precision};
+use super::optim::{Optimiser, OptimiserConfig, Schedule};
+use super::precision::{LossScaler, MixedPrecision};
 use super::replicas::Replicas;
 use super::validation::{validate, EarlyStopping, Validation};
 use super::{EngineError, Model};
@@ -274,13 +274,13 @@ fn train_with(
     if primary {
         comm.barrier()?;
     }
-    let early = EarlyStopping::parse(&t.early_stopping_mode, t.patience).map_err(EngineError::Other)?;
+    let early = EarlyStopping::new(t.early_stopping_mode, t.patience);
     let mut validations: Vec<Validation> = Vec::new();
     let mut stopped_early = None;
 
     let mut replicas = Replicas::build(registry, settings, devices)?;
     let model = replicas.primary();
-    let mut optimiser = Optimiser::new(settings.optimiser(), &model.params);
+    let mut optimiser = Optimiser::new(OptimiserConfig::from_training(t), &model.params);
     let (start, saved_scaler) = restore(settings, model, &mut optimiser)?;
     if start == 0 && !t.restore_from.as_os_str().is_empty() {
         let names = regex::Regex::new(&t.vars_to_restore).map_err(|e| EngineError::Other(e.to_string()))?;
@@ -300,7 +300,7 @@ fn train_with(
         let frozen = replicas.freeze(&names);
         tracing::info!(parameters = frozen, pattern = %t.vars_to_freeze, "parameters frozen");
     }
-    let schedule = settings.schedule();
+    let schedule = Schedule::from_training(t);
     let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
     tracing::info!(network = %name, parameters, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
     let gradient_buckets = Buckets::plan(&replicas.primary().params, (settings.system.bucket_mb * 1048576.0) as usize);
@@ -312,7 +312,7 @@ fn train_with(
         None
     };
 
-    let mut scaler = (replicas.precision() == Precision::Fp16).then(|| saved_scaler.unwrap_or_default());
+    let mut scaler = (replicas.precision() == MixedPrecision::Fp16).then(|| saved_scaler.unwrap_or_default());
     let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;

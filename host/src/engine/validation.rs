@@ -7,6 +7,7 @@ use tch::Kind;
 
 use super::replicas::Replicas;
 use super::EngineError;
+use crate::config::EarlyStoppingMode;
 use crate::data::{Loader, WindowSampler};
 use crate::metrics::confusion;
 
@@ -41,15 +42,11 @@ pub enum EarlyStopping {
 impl EarlyStopping {
     /// The rule `training.early_stopping_mode` and `training.patience` describe
     /// (`patience = 0`: off).
-    ///
-    /// # Errors
-    /// An unknown mode.
-    pub fn parse(mode: &str, patience: usize) -> Result<EarlyStopping, String> {
+    pub fn new(mode: EarlyStoppingMode, patience: usize) -> EarlyStopping {
         match (mode, patience) {
-            (_, 0) => Ok(EarlyStopping::Off),
-            ("mean", p) => Ok(EarlyStopping::Mean { patience: p }),
-            ("validation_up", p) => Ok(EarlyStopping::ValidationUp { patience: p }),
-            (other, _) => Err(format!("unknown early stopping mode `{other}`: expected mean or validation_up")),
+            (_, 0) => EarlyStopping::Off,
+            (EarlyStoppingMode::Mean, p) => EarlyStopping::Mean { patience: p },
+            (EarlyStoppingMode::ValidationUp, p) => EarlyStopping::ValidationUp { patience: p },
         }
     }
 
@@ -111,11 +108,11 @@ pub fn validate(
 
 #[cfg(test)]
 mod tests {
-    use super::EarlyStopping;
+    use super::{EarlyStopping, EarlyStoppingMode};
 
     #[test]
     fn mean_rule_stops_when_the_newest_loss_is_above_the_recent_mean() {
-        let rule = EarlyStopping::parse("mean", 3).unwrap();
+        let rule = EarlyStopping::new(EarlyStoppingMode::Mean, 3);
         assert!(!rule.should_stop(&[1.0, 0.9, 0.8]), "too few losses");
         assert!(!rule.should_stop(&[1.0, 0.9, 0.8, 0.7]));
         assert!(rule.should_stop(&[1.0, 0.5, 0.4, 0.8]), "0.8 > mean(1.0, 0.5, 0.4)");
@@ -123,11 +120,11 @@ mod tests {
 
     #[test]
     fn validation_up_stops_after_patience_increases_in_a_row() {
-        let rule = EarlyStopping::parse("validation_up", 2).unwrap();
+        let rule = EarlyStopping::new(EarlyStoppingMode::ValidationUp, 2);
         assert!(!rule.should_stop(&[0.5, 0.6]));
         assert!(!rule.should_stop(&[0.5, 0.6, 0.55]));
         assert!(rule.should_stop(&[0.5, 0.4, 0.6, 0.7]));
-        assert_eq!(EarlyStopping::parse("mean", 0).unwrap(), EarlyStopping::Off);
-        assert!(EarlyStopping::parse("median", 2).is_err());
+        assert_eq!(EarlyStopping::new(EarlyStoppingMode::Mean, 0), EarlyStopping::Off);
+        assert!("median".parse::<EarlyStoppingMode>().is_err());
     }
 }

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::config::Blending;
+
 /// The weight map of a window's kept region.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Blend {
@@ -24,18 +26,6 @@ pub enum Blend {
 pub const GAUSSIAN_FLOOR: f32 = 1e-4;
 
 impl Blend {
-    /// `constant` or `gaussian`.
-    ///
-    /// # Errors
-    /// Any other name, with the accepted ones.
-    pub fn parse(name: &str) -> Result<Blend, String> {
-        match name {
-            "constant" => Ok(Blend::Constant),
-            "gaussian" => Ok(Blend::Gaussian { sigma_scale: 0.125 }),
-            other => Err(format!("unknown blending \"{other}\": expected constant or gaussian")),
-        }
-    }
-
     /// The weights of a kept region of `size` `(i, j, k)`.
     ///
     /// # Shapes
@@ -68,6 +58,16 @@ impl Blend {
     }
 }
 
+impl From<Blending> for Blend {
+    /// `constant`, or `gaussian` with `σ = 1/8` of the kept size.
+    fn from(blending: Blending) -> Blend {
+        match blending {
+            Blending::Constant => Blend::Constant,
+            Blending::Gaussian => Blend::Gaussian { sigma_scale: 0.125 },
+        }
+    }
+}
+
 impl fmt::Display for Blend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -83,13 +83,13 @@ mod tests {
 
     #[test]
     fn gaussian_peaks_at_the_centre_and_is_symmetric() {
-        let w = Blend::parse("gaussian").unwrap().weights([5, 3, 1]);
+        let w = Blend::from(Blending::Gaussian).weights([5, 3, 1]);
         assert_eq!(w.len(), 15);
         assert_eq!(w[5 + 2], 1.0, "centre of the middle row");
         assert_eq!(w[5], w[5 + 4]);
         assert!(w[5] < w[5 + 1] && w[5 + 1] < w[5 + 2]);
         assert!(w.iter().all(|&v| v >= GAUSSIAN_FLOOR));
-        assert!(Blend::parse("cosine").is_err());
+        assert!("cosine".parse::<Blending>().is_err());
         assert!(Blend::Constant.weights([2, 2, 2]).iter().all(|&v| v == 1.0));
     }
 }

@@ -12,32 +12,16 @@ use niftyhost_plugin_api::sdk::channels_last_3d;
 use tch::{Device, Kind, Tensor};
 
 use super::super::Model;
+pub use crate::config::InferencePrecision;
 
-/// The arithmetic of the forward passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// float32.
-    Fp32,
-    /// bfloat16 parameters and activations (float32's range, 8 bits of mantissa).
-    Bf16,
-    /// bf16 when the network runs in it (`auto`), else float32: a network with an
-    /// operation libtorch lacks in bf16 on this device falls back on its first batch.
-    Bf16OrFp32,
-}
-
-impl Precision {
-    /// Parses `fp32`, `bf16` or `auto` (bf16 on a CPU with bf16 dot products, fp32
-    /// elsewhere) for `device`.
-    ///
-    /// # Errors
-    /// Any other name.
-    pub fn parse(name: &str, device: Device) -> Result<Precision, String> {
-        match name {
-            "fp32" => Ok(Precision::Fp32),
-            "bf16" => Ok(Precision::Bf16),
-            "auto" if device == Device::Cpu && cpu_has_bf16() => Ok(Precision::Bf16OrFp32),
-            "auto" => Ok(Precision::Fp32),
-            _ => Err(format!("expected fp32, bf16 or auto, got \"{name}\"")),
+impl InferencePrecision {
+    /// What `self` means on `device`: `auto` stays (bf16, or float32 when the network
+    /// fails in bf16 on its first batch) on a CPU with bf16 dot products, and is float32
+    /// elsewhere. Probes the CPU.
+    pub fn on(self, device: Device) -> InferencePrecision {
+        match self {
+            InferencePrecision::Auto if device != Device::Cpu || !cpu_has_bf16() => InferencePrecision::Fp32,
+            other => other,
         }
     }
 }
@@ -59,8 +43,9 @@ pub fn cpu_has_bf16() -> bool {
 /// Precision and layout of the forward passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compute {
-    /// The arithmetic.
-    pub precision: Precision,
+    /// The arithmetic, for the device ([`InferencePrecision::on`]): `Auto` here is bf16
+    /// with a fall-back to float32 should the network fail in it.
+    pub precision: InferencePrecision,
     /// Whether 5-D parameters and inputs are stored channels-last-3d.
     pub channels_last: bool,
 }
@@ -68,7 +53,7 @@ pub struct Compute {
 impl Default for Compute {
     /// float32 in libtorch's default layout: what training uses.
     fn default() -> Self {
-        Compute { precision: Precision::Fp32, channels_last: false }
+        Compute { precision: InferencePrecision::Fp32, channels_last: false }
     }
 }
 
@@ -96,7 +81,7 @@ impl Compute {
 
     fn convert(&self, t: &Tensor) -> Tensor {
         let t = match (self.precision, t.kind()) {
-            (Precision::Bf16 | Precision::Bf16OrFp32, Kind::Float | Kind::Double | Kind::Half) => {
+            (InferencePrecision::Bf16 | InferencePrecision::Auto, Kind::Float | Kind::Double | Kind::Half) => {
                 t.to_kind(Kind::BFloat16)
             }
             _ => t.shallow_clone(),
@@ -115,22 +100,23 @@ mod tests {
 
     #[test]
     fn parses_precisions_and_rejects_others() {
-        assert_eq!(Precision::parse("fp32", Device::Cpu), Ok(Precision::Fp32));
-        assert_eq!(Precision::parse("bf16", Device::Cpu), Ok(Precision::Bf16));
-        assert_eq!(Precision::parse("auto", Device::Cuda(0)), Ok(Precision::Fp32));
-        let auto = if cpu_has_bf16() { Precision::Bf16OrFp32 } else { Precision::Fp32 };
-        assert_eq!(Precision::parse("auto", Device::Cpu), Ok(auto));
-        assert!(Precision::parse("fp16", Device::Cpu).unwrap_err().contains("\"fp16\""));
+        let parse = |name: &str, device| name.parse::<InferencePrecision>().map(|p| p.on(device));
+        assert_eq!(parse("fp32", Device::Cpu), Ok(InferencePrecision::Fp32));
+        assert_eq!(parse("bf16", Device::Cpu), Ok(InferencePrecision::Bf16));
+        assert_eq!(parse("auto", Device::Cuda(0)), Ok(InferencePrecision::Fp32));
+        let auto = if cpu_has_bf16() { InferencePrecision::Auto } else { InferencePrecision::Fp32 };
+        assert_eq!(parse("auto", Device::Cpu), Ok(auto));
+        assert!(parse("fp16", Device::Cpu).unwrap_err().contains("\"fp16\""));
     }
 
     #[test]
     fn converted_inputs_keep_their_values_and_shape() {
         let x = Tensor::randn([2, 3, 4, 5, 6], (Kind::Float, Device::Cpu));
-        let cl = Compute { precision: Precision::Fp32, channels_last: true }.prepare_input(&x);
+        let cl = Compute { precision: InferencePrecision::Fp32, channels_last: true }.prepare_input(&x);
         assert_eq!(cl.size(), x.size());
         assert_eq!(cl.stride(), vec![360, 1, 90, 18, 3]);
         assert!(cl.equal(&x));
-        let bf = Compute { precision: Precision::Bf16, channels_last: false }.prepare_input(&x);
+        let bf = Compute { precision: InferencePrecision::Bf16, channels_last: false }.prepare_input(&x);
         assert_eq!(bf.kind(), Kind::BFloat16);
         assert!(bf.to_kind(Kind::Float).allclose(&x, 1e-2, 1e-2, false));
     }

@@ -26,7 +26,7 @@ use tch::Device;
 
 pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
-pub use self::compute::{Compute, Precision};
+pub use self::compute::{Compute, InferencePrecision};
 pub use self::foreground::Region;
 pub use self::output::OutputKind;
 use self::pipeline::{Batches, Blender};
@@ -89,19 +89,18 @@ pub struct InferenceOptions {
 }
 
 impl InferenceOptions {
-    /// Reads and checks the `[inference]` keys.
+    /// Reads the `[inference]` keys (checked when the configuration loaded), for the
+    /// device the job runs on: `inference.precision = "auto"` probes the CPU here.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the key.
+    /// [`ConfigError::Invalid`] for settings that skipped [`Settings::validate`]: an
+    /// output that contradicts `output_prob`, a connectivity other than 6, 18 or 26.
     pub fn from_settings(s: &Settings) -> Result<InferenceOptions, ConfigError> {
         let inf = &s.inference;
         let invalid = |m: String| ConfigError::Invalid(m);
-        // `auto` depends on the device (inference runs on one; a bad name is reported
-        // where it is opened).
+        // Inference runs on one device.
         let on_cpu = s.device_names().iter().all(|d| d == "cpu");
         let device = if on_cpu { Device::Cpu } else { Device::Cuda(0) };
-        let precision =
-            Precision::parse(&inf.precision, device).map_err(|e| invalid(format!("`inference.precision`: {e}")))?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let threads = if s.system.torch_threads > 0 { s.system.torch_threads } else { cores };
         let workers = match inf.workers {
@@ -109,15 +108,10 @@ impl InferenceOptions {
             0 => 1,
             n => n,
         };
-        let blend = Blend::parse(&inf.blending).map_err(|e| invalid(format!("`inference.blending`: {e}")))?;
-        mirrorings(&inf.tta_mirror_axes).map_err(|e| invalid(format!("`inference.tta_mirror_axes`: {e}")))?;
-        let output = OutputKind::parse(&inf.output_type, inf.output_prob, &inf.probability_dtype).map_err(invalid)?;
+        let output = inf.output_kind().map_err(invalid)?;
         let connectivity = Connectivity::from_neighbours(inf.connectivity).ok_or_else(|| {
             invalid(format!("`inference.connectivity` must be 6, 18 or 26, got {}", inf.connectivity))
         })?;
-        if !(inf.min_component_mm3 >= 0.0 && inf.min_component_mm3.is_finite()) {
-            return Err(invalid(format!("`inference.min_component_mm3` must be >= 0, got {}", inf.min_component_mm3)));
-        }
         let postprocess = Postprocess {
             remove_small: inf.remove_small_components.clone(),
             min_volume_mm3: inf.min_component_mm3,
@@ -125,12 +119,6 @@ impl InferenceOptions {
             fill_holes: inf.fill_holes.clone(),
             connectivity,
         };
-        if !postprocess.is_empty() && output != OutputKind::Labels {
-            return Err(invalid(
-                "postprocessing (keep_largest_component, remove_small_components, fill_holes) needs `inference.output_type = \"labels\"`"
-                    .into(),
-            ));
-        }
         let b = &inf.border;
         Ok(InferenceOptions {
             tiling: Tiling {
@@ -143,13 +131,13 @@ impl InferenceOptions {
                 overlap: inf.overlap,
                 batch_size: inf.batch_size.max(1),
             },
-            blend,
+            blend: Blend::from(inf.blending),
             mirror_axes: inf.tta_mirror_axes.clone(),
             output,
             postprocess,
             num_classes: s.segmentation.num_classes,
             // Measured on the CPU only (oneDNN); GPUs keep libtorch's default layout.
-            compute: Compute { precision, channels_last: inf.channels_last && on_cpu },
+            compute: Compute { precision: inf.precision.on(device), channels_last: inf.channels_last && on_cpu },
             workers,
             worker_threads: (threads / workers).max(1),
             // Logits have no value that means "background": they run every window.
@@ -419,11 +407,9 @@ pub fn infer_files(
 /// any), or those of shard `inference.shard`, and writes `<id><postfix>.nii.gz`.
 ///
 /// # Errors
-/// A bad `inference.shard`, bad data, no checkpoint, a plugin failure, or an unwritable
-/// output.
+/// Bad data, no checkpoint, a plugin failure, or an unwritable output.
 pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
-    let shard = Shard::parse(&settings.inference.shard)
-        .map_err(|e| ConfigError::Invalid(format!("`inference.shard` (`--shard`): {e}")))?;
+    let shard = settings.inference.shard.unwrap_or(Shard::ALL);
     let device = crate::torch::single_device(&settings.device_names())?;
     let options = InferenceOptions::from_settings(settings)?;
     let mut predictor = predictor(settings, registry, device)?;

@@ -7,53 +7,13 @@ use std::path::Path;
 use super::super::EngineError;
 use super::aggregate::{Aggregated, Store};
 use super::postprocess::Postprocess;
+pub use crate::config::OutputKind;
 use crate::data::prepare::Geometry;
 use crate::io::nifti::{write_image, WriteOptions};
 use crate::io::{write_labels, Volume};
 use crate::preprocess::{crop, resample_to_grid, Interp, LabelMap};
 
-/// The kind of output volume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
-    /// One label value per voxel (uint8).
-    Labels,
-    /// Class probabilities as a 4D image of `K` volumes: float32, or uint8 with
-    /// `scl_slope = 1/255` when `quantised`.
-    Probabilities {
-        /// uint8 storage.
-        quantised: bool,
-    },
-    /// Network outputs before the softmax, float32, 4D.
-    Logits,
-}
-
 impl OutputKind {
-    /// From `inference.output_type` (`labels`, `probabilities`, `logits`), NiftyNet's
-    /// `output_prob` (true = probabilities) and `inference.probability_dtype`.
-    ///
-    /// # Errors
-    /// An unknown name or dtype.
-    pub fn parse(output: &str, output_prob: bool, dtype: &str) -> Result<OutputKind, String> {
-        let quantised = match dtype {
-            "float32" => false,
-            "uint8" => true,
-            other => return Err(format!("`inference.probability_dtype` must be float32 or uint8, got \"{other}\"")),
-        };
-        match (output, output_prob) {
-            ("labels", false) => Ok(OutputKind::Labels),
-            ("labels" | "probabilities", true) | ("probabilities", false) => {
-                Ok(OutputKind::Probabilities { quantised })
-            }
-            ("logits", false) => Ok(OutputKind::Logits),
-            ("logits", true) => {
-                Err("`inference.output_prob = true` contradicts `inference.output_type = \"logits\"`".into())
-            }
-            (other, _) => {
-                Err(format!("`inference.output_type` must be labels, probabilities or logits, got \"{other}\""))
-            }
-        }
-    }
-
     /// What the aggregator keeps for this output on `geometry`: labels directly when
     /// nothing is resampled (cropping and reorienting commute with the arg-max),
     /// quantised probabilities when labels need resampling.

@@ -3,49 +3,14 @@
 //! sorted by id and dealt round robin (position `% n == i`), which spreads large and
 //! small subjects evenly; every shard writes only its own subjects' files.
 
-use std::fmt;
-
 use crate::config::ConfigError;
-
-/// Shard `index` of `count` (`0 <= index < count`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// Which shard, from 0.
-    pub index: usize,
-    /// How many shards.
-    pub count: usize,
-}
+pub use crate::config::Shard;
 
 /// The Slurm job-array variables a shard is read from, in the order they are consulted.
 pub const SLURM_VARIABLES: [&str; 4] =
     ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX"];
 
 impl Shard {
-    /// Every subject: shard 0 of 1.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// Parses `"i/n"`; the empty string is [`Shard::ALL`].
-    ///
-    /// # Errors
-    /// Text that is not `i/n` with `0 <= i < n`, as a message naming what was expected.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(Shard::ALL);
-        }
-        let expected = || format!("expected \"i/n\" with 0 <= i < n (e.g. \"0/4\"), got \"{text}\"");
-        let (i, n) = text.split_once('/').ok_or_else(expected)?;
-        let (Ok(index), Ok(count)) = (i.trim().parse::<usize>(), n.trim().parse::<usize>()) else {
-            return Err(expected());
-        };
-        Shard::new(index, count).ok_or_else(expected)
-    }
-
-    /// Shard `index` of `count`, if `index < count`.
-    pub fn new(index: usize, count: usize) -> Option<Shard> {
-        (index < count).then_some(Shard { index, count })
-    }
-
     /// The shard of a Slurm job-array task, from `lookup` (the environment): index
     /// `SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN` (MIN is 0 when unset), count
     /// `SLURM_ARRAY_TASK_COUNT`, else `SLURM_ARRAY_TASK_MAX - SLURM_ARRAY_TASK_MIN + 1`.
@@ -116,12 +81,6 @@ impl Shard {
     }
 }
 
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,17 +88,6 @@ mod tests {
     fn slurm(vars: &[(&str, &str)]) -> Result<Option<Shard>, ConfigError> {
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Shard::from_slurm(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-    }
-
-    #[test]
-    fn parses_i_of_n_and_rejects_the_rest() {
-        assert_eq!(Shard::parse(""), Ok(Shard::ALL));
-        assert_eq!(Shard::parse("1/3"), Ok(Shard { index: 1, count: 3 }));
-        assert_eq!(Shard::parse(" 0 / 1 "), Ok(Shard::ALL));
-        for bad in ["2/2", "x", "1", "0/0", "-1/2", "1/2/3", "a/b"] {
-            let err = Shard::parse(bad).unwrap_err();
-            assert!(err.contains("0 <= i < n") && err.contains(bad), "{bad}: {err}");
-        }
     }
 
     #[test]

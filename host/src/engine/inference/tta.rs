@@ -4,7 +4,7 @@
 use tch::{Kind, Tensor};
 
 use super::super::{EngineError, Model};
-use super::compute::{Compute, Precision};
+use super::compute::{Compute, InferencePrecision};
 
 /// The mirrorings of test-time augmentation: every subset of `axes` (`0 = i`, `1 = j`,
 /// `2 = k`), the identity first, as tensor dimensions of `[N, C, D, H, W]`.
@@ -43,7 +43,7 @@ pub struct Predictor {
     pub helpers: Vec<Predictor>,
     /// libtorch intra-op threads of each worker when there are helpers.
     pub worker_threads: usize,
-    /// With [`Precision::Bf16OrFp32`], float32 copies of every model's parameters and
+    /// With [`InferencePrecision::Auto`], float32 copies of every model's parameters and
     /// buffers until a first batch has run in bf16.
     fp32_copies: Option<Vec<Vec<Tensor>>>,
 }
@@ -51,7 +51,7 @@ pub struct Predictor {
 impl Predictor {
     /// A predictor whose models are converted to `compute`'s precision and layout.
     pub fn new(mut models: Vec<Model>, mirrorings: Vec<Vec<i64>>, logits: bool, compute: Compute) -> Predictor {
-        let fp32_copies = (compute.precision == Precision::Bf16OrFp32)
+        let fp32_copies = (compute.precision == InferencePrecision::Auto)
             .then(|| models.iter().map(|m| m.state().map(|(_, t)| t.detach().copy()).collect()).collect());
         for m in &mut models {
             compute.prepare_model(m);
@@ -67,7 +67,7 @@ impl Predictor {
                 tch::no_grad(|| t.set_data(&copy));
             }
         }
-        self.compute.precision = Precision::Fp32;
+        self.compute.precision = InferencePrecision::Fp32;
         for m in &mut self.models {
             self.compute.prepare_model(m);
         }
@@ -129,11 +129,11 @@ impl Predictor {
                 let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
                 let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
                     context: match self.compute.precision {
-                        Precision::Bf16 | Precision::Bf16OrFp32 => format!(
+                        InferencePrecision::Bf16 | InferencePrecision::Auto => format!(
                             "network `{}` forward in bf16 (`inference.precision = \"fp32\"` runs it in float32)",
                             model.name
                         ),
-                        Precision::Fp32 => format!("network `{}` forward", model.name),
+                        InferencePrecision::Fp32 => format!("network `{}` forward", model.name),
                     },
                     error,
                 })?;
