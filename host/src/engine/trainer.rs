@@ -15,7 +15,7 @@ use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::Optimiser;
 use super::precision::{LossScaler, Precision};
 use super::replicas::Replicas;
-use super::validation::{validate, EarlyStopping, Validation};
+use super::validation::{validate, EarlyStopping};
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
@@ -24,7 +24,8 @@ use crate::distributed::buckets::{self, Buckets};
 use crate::distributed::overlap::Overlap;
 use crate::distributed::{self, Communicator};
 use crate::plugins::Registry;
-use crate::runlog::{RunLog, StepRecord};
+use crate::runlog::records::{StepRecord, Validation};
+use crate::runlog::RunLog;
 use crate::telemetry::Progress;
 
 /// What a finished training run reports.
