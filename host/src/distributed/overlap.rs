@@ -6,10 +6,14 @@
 //!
 //! Used when a process has one replica, as DDP does; with several local replicas their
 //! gradients are summed first and [`super::buckets::Buckets::all_reduce_mean`] follows.
+//!
+//! The hooks are registered through a small C++ shim (`grad_hooks.cpp`). Each hook owns a
+//! reference to the state it reports into, so that state lives as long as any hook can
+//! call it; dropping the [`Overlap`] removes its hooks.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_uint, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tch::Tensor;
 
@@ -21,8 +25,11 @@ extern "C" {
         param: *mut torch_sys::C_tensor,
         ready: extern "C" fn(*mut c_void, usize, *mut torch_sys::C_tensor),
         context: *mut c_void,
+        release: extern "C" fn(*mut c_void),
         index: usize,
+        position: *mut c_uint,
     ) -> c_int;
+    fn nh_remove_grad_hook(param: *mut torch_sys::C_tensor, position: c_uint) -> c_int;
 }
 
 /// One step's state, shared with the hooks.
@@ -34,16 +41,42 @@ struct Step {
     grads: Vec<Vec<Option<Tensor>>>,
     missing: Vec<usize>,
     flats: Vec<Option<Tensor>>,
-    /// The communicator, while a backward pass runs (see [`Overlap::backward`]).
+    /// The communicator, while a backward pass runs (see [`CommLease`]).
     comm: Option<*mut dyn Communicator>,
     error: Option<CommError>,
 }
 
 // SAFETY: the raw communicator pointer is only set, and only dereferenced, while the
-// thread that owns the communicator is blocked in `Overlap::backward`.
+// thread that owns the communicator is blocked in `Overlap::backward` (a `CommLease`),
+// and always under the mutex.
 unsafe impl Send for Step {}
 
 impl Step {
+    /// The state of `buckets` over `params`, ready for a first pass.
+    fn new(params: &[(String, Tensor)], buckets: &Buckets) -> Step {
+        let groups = buckets.groups().to_vec();
+        let mut place = vec![None; params.len()];
+        for (b, g) in groups.iter().enumerate() {
+            for (slot, &i) in g.iter().enumerate() {
+                place[i] = Some((b, slot));
+            }
+        }
+        let numels = groups.iter().map(|g| g.iter().map(|&i| params[i].1.numel() as i64).collect()).collect();
+        let mut step = Step {
+            grads: Vec::new(),
+            groups,
+            place,
+            numels,
+            missing: Vec::new(),
+            flats: Vec::new(),
+            comm: None,
+            error: None,
+        };
+        step.reset();
+        step
+    }
+
+    /// Clears what the last pass left, for the next one.
     fn reset(&mut self) {
         self.grads = self.groups.iter().map(|g| g.iter().map(|_| None).collect()).collect();
         self.missing = self.groups.iter().map(Vec::len).collect();
@@ -77,17 +110,22 @@ impl Step {
     }
 }
 
-/// The hooks and buckets of one replica's parameters.
+/// The hooks and buckets of one replica's parameters. Dropping it removes the hooks.
 pub struct Overlap {
-    // Boxed: the hooks hold its address for the life of the parameters.
-    step: Box<Mutex<Step>>,
+    /// The state the hooks report into; every hook holds a reference of its own.
+    step: Arc<Mutex<Step>>,
+    /// Each hooked parameter (a shallow copy: the same tensor) and its hook's position.
+    hooks: Vec<(Tensor, c_uint)>,
 }
 
+/// The hooks' entry point: `context` is a reference to the `Mutex<Step>` that the
+/// calling hook owns (see [`Overlap::hook`]).
 extern "C" fn gradient_ready(context: *mut c_void, index: usize, grad: *mut torch_sys::C_tensor) {
     // No panic may unwind into libtorch.
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `context` is the `Mutex<Step>` of a live `Overlap`; `grad` is a tensor
-        // libtorch owns for the duration of the call, which this shallow copy retains.
+        // SAFETY: `context` came from `Arc::into_raw` and the hook calling us holds that
+        // reference until it is destroyed; `grad` is a tensor libtorch owns for the
+        // duration of the call, which this shallow copy retains.
         let (step, grad) = unsafe { (&*(context as *const Mutex<Step>), Tensor::clone_from_ptr(grad)) };
         if let Ok(mut step) = step.lock() {
             step.gradient_ready(index, grad);
@@ -95,49 +133,62 @@ extern "C" fn gradient_ready(context: *mut c_void, index: usize, grad: *mut torc
     }));
 }
 
-impl Overlap {
-    /// Hooks every trainable parameter of `params` into buckets of `buckets`.
-    ///
-    /// The returned value must outlive every backward pass through `params`: the hooks
-    /// stay registered, and call into it, for as long as the parameters live.
-    ///
-    /// # Errors
-    /// libtorch refusing a hook.
-    pub fn hook(params: &mut [(String, Tensor)], buckets: &Buckets) -> Result<Overlap, CommError> {
-        let groups = buckets.groups().to_vec();
-        let mut place = vec![None; params.len()];
-        for (b, g) in groups.iter().enumerate() {
-            for (slot, &i) in g.iter().enumerate() {
-                place[i] = Some((b, slot));
+/// Gives back a hook's reference to its state, when libtorch destroys the hook.
+extern "C" fn release(context: *mut c_void) {
+    let _ = catch_unwind(|| {
+        // SAFETY: `context` is the reference `Arc::into_raw` made for this hook, given
+        // back exactly once, by the hook's destructor.
+        drop(unsafe { Arc::from_raw(context as *const Mutex<Step>) });
+    });
+}
+
+impl Drop for Overlap {
+    /// Removes the hooks; their references to the state go with them.
+    fn drop(&mut self) {
+        for (param, position) in &mut self.hooks {
+            // SAFETY: `param` is a live tensor and `position` the one its registration
+            // returned; each hook is removed once.
+            if unsafe { nh_remove_grad_hook(param.as_mut_ptr(), *position) } != 0 {
+                tracing::warn!(position = *position, "libtorch refused to remove a gradient hook");
             }
         }
-        let numels = groups.iter().map(|g| g.iter().map(|&i| params[i].1.numel() as i64).collect()).collect();
-        let mut step = Step {
-            grads: Vec::new(),
-            groups,
-            place,
-            numels,
-            missing: Vec::new(),
-            flats: Vec::new(),
-            comm: None,
-            error: None,
-        };
-        step.reset();
-        let step = Box::new(Mutex::new(step));
-        let context = &*step as *const Mutex<Step> as *mut c_void;
-        let hooked: Vec<usize> = step.lock().map(|s| s.groups.concat()).unwrap_or_default();
+    }
+}
+
+impl Overlap {
+    /// Hooks every trainable parameter of `params` into buckets of `buckets`. The hooks
+    /// stay until the returned value drops; a registration that fails part-way removes
+    /// the hooks it had registered.
+    ///
+    /// # Errors
+    /// libtorch refusing a hook (a parameter that does not require gradients).
+    pub fn hook(params: &mut [(String, Tensor)], buckets: &Buckets) -> Result<Overlap, CommError> {
+        Overlap::hook_into(Arc::new(Mutex::new(Step::new(params, buckets))), params)
+    }
+
+    /// Registers the hooks of `step`'s buckets on `params`, one by one, into an
+    /// `Overlap` that removes them when dropped, on the error path included.
+    fn hook_into(step: Arc<Mutex<Step>>, params: &mut [(String, Tensor)]) -> Result<Overlap, CommError> {
+        let hooked: Vec<usize> = step.lock().unwrap_or_else(PoisonError::into_inner).groups.concat();
+        let mut overlap = Overlap { step, hooks: Vec::with_capacity(hooked.len()) };
         for i in hooked {
             let (name, p) = &mut params[i];
-            // SAFETY: `p` is a live tensor; `context` outlives the hooks (see above).
-            let code = unsafe { nh_register_grad_hook(p.as_mut_ptr(), gradient_ready, context, i) };
+            let context = Arc::into_raw(Arc::clone(&overlap.step)) as *mut c_void;
+            let mut position: c_uint = 0;
+            // SAFETY: `p` is a live tensor and `position` a place to write to; the hook
+            // takes over the reference `context` holds, and gives it back through
+            // `release`, also when registering fails.
+            let code =
+                unsafe { nh_register_grad_hook(p.as_mut_ptr(), gradient_ready, context, release, i, &mut position) };
             if code != 0 {
                 return Err(CommError::Backend {
                     backend: "overlap",
                     message: format!("libtorch refused a gradient hook on parameter `{name}`"),
                 });
             }
+            overlap.hooks.push((p.shallow_clone(), position));
         }
-        Ok(Overlap { step })
+        Ok(overlap)
     }
 
     /// Runs `backward` (a forward and backward pass through the hooked parameters) with
@@ -151,20 +202,11 @@ impl Overlap {
         comm: &mut dyn Communicator,
         backward: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
-        {
-            let mut step = self.step.lock().map_err(|_| poisoned())?;
-            step.reset();
-            let raw: *mut (dyn Communicator + '_) = comm;
-            // SAFETY: only the lifetime is erased, for storage; the pointer is cleared
-            // below, before `comm`'s borrow ends, and the hooks use it only while this
-            // thread waits in `backward()`.
-            step.comm =
-                Some(unsafe { std::mem::transmute::<*mut (dyn Communicator + '_), *mut dyn Communicator>(raw) });
-        }
+        let lease = CommLease::lend(&self.step, comm)?;
         let outcome = backward();
-        let mut step = self.step.lock().map_err(|_| poisoned())?;
-        step.comm = None;
+        lease.end();
         let value = outcome?;
+        let mut step = self.step.lock().map_err(|_| poisoned())?;
         match step.error.take() {
             Some(e) => Err(e.into()),
             None => Ok(value),
@@ -189,6 +231,38 @@ impl Overlap {
         write_means(&step.groups, &flats, params, comm.world().size);
         step.reset();
         Ok(())
+    }
+}
+
+/// The communicator lent to the hooks for one backward pass: the pointer in
+/// [`Step::comm`] is cleared when this drops, also when `backward` panics.
+struct CommLease<'a> {
+    step: &'a Mutex<Step>,
+}
+
+impl<'a> CommLease<'a> {
+    /// Resets `step` for a new pass and lends it `comm`, until the lease ends.
+    ///
+    /// # Errors
+    /// A hook panicked in an earlier pass.
+    fn lend(step: &'a Mutex<Step>, comm: &'a mut dyn Communicator) -> Result<CommLease<'a>, CommError> {
+        let mut state = step.lock().map_err(|_| poisoned())?;
+        state.reset();
+        let raw: *mut (dyn Communicator + 'a) = comm;
+        // SAFETY: only the lifetime is erased, for storage; the lease, which borrows
+        // `comm` for 'a, clears the pointer when it drops, and the hooks use it only
+        // while it is set.
+        state.comm = Some(unsafe { std::mem::transmute::<*mut (dyn Communicator + 'a), *mut dyn Communicator>(raw) });
+        Ok(CommLease { step })
+    }
+
+    /// Takes the communicator back from the hooks.
+    fn end(self) {}
+}
+
+impl Drop for CommLease<'_> {
+    fn drop(&mut self) {
+        self.step.lock().unwrap_or_else(PoisonError::into_inner).comm = None;
     }
 }
 
@@ -241,16 +315,31 @@ mod tests {
         fn abort(&mut self, _: i32) {}
     }
 
+    /// A trainable vector of `n` random values.
+    fn leaf(n: i64) -> Tensor {
+        Tensor::randn([n], (Kind::Float, Device::Cpu)).set_requires_grad(true)
+    }
+
+    /// A [`Twin`] and the sizes of the sums it starts.
+    fn twin() -> (Twin, Rc<RefCell<Vec<i64>>>) {
+        let started = Rc::new(RefCell::new(Vec::new()));
+        let world = World { launcher: Launcher::OpenMpi, rank: 0, size: 2, local_rank: 0, master: None };
+        (Twin { world, started: Rc::clone(&started), pending: Vec::new() }, started)
+    }
+
+    /// Backward of a loss that reaches every parameter of `params`.
+    fn backward_through(params: &[(String, Tensor)]) {
+        let losses: Vec<Tensor> = params.iter().map(|(_, p)| (p * 2.0).sum(Kind::Float)).collect();
+        Tensor::stack(&losses, 0).sum(Kind::Float).backward();
+    }
+
     #[test]
     fn buckets_start_during_backward_and_the_gradients_become_the_means() {
-        let leaf = |n: i64| Tensor::randn([n], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let mut params = vec![("a".to_owned(), leaf(3)), ("b".to_owned(), leaf(5)), ("unused".to_owned(), leaf(2))];
         // One parameter per bucket: the last first.
         let buckets = Buckets::plan(&params, 1);
         let overlap = Overlap::hook(&mut params, &buckets).unwrap();
-        let started = Rc::new(RefCell::new(Vec::new()));
-        let world = World { launcher: Launcher::OpenMpi, rank: 0, size: 2, local_rank: 0, master: None };
-        let mut twin = Twin { world, started: Rc::clone(&started), pending: Vec::new() };
+        let (mut twin, started) = twin();
         let (a, b) = (params[0].1.shallow_clone(), params[1].1.shallow_clone());
         let during = overlap
             .backward(&mut twin, || -> Result<Vec<i64>, CommError> {
@@ -281,5 +370,46 @@ mod tests {
             .unwrap();
         overlap.all_reduce_mean(&params, &mut twin).unwrap();
         assert!(close(&params[0].1.grad(), &Tensor::full([3], 3.0, (Kind::Float, Device::Cpu))));
+    }
+
+    #[test]
+    fn dropping_the_overlap_removes_its_hooks() {
+        let mut params = vec![("a".to_owned(), leaf(3)), ("b".to_owned(), leaf(5))];
+        let buckets = Buckets::plan(&params, 1);
+        let state = Arc::new(Mutex::new(Step::new(&params, &buckets)));
+        let overlap = Overlap::hook_into(Arc::clone(&state), &mut params).unwrap();
+        assert_eq!(Arc::strong_count(&state), 4, "this test's, the overlap's and one per hook");
+        let (mut twin, started) = twin();
+        let lease = CommLease::lend(&state, &mut twin).unwrap();
+        backward_through(&params);
+        lease.end();
+        assert_eq!(started.borrow().len(), 2, "hooked: both buckets start during backward");
+
+        drop(overlap);
+        assert_eq!(Arc::strong_count(&state), 1, "every hook was destroyed, and its reference with it");
+        started.borrow_mut().clear();
+        let lease = CommLease::lend(&state, &mut twin).unwrap();
+        backward_through(&params);
+        lease.end();
+        assert!(started.borrow().is_empty(), "no hook is left to start a bucket");
+        assert!(params.iter().all(|(_, p)| p.grad().defined()), "backward itself still works");
+    }
+
+    #[test]
+    fn a_registration_that_fails_part_way_removes_the_hooks_it_registered() {
+        let mut params = vec![("a".to_owned(), leaf(3)), ("b".to_owned(), leaf(5)), ("c".to_owned(), leaf(2))];
+        // Hooks are registered last parameter first: `c` and `b` succeed, then libtorch
+        // refuses `a`, which stopped requiring gradients after the buckets were planned.
+        let buckets = Buckets::plan(&params, 1);
+        params[0].1 = params[0].1.detach();
+        let state = Arc::new(Mutex::new(Step::new(&params, &buckets)));
+        let error = Overlap::hook_into(Arc::clone(&state), &mut params).err().expect("`a` cannot be hooked");
+        assert!(error.to_string().contains("parameter `a`"), "{error}");
+        assert_eq!(Arc::strong_count(&state), 1, "the hooks on `c` and `b` were removed, the refused one released");
+        let (mut twin, started) = twin();
+        let lease = CommLease::lend(&state, &mut twin).unwrap();
+        backward_through(&params[1..]);
+        lease.end();
+        assert!(started.borrow().is_empty(), "no hook is left to start a bucket");
     }
 }

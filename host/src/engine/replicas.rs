@@ -14,13 +14,13 @@ use std::time::Instant;
 
 use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::{LossBox, RTensor};
-use serde::Serialize;
 use tch::{Device, Tensor};
 
 use super::precision::MixedPrecision;
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::plugins::Registry;
+use crate::runlog::records::ReplicaStep;
 
 /// The replicas of a network, one per device.
 pub struct Replicas {
@@ -28,19 +28,6 @@ pub struct Replicas {
     losses: Vec<LossBox>,
     devices: Vec<Device>,
     precision: MixedPrecision,
-}
-
-/// One replica's part of a training step.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicaStep {
-    /// The device, e.g. "Cpu" or "Cuda(0)".
-    pub device: String,
-    /// Windows of the batch it took.
-    pub windows: usize,
-    /// Its loss over those windows.
-    pub loss: f64,
-    /// Seconds of its forward, loss and backward.
-    pub seconds: f64,
 }
 
 /// What a training step's forward and backward passes report.

@@ -14,17 +14,18 @@ use serde::Serialize;
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
 use super::optim::{Optimiser, OptimiserConfig, Schedule};
 use super::precision::{LossScaler, MixedPrecision};
-use super::replicas::Replicas;
-use super::validation::{validate, EarlyStopping, Validation};
+use super::replicas::{Replicas, StepOutcome};
+use super::validation::{validate, EarlyStopping};
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
-use crate::data::{training_sampler, AugmentationChain, Loader};
+use crate::data::{training_sampler, AugmentationChain, Loader, WindowSampler};
 use crate::distributed::buckets::{self, Buckets};
 use crate::distributed::overlap::Overlap;
 use crate::distributed::{self, Communicator};
 use crate::plugins::Registry;
-use crate::runlog::{RunLog, StepRecord};
+use crate::runlog::records::{ReplicaStep, StepRecord, Validation};
+use crate::runlog::RunLog;
 use crate::telemetry::Progress;
 
 /// What a finished training run reports.
@@ -239,6 +240,8 @@ pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     result
 }
 
+/// Sets up the run, then one step and its periodic handlers per iteration until
+/// `training.max_iter` or early stopping.
 fn train_with(
     settings: &Settings,
     registry: &Registry,
@@ -246,11 +249,375 @@ fn train_with(
     devices: &[tch::Device],
     comm: &mut dyn Communicator,
 ) -> Result<TrainReport, EngineError> {
+    let mut run = TrainingRun::set_up(settings, registry, base_dir, devices, comm)?;
+    for iteration in run.start..settings.training.max_iter {
+        let mut timer = StepTimer::start();
+        let step = run.step(iteration, &mut timer)?;
+        run.log_step(&step, &mut timer);
+        run.log_slices_if_due(&step)?;
+        let stop = run.validate_if_due(step.done)?;
+        run.checkpoint_if_due(step.done, stop)?;
+        run.parts.add(&timer.finish());
+        if stop {
+            break;
+        }
+    }
+    Ok(run.finish())
+}
+
+/// A training run once set up: the replicas and their optimiser, gradient averaging
+/// across processes, the data, the logs and checkpoints, and what the run has gathered
+/// so far.
+struct TrainingRun<'a> {
+    settings: &'a Settings,
+    comm: &'a mut dyn Communicator,
+    /// Whether this process writes the logs and checkpoints (rank 0).
+    primary: bool,
+    /// The network's name, for the loss curve's title.
+    name: String,
+    /// Trainable scalars of the network.
+    parameters: i64,
+    /// Windows per step over all processes.
+    patches: f64,
+    replicas: Replicas,
+    optimiser: Optimiser,
+    schedule: Schedule,
+    /// fp16 dynamic loss scaling, when on.
+    scaler: Option<LossScaler>,
+    /// Gradient averaging after backward (several replicas, or no overlap).
+    gradient_buckets: Buckets,
+    /// Gradient averaging during backward (one replica in a job of several processes).
+    overlap: Option<Overlap>,
+    loader: Loader,
+    /// Fixed windows of the VALID subjects, when validation is on.
+    validation_sampler: Option<Arc<WindowSampler>>,
+    early: EarlyStopping,
+    /// Rank 0's logs.
+    log: Option<RunLog>,
+    checkpoints: Checkpoints,
+    progress: Progress,
+    /// The iteration the run starts from (0, or the one it resumes from).
+    start: u64,
+    /// When the loop started.
+    started: Instant,
+    /// The last step's loss (NaN before the first).
+    loss: f64,
+    /// The steps' timings summed.
+    parts: StepParts,
+    validations: Vec<Validation>,
+    /// The iteration early stopping ended the run at.
+    stopped_early: Option<u64>,
+}
+
+/// What one training step leaves for its logs and the periodic handlers.
+struct TrainedStep {
+    /// Iterations done, this one included.
+    done: u64,
+    /// The batch, for the TensorBoard images.
+    images: Tensor,
+    labels: Tensor,
+    /// The batch loss, averaged over the processes.
+    loss: f64,
+    /// The learning rate of the step.
+    lr: f64,
+    /// The gradient norm before clipping (NaN for a step skipped by loss scaling).
+    grad_norm: f64,
+    /// Each local replica's part.
+    replicas: Vec<ReplicaStep>,
+}
+
+impl<'a> TrainingRun<'a> {
+    /// Seeds libtorch, checks the data, builds the replicas and the optimiser (resuming
+    /// from a checkpoint when asked), hooks up gradient averaging, starts the loader
+    /// threads and opens the logs.
+    ///
+    /// # Errors
+    /// Bad data or configuration, a missing plugin, an unreadable checkpoint, a log that
+    /// cannot be written, or a peer process that died or hung.
+    fn set_up(
+        settings: &'a Settings,
+        registry: &Registry,
+        base_dir: &Path,
+        devices: &[tch::Device],
+        comm: &'a mut dyn Communicator,
+    ) -> Result<TrainingRun<'a>, EngineError> {
+        let primary = comm.world().is_primary();
+        crate::torch::set_intra_op_threads(settings.system.torch_threads);
+        tch::manual_seed(settings.system.seed as i64);
+        let (sampler, validation_sampler) = samplers(settings, registry, base_dir, comm)?;
+        let t = &settings.training;
+        let early = EarlyStopping::new(t.early_stopping_mode, t.patience);
+        let (mut replicas, optimiser, start, saved_scaler) = ready_replicas(settings, registry, devices, comm)?;
+        let schedule = Schedule::from_training(t);
+        let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
+        let (rank, processes) = (comm.world().rank, comm.world().size);
+        tracing::info!(network = %name, parameters, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
+        let (gradient_buckets, overlap) = gradient_averaging(settings, &mut replicas, comm)?;
+        let scaler = (replicas.precision() == MixedPrecision::Fp16).then(|| saved_scaler.unwrap_or_default());
+        let loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
+        let log = open_log(settings, start, primary)?;
+        let checkpoints = Checkpoints::new(settings, registry, start, scaler);
+        Ok(TrainingRun {
+            settings,
+            comm,
+            primary,
+            name,
+            parameters,
+            patches: (settings.network.batch_size * processes) as f64,
+            replicas,
+            optimiser,
+            schedule,
+            scaler,
+            gradient_buckets,
+            overlap,
+            loader,
+            validation_sampler,
+            early,
+            log,
+            checkpoints,
+            progress: Progress::new(start, t.max_iter, "train"),
+            start,
+            started: Instant::now(),
+            loss: f64::NAN,
+            parts: StepParts::default(),
+            validations: Vec::new(),
+            stopped_early: None,
+        })
+    }
+
+    /// One training step at (0-based) `iteration`: the next batch, forward and backward
+    /// on the replicas, gradients and loss averaged across processes, the loss checked,
+    /// the optimiser step, and the new weights copied to every replica. `timer` takes the
+    /// time of each part.
+    ///
+    /// # Errors
+    /// The loader's or a plugin's failure, a collective that failed, or a NaN/infinite
+    /// loss (naming the last good checkpoint).
+    fn step(&mut self, iteration: u64, timer: &mut StepTimer) -> Result<TrainedStep, EngineError> {
+        let batch =
+            self.loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))??;
+        timer.parts.data_wait = timer.lap();
+        let (images, labels) = batch.to_tensors();
+        self.loader.recycle(batch);
+        timer.parts.batch_to_tensors = timer.lap();
+        let outcome = self.forward_backward(&images, &labels)?;
+        timer.parts.plugin = outcome.replicas.iter().map(|r| r.seconds).fold(0.0, f64::max);
+        timer.parts.dispatch_and_averaging = (timer.lap() - timer.parts.plugin).max(0.0);
+        self.loss = self.average_across_processes(outcome.loss)?;
+        timer.parts.communication = timer.lap();
+        if !self.loss.is_finite() {
+            let last_checkpoint = self.checkpoints.last_or_none();
+            return Err(EngineError::NonFinite { iteration: iteration + 1, loss: self.loss, last_checkpoint });
+        }
+        let lr = self.schedule.lr(iteration);
+        let grad_norm = self.optimiser_step(lr);
+        timer.parts.optimiser = timer.lap();
+        self.replicas.broadcast();
+        timer.parts.broadcast = timer.lap();
+        let (done, loss, replicas) = (iteration + 1, self.loss, outcome.replicas);
+        Ok(TrainedStep { done, images, labels, loss, lr, grad_norm, replicas })
+    }
+
+    /// Forward and backward of the batch on every replica, the loss scaled for fp16;
+    /// with hooks in place, each gradient bucket's sum across processes starts during
+    /// backward.
+    fn forward_backward(&mut self, images: &Tensor, labels: &Tensor) -> Result<StepOutcome, EngineError> {
+        let loss = &self.settings.training.loss;
+        let scale = self.scaler.map_or(1.0, |s| s.scale);
+        match &self.overlap {
+            Some(o) => o.backward(self.comm, || self.replicas.forward_backward(images, labels, loss, scale)),
+            None => self.replicas.forward_backward(images, labels, loss, scale),
+        }
+    }
+
+    /// Replaces the primary replica's gradients by their mean across processes and
+    /// returns the mean of `loss`. Every rank takes part, even with a non-finite loss,
+    /// so that all stop together.
+    fn average_across_processes(&mut self, loss: f64) -> Result<f64, EngineError> {
+        let params = &self.replicas.primary().params;
+        match &self.overlap {
+            Some(o) => o.all_reduce_mean(params, self.comm)?,
+            None => self.gradient_buckets.all_reduce_mean(params, self.comm)?,
+        }
+        Ok(self.comm.mean(loss)?)
+    }
+
+    /// Unscales the fp16 gradients and updates the primary replica at learning rate
+    /// `lr`; returns the gradient norm, NaN for a step the loss scaler skipped.
+    fn optimiser_step(&mut self, lr: f64) -> f64 {
+        let params = &mut self.replicas.primary().params;
+        match self.scaler.as_mut().map(|s| s.unscale(params)) {
+            Some(false) => f64::NAN,
+            _ => self.optimiser.step(params, lr),
+        }
+    }
+
+    /// Rank 0's JSONL and TensorBoard record of the step, the progress bar, and a log
+    /// line every `training.log_every_n` steps (when no bar is drawn) and at the end.
+    fn log_step(&mut self, step: &TrainedStep, timer: &mut StepTimer) {
+        let t = &self.settings.training;
+        let done = step.done;
+        let rate = self.progress.rate(done);
+        let so_far = timer.elapsed();
+        if let Some(log) = self.log.as_mut() {
+            log.step(&StepRecord {
+                iteration: done,
+                loss: step.loss,
+                lr: step.lr,
+                grad_norm: step.grad_norm,
+                patches_per_s: rate * self.patches,
+                data_wait_s: timer.parts.data_wait,
+                data_wait_pct: 100.0 * timer.parts.data_wait / so_far.max(1e-12),
+                step_s: so_far,
+                loss_scale: self.scaler.map(|s| s.scale),
+                devices: step.replicas.clone(),
+            });
+        }
+        let loss_value = step.loss;
+        self.progress.update(done, format!("loss {loss_value:.4} | {:.1} patches/s", rate * self.patches));
+        if self.primary && ((done % t.log_every_n.max(1) == 0 && !self.progress.is_visible()) || done == t.max_iter) {
+            tracing::info!(
+                "iteration {done}/{} loss {loss_value:.4} {:.1} patches/s ETA {:.0}s",
+                t.max_iter,
+                rate * self.patches,
+                self.progress.eta_secs(done)
+            );
+        }
+        timer.parts.logs = timer.lap();
+    }
+
+    /// Rank 0's TensorBoard images of the middle slices of the batch's first window with
+    /// the network's prediction, every `training.tensorboard_every_n` steps and after the
+    /// first.
+    ///
+    /// # Errors
+    /// A plugin failure in the forward pass.
+    fn log_slices_if_due(&mut self, step: &TrainedStep) -> Result<(), EngineError> {
+        let t = &self.settings.training;
+        let done = step.done;
+        let Some(log) = self
+            .log
+            .as_mut()
+            .filter(|_| t.tensorboard_every_n > 0 && (done % t.tensorboard_every_n == 0 || done == self.start + 1))
+        else {
+            return Ok(());
+        };
+        let (image, label) = (step.images.narrow(0, 0, 1), step.labels.narrow(0, 0, 1));
+        let (_, logits) = self.replicas.evaluate(&image, &label, &t.loss)?;
+        let prediction = logits.argmax(1, false).get(0);
+        log.slices(
+            done,
+            &image.get(0).get(0),
+            &label.get(0).get(0),
+            &prediction,
+            self.settings.segmentation.num_classes,
+        );
+        Ok(())
+    }
+
+    /// Validation every `training.validation_every_n` steps, logged by rank 0; returns
+    /// whether early stopping ends the run here.
+    ///
+    /// # Errors
+    /// Validation data that cannot be loaded, or a plugin failure.
+    fn validate_if_due(&mut self, done: u64) -> Result<bool, EngineError> {
+        let t = &self.settings.training;
+        let Some(vs) = self.validation_sampler.as_ref().filter(|_| done % t.validation_every_n == 0) else {
+            return Ok(false);
+        };
+        let classes = self.settings.segmentation.num_classes;
+        // Every rank validates the same windows with the same weights, so all reach the
+        // same early-stopping decision without a message.
+        let v = validate(&mut self.replicas, Arc::clone(vs), t.validation_max_iter, classes, done, &t.loss)?;
+        if let Some(log) = self.log.as_mut() {
+            log.validation(&v);
+            tracing::info!(iteration = done, loss = v.loss, dice = ?v.dice, "validation");
+        }
+        self.validations.push(v);
+        let losses: Vec<f64> = self.validations.iter().map(|v| v.loss).collect();
+        if !self.early.should_stop(&losses) {
+            return Ok(false);
+        }
+        tracing::info!(iteration = done, rule = ?self.early, "early stopping");
+        self.stopped_early = Some(done);
+        Ok(true)
+    }
+
+    /// Rank 0's checkpoint every `training.save_every_n` steps, at the end, and when the
+    /// run `stop`s early; the log reaches the disk first.
+    ///
+    /// # Errors
+    /// A checkpoint that cannot be written.
+    fn checkpoint_if_due(&mut self, done: u64, stop: bool) -> Result<(), EngineError> {
+        let t = &self.settings.training;
+        // Only rank 0 writes checkpoints.
+        if !(self.primary && (done % t.save_every_n == 0 || done == t.max_iter || stop)) {
+            return Ok(());
+        }
+        // The log reaches the disk before the checkpoint that a resume starts from.
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
+        let model = self.replicas.primary();
+        let optimiser_state = self.optimiser.state(&model.params);
+        self.checkpoints.save(model, &optimiser_state, done, self.loss, self.scaler, t.max_checkpoints)
+    }
+
+    /// Ends the run: the progress bar cleared, the loss curve drawn, and the report.
+    fn finish(mut self) -> TrainReport {
+        let t = &self.settings.training;
+        drop(self.progress);
+        let seconds = self.started.elapsed().as_secs_f64();
+        let end = self.stopped_early.unwrap_or(t.max_iter).max(self.start);
+        let steps = (end - self.start).max(1) as f64;
+        let parts = self.parts.mean(steps);
+        let title = format!("{}: loss", self.name);
+        let loss_curve = match self.log.as_mut().map(|log| log.finish(&title)) {
+            Some(Ok(path)) => Some(path),
+            Some(Err(e)) => {
+                tracing::warn!("loss curve not drawn: {e}");
+                None
+            }
+            None => None,
+        };
+        TrainReport {
+            iterations: end,
+            validations: self.validations,
+            stopped_early: self.stopped_early,
+            started_at: self.start,
+            final_loss: self.loss,
+            seconds,
+            seconds_per_iteration: seconds / steps,
+            patches_per_second: steps * self.patches / seconds.max(1e-9),
+            data_wait_share: parts.data_wait / parts.step.max(1e-12),
+            communication_share: parts.communication / parts.step.max(1e-12),
+            rank: self.comm.world().rank,
+            processes: self.comm.world().size,
+            backend: self.comm.backend().to_owned(),
+            step_parts: parts,
+            parameters: self.parameters,
+            checkpoint: self.checkpoints.last.unwrap_or_default(),
+            log: self.settings.system.model_dir.join(crate::runlog::JSONL_FILE),
+            tensorboard: self.log.as_ref().and_then(|l| l.event_file().map(Path::to_owned)),
+            loss_curve,
+        }
+    }
+}
+
+/// The training windows (this rank's shard, augmented) and, when validation is on, the
+/// validation windows. Rank 0 writes the split file and learns the preprocessing; the
+/// others wait for it, then read them.
+///
+/// # Errors
+/// Bad data or configuration, or a peer process that died or hung.
+fn samplers(
+    settings: &Settings,
+    registry: &Registry,
+    base_dir: &Path,
+    comm: &mut dyn Communicator,
+) -> Result<(Arc<WindowSampler>, Option<Arc<WindowSampler>>), EngineError> {
     let (rank, processes) = (comm.world().rank, comm.world().size);
     let primary = comm.world().is_primary();
-    crate::torch::set_intra_op_threads(settings.system.torch_threads);
-    tch::manual_seed(settings.system.seed as i64);
-    // Rank 0 writes the split file and learns the preprocessing; the others then read them.
     if !primary {
         comm.barrier()?;
     }
@@ -274,10 +641,24 @@ fn train_with(
     if primary {
         comm.barrier()?;
     }
-    let early = EarlyStopping::new(t.early_stopping_mode, t.patience);
-    let mut validations: Vec<Validation> = Vec::new();
-    let mut stopped_early = None;
+    Ok((sampler, validation_sampler))
+}
 
+/// One replica per device and the optimiser, resumed from a checkpoint or fresh (with
+/// transfer-learning weights copied in), every rank holding rank 0's weights, and the
+/// frozen parameters set. Also the iteration to start from and the checkpoint's fp16
+/// loss scaler.
+///
+/// # Errors
+/// A missing component, a plugin failure, an unreadable checkpoint, a bad regex, or a
+/// peer process that died or hung.
+fn ready_replicas(
+    settings: &Settings,
+    registry: &Registry,
+    devices: &[tch::Device],
+    comm: &mut dyn Communicator,
+) -> Result<(Replicas, Optimiser, u64, Option<LossScaler>), EngineError> {
+    let t = &settings.training;
     let mut replicas = Replicas::build(registry, settings, devices)?;
     let model = replicas.primary();
     let mut optimiser = Optimiser::new(OptimiserConfig::from_training(t), &model.params);
@@ -300,205 +681,130 @@ fn train_with(
         let frozen = replicas.freeze(&names);
         tracing::info!(parameters = frozen, pattern = %t.vars_to_freeze, "parameters frozen");
     }
-    let schedule = Schedule::from_training(t);
-    let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
-    tracing::info!(network = %name, parameters, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
+    Ok((replicas, optimiser, start, saved_scaler))
+}
+
+/// The gradient buckets of the primary replica and, with one replica per process in a
+/// job of several, the hooks that start each bucket's sum during backward (with
+/// several replicas, the sums start after the replicas' gradients are summed).
+///
+/// # Errors
+/// libtorch refusing a gradient hook.
+fn gradient_averaging(
+    settings: &Settings,
+    replicas: &mut Replicas,
+    comm: &dyn Communicator,
+) -> Result<(Buckets, Option<Overlap>), EngineError> {
     let gradient_buckets = Buckets::plan(&replicas.primary().params, (settings.system.bucket_mb * 1048576.0) as usize);
-    // With one replica per process, buckets start during backward; with several, after
-    // the replicas' gradients are summed.
     let overlap = if !comm.is_identity() && replicas.len() == 1 {
         Some(Overlap::hook(&mut replicas.primary().params, &gradient_buckets)?)
     } else {
         None
     };
+    Ok((gradient_buckets, overlap))
+}
 
-    let mut scaler = (replicas.precision() == MixedPrecision::Fp16).then(|| saved_scaler.unwrap_or_default());
-    let mut loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
+/// Rank 0's logs (other ranks write none), in a `system.model_dir` created if missing.
+///
+/// # Errors
+/// The folder or a log file that cannot be written.
+fn open_log(settings: &Settings, start: u64, primary: bool) -> Result<Option<RunLog>, EngineError> {
+    let t = &settings.training;
     std::fs::create_dir_all(&settings.system.model_dir)
         .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
     // Only rank 0 writes logs and checkpoints.
-    let mut log = if primary {
-        Some(RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?)
-    } else {
-        None
-    };
-
-    let ckpt_dir = settings.checkpoint_dir();
-    let mut meta = CheckpointMeta {
-        iteration: start,
-        seed: settings.system.seed,
-        loss: f64::NAN,
-        plugins: plugin_refs(registry, settings),
-        torch_abi_tag: TORCH_ABI_TAG.to_owned(),
-        config: serde_json::to_value(settings).unwrap_or_default(),
-        loss_scaler: scaler,
-    };
-    let mut last_checkpoint: Option<PathBuf> = checkpoint::list(&ckpt_dir).last().map(|(_, p)| p.clone());
-    let progress = Progress::new(start, t.max_iter, "train");
-    let started = Instant::now();
-    let mut loss_value = f64::NAN;
-    let mut parts = StepParts::default();
-    let patches = (settings.network.batch_size * processes) as f64;
-    for iteration in start..t.max_iter {
-        let mut part = StepParts::default();
-        let step_start = Instant::now();
-        let mut clock = Instant::now();
-        let mut lap = || std::mem::replace(&mut clock, Instant::now()).elapsed().as_secs_f64();
-        let batch =
-            loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))??;
-        part.data_wait = lap();
-        let (images, labels) = batch.to_tensors();
-        loader.recycle(batch);
-        part.batch_to_tensors = lap();
-        let scale = scaler.map_or(1.0, |s| s.scale);
-        let outcome = match &overlap {
-            Some(o) => o.backward(comm, || replicas.forward_backward(&images, &labels, &t.loss, scale))?,
-            None => replicas.forward_backward(&images, &labels, &t.loss, scale)?,
-        };
-        part.plugin = outcome.replicas.iter().map(|r| r.seconds).fold(0.0, f64::max);
-        part.dispatch_and_averaging = (lap() - part.plugin).max(0.0);
-        // Every rank takes part, even with a non-finite loss, so that all stop together.
-        match &overlap {
-            Some(o) => o.all_reduce_mean(&replicas.primary().params, comm)?,
-            None => gradient_buckets.all_reduce_mean(&replicas.primary().params, comm)?,
-        }
-        loss_value = comm.mean(outcome.loss)?;
-        part.communication = lap();
-        if !loss_value.is_finite() {
-            let last = last_checkpoint.as_ref().map_or("none".to_owned(), |p| p.display().to_string());
-            return Err(EngineError::NonFinite { iteration: iteration + 1, loss: loss_value, last_checkpoint: last });
-        }
-        let lr = schedule.lr(iteration);
-        let params = &mut replicas.primary().params;
-        let grad_norm = match scaler.as_mut().map(|s| s.unscale(params)) {
-            Some(false) => f64::NAN,
-            _ => optimiser.step(params, lr),
-        };
-        part.optimiser = lap();
-        replicas.broadcast();
-        part.broadcast = lap();
-        let done = iteration + 1;
-        let rate = progress.rate(done);
-        let so_far = step_start.elapsed().as_secs_f64();
-        if let Some(log) = log.as_mut() {
-            log.step(&StepRecord {
-                iteration: done,
-                loss: loss_value,
-                lr,
-                grad_norm,
-                patches_per_s: rate * patches,
-                data_wait_s: part.data_wait,
-                data_wait_pct: 100.0 * part.data_wait / so_far.max(1e-12),
-                step_s: so_far,
-                loss_scale: scaler.map(|s| s.scale),
-                devices: outcome.replicas,
-            });
-        }
-        progress.update(done, format!("loss {loss_value:.4} | {:.1} patches/s", rate * patches));
-        if primary && ((done % t.log_every_n.max(1) == 0 && !progress.is_visible()) || done == t.max_iter) {
-            tracing::info!(
-                "iteration {done}/{} loss {loss_value:.4} {:.1} patches/s ETA {:.0}s",
-                t.max_iter,
-                rate * patches,
-                progress.eta_secs(done)
-            );
-        }
-        part.logs = lap();
-        if let Some(log) = log
-            .as_mut()
-            .filter(|_| t.tensorboard_every_n > 0 && (done % t.tensorboard_every_n == 0 || done == start + 1))
-        {
-            log_slices(log, &mut replicas, &images, &labels, done, settings, &t.loss)?;
-        }
-        let mut stop = false;
-        if let Some(vs) = validation_sampler.as_ref().filter(|_| done % t.validation_every_n == 0) {
-            let classes = settings.segmentation.num_classes;
-            // Every rank validates the same windows with the same weights, so all reach the
-            // same early-stopping decision without a message.
-            let v = validate(&mut replicas, Arc::clone(vs), t.validation_max_iter, classes, done, &t.loss)?;
-            if let Some(log) = log.as_mut() {
-                log.validation(&v);
-                tracing::info!(iteration = done, loss = v.loss, dice = ?v.dice, "validation");
-            }
-            validations.push(v);
-            let losses: Vec<f64> = validations.iter().map(|v| v.loss).collect();
-            if early.should_stop(&losses) {
-                tracing::info!(iteration = done, rule = ?early, "early stopping");
-                stopped_early = Some(done);
-                stop = true;
-            }
-        }
-        // Only rank 0 writes checkpoints.
-        if primary && (done % t.save_every_n == 0 || done == t.max_iter || stop) {
-            // The log reaches the disk before the checkpoint that a resume starts from.
-            if let Some(log) = log.as_mut() {
-                log.flush();
-            }
-            meta.iteration = done;
-            meta.loss = loss_value;
-            meta.loss_scaler = scaler;
-            let model = replicas.primary();
-            let path = checkpoint::save(&ckpt_dir, model, &optimiser.state(&model.params), &meta)?;
-            checkpoint::prune(&ckpt_dir, t.max_checkpoints);
-            tracing::debug!(file = %path.display(), "checkpoint saved");
-            last_checkpoint = Some(path);
-        }
-        part.periodic = lap();
-        part.step = step_start.elapsed().as_secs_f64();
-        parts.add(&part);
-        if stop {
-            break;
-        }
+    if !primary {
+        return Ok(None);
     }
-    drop(progress);
-    let seconds = started.elapsed().as_secs_f64();
-    let end = stopped_early.unwrap_or(t.max_iter).max(start);
-    let steps = (end - start).max(1) as f64;
-    let parts = parts.mean(steps);
-    let loss_curve = match log.as_mut().map(|log| log.finish(&format!("{name}: loss"))) {
-        Some(Ok(path)) => Some(path),
-        Some(Err(e)) => {
-            tracing::warn!("loss curve not drawn: {e}");
-            None
-        }
-        None => None,
-    };
-    Ok(TrainReport {
-        iterations: end,
-        validations,
-        stopped_early,
-        started_at: start,
-        final_loss: loss_value,
-        seconds,
-        seconds_per_iteration: seconds / steps,
-        patches_per_second: steps * patches / seconds.max(1e-9),
-        data_wait_share: parts.data_wait / parts.step.max(1e-12),
-        communication_share: parts.communication / parts.step.max(1e-12),
-        rank,
-        processes,
-        backend: comm.backend().to_owned(),
-        step_parts: parts,
-        parameters,
-        checkpoint: last_checkpoint.unwrap_or_default(),
-        log: settings.system.model_dir.join(crate::runlog::JSONL_FILE),
-        tensorboard: log.as_ref().and_then(|l| l.event_file().map(Path::to_owned)),
-        loss_curve,
-    })
+    Ok(Some(RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?))
 }
 
-/// Logs the middle slices of the batch's first window with the network's prediction.
-fn log_slices(
-    log: &mut RunLog,
-    replicas: &mut Replicas,
-    images: &Tensor,
-    labels: &Tensor,
-    step: u64,
-    settings: &Settings,
-    loss_name: &str,
-) -> Result<(), EngineError> {
-    let (image, label) = (images.narrow(0, 0, 1), labels.narrow(0, 0, 1));
-    let (_, logits) = replicas.evaluate(&image, &label, loss_name)?;
-    let prediction = logits.argmax(1, false).get(0);
-    log.slices(step, &image.get(0).get(0), &label.get(0).get(0), &prediction, settings.segmentation.num_classes);
-    Ok(())
+/// The run's checkpoints: where they go, what each records beside the weights, and the
+/// last one written.
+struct Checkpoints {
+    dir: PathBuf,
+    meta: CheckpointMeta,
+    /// The newest complete checkpoint, this run's or an earlier one's.
+    last: Option<PathBuf>,
+}
+
+impl Checkpoints {
+    /// The checkpoints of a run starting at `start`, with the plugins and settings each
+    /// records.
+    fn new(settings: &Settings, registry: &Registry, start: u64, scaler: Option<LossScaler>) -> Checkpoints {
+        let dir = settings.checkpoint_dir();
+        let meta = CheckpointMeta {
+            iteration: start,
+            seed: settings.system.seed,
+            loss: f64::NAN,
+            plugins: plugin_refs(registry, settings),
+            torch_abi_tag: TORCH_ABI_TAG.to_owned(),
+            config: serde_json::to_value(settings).unwrap_or_default(),
+            loss_scaler: scaler,
+        };
+        let last = checkpoint::list(&dir).last().map(|(_, p)| p.clone());
+        Checkpoints { dir, meta, last }
+    }
+
+    /// Saves `model` and its optimiser state as the checkpoint of iteration `done`,
+    /// keeping the newest `keep`.
+    ///
+    /// # Errors
+    /// A checkpoint that cannot be written.
+    fn save(
+        &mut self,
+        model: &Model,
+        optimiser_state: &[(String, Tensor)],
+        done: u64,
+        loss: f64,
+        scaler: Option<LossScaler>,
+        keep: usize,
+    ) -> Result<(), EngineError> {
+        self.meta.iteration = done;
+        self.meta.loss = loss;
+        self.meta.loss_scaler = scaler;
+        let path = checkpoint::save(&self.dir, model, optimiser_state, &self.meta)?;
+        checkpoint::prune(&self.dir, keep);
+        tracing::debug!(file = %path.display(), "checkpoint saved");
+        self.last = Some(path);
+        Ok(())
+    }
+
+    /// The last checkpoint's path, or "none", for a message.
+    fn last_or_none(&self) -> String {
+        self.last.as_ref().map_or("none".to_owned(), |p| p.display().to_string())
+    }
+}
+
+/// The clock of one step: the time of each part, lap by lap.
+struct StepTimer {
+    started: Instant,
+    lap_started: Instant,
+    /// The parts timed so far.
+    parts: StepParts,
+}
+
+impl StepTimer {
+    /// A clock started now.
+    fn start() -> StepTimer {
+        let now = Instant::now();
+        StepTimer { started: now, lap_started: now, parts: StepParts::default() }
+    }
+
+    /// Seconds since the last lap (or the start), starting the next.
+    fn lap(&mut self) -> f64 {
+        std::mem::replace(&mut self.lap_started, Instant::now()).elapsed().as_secs_f64()
+    }
+
+    /// Seconds since the start.
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The step's parts, the last lap counted as the periodic handlers.
+    fn finish(mut self) -> StepParts {
+        self.parts.periodic = self.lap();
+        self.parts.step = self.elapsed();
+        self.parts
+    }
 }

@@ -2,7 +2,6 @@
 //! network in evaluation mode (loss and per-class Dice, from the same metric code as
 //! `niftyhost evaluation`), and the early-stopping rules applied to the losses.
 
-use serde::Serialize;
 use tch::Kind;
 
 use super::replicas::Replicas;
@@ -10,17 +9,7 @@ use super::EngineError;
 use crate::config::EarlyStoppingMode;
 use crate::data::{Loader, WindowSampler};
 use crate::metrics::confusion;
-
-/// One validation's result.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Validation {
-    /// Iteration after which it ran.
-    pub iteration: u64,
-    /// Mean loss over the validation batches.
-    pub loss: f64,
-    /// Dice per class over all validation windows (NaN for a class absent from both).
-    pub dice: Vec<f64>,
-}
+use crate::runlog::records::Validation;
 
 /// When to stop training early, from the validation losses so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 
 pub mod loss_curve;
 pub mod raster;
+pub mod records;
 pub mod slices;
 pub mod tensorboard;
 
@@ -14,41 +15,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use tch::Tensor;
 
-use crate::engine::replicas::ReplicaStep;
-use crate::engine::validation::Validation;
+use records::{StepRecord, Validation};
 use tensorboard::{EventWriter, SummaryValue};
 
 /// The per-step log's file name in `<model_dir>`.
 pub const JSONL_FILE: &str = "train_log.jsonl";
-
-/// What one training iteration logs.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    /// Iterations done.
-    pub iteration: u64,
-    /// Batch loss.
-    pub loss: f64,
-    /// Learning rate of the step.
-    pub lr: f64,
-    /// Global gradient norm before clipping (NaN for a step skipped by loss scaling).
-    pub grad_norm: f64,
-    /// Windows per second since the run started.
-    pub patches_per_s: f64,
-    /// Seconds waiting for the batch.
-    pub data_wait_s: f64,
-    /// Waiting share of the step, percent.
-    pub data_wait_pct: f64,
-    /// Seconds of the whole step.
-    pub step_s: f64,
-    /// fp16 loss scale, when loss scaling is on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loss_scale: Option<f64>,
-    /// Each device's part.
-    pub devices: Vec<ReplicaStep>,
-}
 
 /// The open logs of a run.
 pub struct RunLog {
