@@ -12,7 +12,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{load, Overrides, Settings};
-use crate::data::augment::with_one_torch_thread;
 use crate::data::phases::training_subjects;
 use crate::data::prepare::Preparation;
 use crate::data::{training_sampler, AugmentationChain, DataError, Loader};
@@ -20,6 +19,7 @@ use crate::engine::inference::{self, InferenceOptions};
 use crate::engine::{trainer, EngineError, Model};
 use crate::io::read_volume;
 use crate::plugins::Registry;
+use crate::torch::with_one_torch_thread;
 
 /// What to measure.
 #[derive(Debug, Clone)]
