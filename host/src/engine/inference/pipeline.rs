@@ -10,8 +10,8 @@ use tch::{Device, Tensor};
 
 use super::super::EngineError;
 use super::aggregate::Aggregator;
+use super::predictor::Predictor;
 use super::tiling::Tiling;
-use super::tta::Predictor;
 use crate::data::window::extract;
 use crate::data::SubjectVolumes;
 
