@@ -64,6 +64,13 @@ pub struct Segmented {
     pub network_seconds: f64,
 }
 
+impl std::fmt::Display for Segmented {
+    /// `subject: output (windows, seconds)`, as `niftyhost inference` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({} windows, {:.2} s)", self.subject, self.output.display(), self.windows, self.seconds)
+    }
+}
+
 /// Everything that decides how a volume is segmented, read from `[inference]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InferenceOptions {
