@@ -5,12 +5,14 @@
 //! slab-wise accumulator ([`aggregate`]),
 //! brought back to the input's geometry and written as labels, probabilities or logits
 //! ([`output`]), labels optionally postprocessed ([`postprocess`]). A cohort can be split
-//! between processes ([`shard`]).
+//! between processes ([`shard`]); [`job`] is an inference as the command line runs it,
+//! from a config or from bundles.
 
 pub mod aggregate;
 pub mod blend;
 pub mod compute;
 pub mod foreground;
+pub mod job;
 pub mod output;
 mod pipeline;
 pub mod postprocess;
