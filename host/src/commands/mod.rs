@@ -184,5 +184,5 @@ pub struct ConfigReport {
 pub fn config(args: &JobArgs) -> Result<ConfigReport> {
     let settings = settings(args)?;
     let reg = Registry::load(&args.plugins.search_path());
-    Ok(ConfigReport { settings, parameters: format!("{}{}", help::host_parameters(), help::plugin_parameters(&reg)) })
+    Ok(ConfigReport { settings, parameters: help::parameters(&reg, help::terminal_width()) })
 }
