@@ -280,87 +280,91 @@ mod tests {
         out.lines().filter(|l| width_of(l) > width && l.split_whitespace().count() > 1).collect()
     }
 
+    /// Renders `entries` at `width` and checks the lines against `expected`, and that no
+    /// line but a single word is longer than `width`.
+    fn assert_renders(entries: &[Entry], width: usize, expected: &[String]) {
+        let out = render(entries, width);
+        assert!(too_long(&out, width).is_empty(), "{out}");
+        assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
+    }
+
+    /// The expected lines as owned strings.
+    fn lines<const N: usize>(lines: [&str; N]) -> Vec<String> {
+        lines.map(str::to_owned).to_vec()
+    }
+
     #[test]
     fn keys_defaults_and_descriptions_are_aligned_columns_within_the_width() {
-        let entries = vec![
+        let entries = [
             text(0, "Parameters (a heading long enough to need two lines at this width):"),
             param("a.seed", "1", "seed of every random draw, a description long enough to wrap onto three lines here"),
             param("a.longer_key", "\"runs\"", "short"),
             param("b.x", "[]", ""),
         ];
-        let out = render(&entries, 60);
-        assert!(too_long(&out, 60).is_empty(), "{out}");
-        let lines: Vec<&str> = out.lines().collect();
-        // Key column 12 wide (a.longer_key), default column 6 (\"runs\"): descriptions at 2 + 12 + 2 + 6 + 2.
+        // Key column 12 wide (a.longer_key), default column 6 ("runs"): descriptions at 2 + 12 + 2 + 6 + 2.
         let doc_col = 24;
-        assert_eq!(lines[0], "Parameters (a heading long enough to need two lines at this");
-        assert_eq!(lines[1], "width):");
-        assert_eq!(lines[2], format!("  {:<12}  {:<6}  seed of every random draw, a", "a.seed", "1"));
-        assert_eq!(lines[3], format!("{:doc_col$}description long enough to wrap onto", ""));
-        assert_eq!(lines[4], format!("{:doc_col$}three lines here", ""));
-        assert_eq!(lines[5], "  a.longer_key  \"runs\"  short");
-        assert_eq!(lines[6], format!("  {:<12}  []", "b.x"));
-        assert_eq!(lines.len(), 7);
+        let expected = vec![
+            "Parameters (a heading long enough to need two lines at this".to_owned(),
+            "width):".to_owned(),
+            format!("  {:<12}  {:<6}  seed of every random draw, a", "a.seed", "1"),
+            format!("{:doc_col$}description long enough to wrap onto", ""),
+            format!("{:doc_col$}three lines here", ""),
+            "  a.longer_key  \"runs\"  short".to_owned(),
+            format!("  {:<12}  []", "b.x"),
+        ];
+        assert_renders(&entries, 60, &expected);
     }
 
     #[test]
     fn an_overlong_key_or_default_puts_its_description_on_the_next_line() {
-        let entries = vec![
+        let entries = [
             param("k", "1", "one"),
             param("a.key_much_longer_than_two_fifths_of_the_width", "2", "two words"),
             param("d", "[\"label\", \"foreground\"]", "three"),
         ];
-        let out = render(&entries, 60);
-        let lines: Vec<&str> = out.lines().collect();
         // Key column 1 wide (k), default column 1: descriptions at 2 + 1 + 2 + 1 + 2 = 8.
-        assert_eq!(lines[0], "  k  1  one");
-        assert_eq!(lines[1], "  a.key_much_longer_than_two_fifths_of_the_width  2");
-        assert_eq!(lines[2], "        two words");
-        assert_eq!(lines[3], "  d  [\"label\", \"foreground\"]");
-        assert_eq!(lines[4], "        three");
-        assert!(too_long(&out, 60).is_empty(), "{out}");
+        let expected = lines([
+            "  k  1  one",
+            "  a.key_much_longer_than_two_fifths_of_the_width  2",
+            "        two words",
+            "  d  [\"label\", \"foreground\"]",
+            "        three",
+        ]);
+        assert_renders(&entries, 60, &expected);
     }
 
     #[test]
     fn a_narrow_width_puts_descriptions_under_their_key_and_only_single_words_overflow() {
         let word = "a_single_word_longer_than_the_whole_width";
-        let entries = vec![
+        let entries = [
             param("ab", "0", "x"),
             param("system.devices", "[\"cpu\"]", &format!("devices to run on {word} and more")),
             param("system.a_key_longer_than_the_width_itself", "0", "y"),
         ];
-        // Columns of 2 and 1 would leave 24 - 9 for descriptions, under 20.
-        let width = 24;
-        let out = render(&entries, width);
-        assert!(too_long(&out, width).is_empty(), "{out}");
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "  ab  0");
-        assert_eq!(lines[1], "      x");
-        assert_eq!(lines[2], "  system.devices", "key and default would be 25 wide");
-        assert_eq!(lines[3], "      [\"cpu\"]");
-        assert_eq!(lines[4], "      devices to run on");
-        assert_eq!(lines[5], format!("      {word}"));
-        assert_eq!(lines[6], "      and more");
-        assert_eq!(lines[7], "  system.a_key_longer_than_the_width_itself");
-        assert_eq!(lines[8], "      0");
-        assert_eq!(lines[9], "      y");
-        assert_eq!(lines.len(), 10);
+        // Columns of 2 and 1 would leave 24 - 9 for descriptions, under 20; `system.devices`
+        // and its default would be 25 wide.
+        let mut expected =
+            lines(["  ab  0", "      x", "  system.devices", "      [\"cpu\"]", "      devices to run on"]);
+        expected.push(format!("      {word}"));
+        expected.extend(lines(["      and more", "  system.a_key_longer_than_the_width_itself", "      0", "      y"]));
+        assert_renders(&entries, 24, &expected);
     }
 
     #[test]
     fn each_table_between_text_lines_has_its_own_columns() {
-        let entries = vec![
+        let entries = [
             param("short.a", "1", "one"),
             text(0, "heading"),
             param("a.much.longer.key", "2", "two"),
             param("b", "[3, 3]", "three"),
         ];
-        let out = render(&entries, 80);
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "  short.a  1  one");
-        assert_eq!(lines[1], "heading");
-        assert_eq!(lines[2], "  a.much.longer.key  2       two");
-        assert_eq!(lines[3], "  b                  [3, 3]  three");
+        let expected = lines([
+            "  short.a  1  one",
+            "heading",
+            "  a.much.longer.key  2       two",
+            "  b                  [3, 3]  three",
+        ]);
+        assert_renders(&entries, 80, &expected);
     }
 
     #[test]
@@ -369,7 +373,7 @@ mod tests {
             let out = render(&host_parameters(), width);
             assert!(too_long(&out, width).is_empty(), "width {width}:\n{out}");
             for spec in KEYS {
-                let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{} ", spec.key)));
+                let line = out.lines().find(|l| l.starts_with(&format!("  {} ", spec.key)));
                 let line = line.unwrap_or_else(|| panic!("{} missing at width {width}:\n{out}", spec.key));
                 assert!(line.contains(spec.default), "{line}");
             }
