@@ -1,8 +1,8 @@
 //! Sliding-window inference: windows on a grid with overlap ([`tiling`]) over the
 //! foreground's bounding box ([`foreground`]), run in batches on one or more workers
-//! (`pipeline`) through a [`predictor`] (an ensemble of models with test-time mirroring,
-//! [`tta`]), blended with constant or Gaussian weights ([`blend`]) into a compact
-//! slab-wise accumulator ([`aggregate`]),
+//! (`pipeline`) through a [`predictor`](mod@predictor) (an ensemble of models with
+//! test-time mirroring, [`tta`]), blended with constant or Gaussian weights ([`blend`])
+//! into a compact slab-wise accumulator ([`aggregate`]),
 //! brought back to the input's geometry and written as labels, probabilities or logits
 //! ([`output`]), labels optionally postprocessed ([`postprocess`]). A cohort can be split
 //! between processes ([`shard`]); [`job`] is an inference as the command line runs it,
