@@ -13,9 +13,10 @@ fn train_help_lists_every_host_key_and_the_plugins_parameters() {
     let (stdout, _) = text(&out);
     assert!(out.status.success());
     for spec in niftyhost::config::KEYS {
+        // A key's row starts at column 2; descriptions (which may name keys) further right.
         let line = stdout
             .lines()
-            .find(|l| l.trim_start().starts_with(spec.key))
+            .find(|l| l.starts_with(&format!("  {} ", spec.key)))
             .unwrap_or_else(|| panic!("{} missing:\n{stdout}", spec.key));
         assert!(line.contains(spec.default), "{line}");
     }
@@ -26,6 +27,64 @@ fn train_help_lists_every_host_key_and_the_plugins_parameters() {
     );
     assert!(stdout.lines().any(|l| l.trim_start().starts_with("training.loss_params.ce_weight")), "{stdout}");
     assert!(stdout.contains("--batch-size") && stdout.contains("--set <KEY=VALUE>"), "{stdout}");
+}
+
+/// The parameter listing of `train -h` laid out in a terminal of `width` columns.
+fn listing_at(width: usize, dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new(niftyhost_bin())
+        .current_dir(dir)
+        .args(["train", "-h"])
+        .env_remove("NIFTYHOST_PLUGIN_PATH")
+        .env("COLUMNS", width.to_string())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let listing: Vec<String> =
+        stdout.lines().skip_while(|l| !l.starts_with("Parameters (")).map(str::to_owned).collect();
+    assert!(listing.len() > niftyhost::config::KEYS.len(), "{stdout}");
+    listing
+}
+
+/// The column every description line of a table starts at: the one where `doc` starts
+/// on `key`'s line, and where every line of the table that is not a key line starts.
+fn description_column(table: &[String], key: &str, default: &str, doc: &str) -> usize {
+    let row = table.iter().find(|l| l.starts_with(&format!("  {key} "))).unwrap_or_else(|| panic!("{key}"));
+    let (default_col, doc_col) = (row.find(default).unwrap(), row.find(doc).unwrap_or_else(|| panic!("{row}")));
+    assert!(
+        row[2 + key.len()..default_col].trim().is_empty()
+            && row[default_col + default.len()..doc_col].trim().is_empty()
+    );
+    for line in table.iter().filter(|l| !l.is_empty() && l.starts_with("   ")) {
+        let indent = line.len() - line.trim_start().len();
+        assert_eq!(indent, doc_col, "not at the description column {doc_col}:\n{line}\n{}", table.join("\n"));
+    }
+    doc_col
+}
+
+#[test]
+fn train_help_aligns_keys_defaults_and_descriptions_within_the_terminal_width() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("unet3d")]);
+    for width in [80, 120] {
+        let listing = listing_at(width, dir.path());
+        for line in &listing {
+            assert!(
+                line.chars().count() <= width || line.split_whitespace().count() == 1,
+                "longer than {width} and not a single word:\n{line}"
+            );
+        }
+        // The host's table, then the network's, each with its own columns.
+        let host: Vec<String> = listing.iter().skip(1).take_while(|l| !l.is_empty()).cloned().collect();
+        let seed = description_column(&host, "system.seed", "1", "seed of every");
+        let name = description_column(&host, "network.name", "\"toynet\"", "network component");
+        assert_eq!(seed, name);
+        let row = |key: &str| host.iter().find(|l| l.starts_with(&format!("  {key} "))).unwrap().clone();
+        assert_eq!(row("system.seed").find(" 1 "), row("network.name").find(" \"toynet\" "), "defaults aligned");
+        let start = listing.iter().position(|l| l.starts_with("network `unet3d`")).expect("unet3d listed");
+        let unet: Vec<String> = listing[start + 1..].iter().take_while(|l| !l.is_empty()).cloned().collect();
+        description_column(&unet, "network.params.base_channels", "8", "feature maps");
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! default chain on one window, and the training loop's data wait with that chain on.
 //! With `--inference`, only whole-volume inference of the T1 ([`run_inference`]).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +13,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::{load, Overrides, Settings};
-use crate::data::augment::with_one_torch_thread;
 use crate::data::phases::training_subjects;
 use crate::data::prepare::Preparation;
 use crate::data::{training_sampler, AugmentationChain, DataError, Loader};
@@ -20,6 +20,7 @@ use crate::engine::inference::{self, InferenceOptions};
 use crate::engine::{trainer, EngineError, Model};
 use crate::io::read_volume;
 use crate::plugins::Registry;
+use crate::torch::with_one_torch_thread;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -133,10 +134,39 @@ pub struct InferenceReport {
     pub workers: usize,
     /// Arithmetic of the forward passes.
     pub precision: String,
+    /// Timed runs of each way, the best of which counts.
+    pub best_of: usize,
     /// With and without the crop.
     pub runs: Vec<InferenceRun>,
     /// The process's peak resident memory after both, MB.
     pub peak_rss_mb: f64,
+}
+
+impl fmt::Display for InferenceReport {
+    /// The setting, one line per way of segmenting and the peak memory, as `niftyhost
+    /// bench --inference` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} {:?}: {}, window {}³, overlap {}, batch {}, {} worker(s), precision {}",
+            self.image.display(),
+            self.dims,
+            self.network,
+            self.window,
+            self.overlap,
+            self.batch_size,
+            self.workers,
+            self.precision
+        )?;
+        for r in &self.runs {
+            writeln!(
+                f,
+                "crop_to_foreground = {}: {} windows, {:.2} s reading to writing (best of {}), {:.2} s in the network",
+                r.crop_to_foreground, r.windows, r.seconds, self.best_of, r.network_seconds
+            )?;
+        }
+        writeln!(f, "peak RSS {:.0} MB", self.peak_rss_mb)
+    }
 }
 
 /// One augmentation's cost.
@@ -161,6 +191,45 @@ pub struct AugmentFigures {
     pub costs: Vec<AugmentCost>,
     /// The training loop with the chain on, when run.
     pub training: Option<TrainingFigures>,
+}
+
+impl fmt::Display for BenchReport {
+    /// One line per figure, as `niftyhost bench` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.decode;
+        writeln!(f, "window {}³, batch {}, {} loader threads", self.window, self.batch_size, self.threads)?;
+        writeln!(f, "decode {}: {:.1} ms ({:.0} Mvoxel/s)", d.file.display(), d.milliseconds, d.megavoxels_per_second)?;
+        for s in &self.samplers {
+            writeln!(f, "{} sampler: {:.0} patches/s", s.sampler, s.patches_per_second)?;
+        }
+        if let Some(t) = &self.training {
+            writeln!(
+                f,
+                "{} training: {:.3} s/iteration, data wait {:.2}%, host overhead {:.2}% (plugin forward/backward {:.3} s, optimiser {:.4} s per step)",
+                t.network,
+                t.seconds_per_iteration,
+                100.0 * t.data_wait_share,
+                100.0 * t.host_overhead_share,
+                t.step_parts.plugin,
+                t.step_parts.optimiser,
+            )?;
+        }
+        if let Some(a) = &self.augmentation {
+            for c in &a.costs {
+                writeln!(f, "augmentation {} ({}³): {:.1} ms/window", c.name, c.edge, c.milliseconds)?;
+            }
+            if let Some(t) = &a.training {
+                writeln!(
+                    f,
+                    "{} training with the default chain: {:.3} s/iteration, data wait {:.2}%",
+                    t.network,
+                    t.seconds_per_iteration,
+                    100.0 * t.data_wait_share
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The default chain: flips, rotation, scaling and elastic deformation (composed, one
@@ -451,6 +520,7 @@ pub fn run_inference(opts: &BenchOptions, registry: &Registry) -> Result<Inferen
         batch_size: options.tiling.batch_size,
         workers: options.workers,
         precision: s.inference.precision.to_string(),
+        best_of: opts.runs.max(1),
         runs,
         peak_rss_mb: peak_rss_mb(),
     })

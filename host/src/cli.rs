@@ -1,4 +1,6 @@
-//! The command line: `niftyhost train | inference | evaluation | list-plugins | config`.
+//! The command line's arguments: `niftyhost train | inference | export | evaluation |
+//! check | bench | list-plugins | config | info`. What each command does is in
+//! [`crate::commands`].
 
 use std::path::PathBuf;
 
@@ -48,7 +50,7 @@ pub enum Command {
     Config(JobArgs),
     /// Show what NIfTI files hold: shape, data type, scaling, voxel size, orientation,
     /// affine and value statistics.
-    Info(crate::io::info::InfoArgs),
+    Info(InfoArgs),
 }
 
 /// Arguments of `niftyhost inference`.
@@ -136,6 +138,17 @@ pub struct BenchArgs {
     /// Plugins.
     #[command(flatten)]
     pub plugins: PluginArgs,
+}
+
+/// Arguments of `niftyhost info`.
+#[derive(Debug, Clone, Args)]
+pub struct InfoArgs {
+    /// NIfTI-1/NIfTI-2/Analyze images (`.nii`, `.nii.gz`, `.hdr`/`.img`).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print a JSON array (one object per file) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `niftyhost evaluation`.

@@ -14,12 +14,14 @@
 pub mod bench;
 pub mod bundle;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod data;
 pub mod distributed;
 pub mod engine;
 pub mod help;
 pub mod io;
+pub mod memory;
 pub mod metrics;
 pub mod plugins;
 pub mod preprocess;

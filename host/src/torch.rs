@@ -1,7 +1,10 @@
-//! libtorch at run time: device selection, and loading `libtorch_cuda.so` when a CUDA
-//! device is asked for. rustc links with `--as-needed`, which drops libtorch_cuda (no
-//! symbol of it is referenced), so CUDA would never be registered; it must be opened
-//! before the first CUDA query, because libtorch caches that first answer.
+//! libtorch at run time: device selection (training runs one replica per configured
+//! device, inference runs on one), loading `libtorch_cuda.so` when a CUDA device is
+//! asked for, and libtorch's intra-op (OpenMP) thread counts.
+//!
+//! rustc links with `--as-needed`, which drops libtorch_cuda (no symbol of it is
+//! referenced), so CUDA would never be registered; it must be opened before the first
+//! CUDA query, because libtorch caches that first answer.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -15,8 +18,8 @@ pub enum DeviceError {
     /// The name is not a device.
     #[error("`system.devices`: {0}")]
     Name(String),
-    /// More devices than the job can use.
-    #[error("`system.devices` lists {0} devices; this version runs on one device only")]
+    /// More devices than a one-device job (inference) can use.
+    #[error("`system.devices` lists {0} devices; inference runs on one device (training runs a replica on each)")]
     TooMany(usize),
     /// CUDA was asked for but cannot be had.
     #[error("`system.devices` asks for {device}, but {why}")]
@@ -93,13 +96,60 @@ pub fn select_devices(names: &[String]) -> Result<Vec<Device>, DeviceError> {
     Ok(devices)
 }
 
-/// The one device a job runs on.
+/// The device of a job that runs on one (inference); training takes every device of
+/// [`select_devices`] instead, one replica on each.
 ///
 /// # Errors
-/// As [`select_devices`], or more than one device (the multi-device trainer is not there yet).
+/// As [`select_devices`], or more than one device.
 pub fn single_device(names: &[String]) -> Result<Device, DeviceError> {
     match select_devices(names)?.as_slice() {
         [one] => Ok(*one),
         many => Err(DeviceError::TooMany(many.len())),
     }
+}
+
+type OmpSetNumThreads = unsafe extern "C" fn(libc::c_int);
+type OmpGetMaxThreads = unsafe extern "C" fn() -> libc::c_int;
+
+/// OpenMP's `omp_set_num_threads` and `omp_get_max_threads`, from the libgomp that
+/// libtorch loaded (`None` for a libtorch without OpenMP).
+fn omp() -> Option<(OmpSetNumThreads, OmpGetMaxThreads)> {
+    static OMP: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    let (set, get) = (*OMP.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT only looks symbols up; both names are C strings.
+        let (set, get) = unsafe {
+            (
+                libc::dlsym(libc::RTLD_DEFAULT, c"omp_set_num_threads".as_ptr()),
+                libc::dlsym(libc::RTLD_DEFAULT, c"omp_get_max_threads".as_ptr()),
+            )
+        };
+        (!set.is_null() && !get.is_null()).then_some((set as usize, get as usize))
+    }))?;
+    // SAFETY: the addresses are OpenMP's functions with these C signatures.
+    Some(unsafe {
+        (std::mem::transmute::<usize, OmpSetNumThreads>(set), std::mem::transmute::<usize, OmpGetMaxThreads>(get))
+    })
+}
+
+/// Runs `f` with one libtorch (OpenMP) intra-op thread in the calling thread, then
+/// restores the calling thread's setting. OpenMP's thread count is per thread, so other
+/// threads (the trainer's) keep theirs.
+pub fn with_one_torch_thread<T>(f: impl FnOnce() -> T) -> T {
+    with_torch_threads(1, f)
+}
+
+/// Runs `f` with `threads` libtorch (OpenMP) intra-op threads in the calling thread, then
+/// restores the calling thread's setting (see [`with_one_torch_thread`]).
+pub fn with_torch_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
+    let Some((set, get)) = omp() else { return f() };
+    // libtorch sets a thread's OpenMP count on its first parallel operation (to
+    // `set_num_threads`' value, or the core count): have that happen first, so that it
+    // does not undo the count set here.
+    let _ = tch::get_num_threads();
+    // SAFETY: plain OpenMP calls on the calling thread's own setting.
+    let before = unsafe { get() };
+    unsafe { set(threads.max(1) as libc::c_int) };
+    let out = f();
+    unsafe { set(before) };
+    out
 }

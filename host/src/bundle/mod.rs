@@ -203,6 +203,20 @@ pub struct Exported {
     pub manifest: Manifest,
 }
 
+impl std::fmt::Display for Exported {
+    /// The bundle, its weights files, size and sha256, as `niftyhost export` prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "exported {} ({} weights file(s), {:.1} MB)",
+            self.bundle.display(),
+            self.manifest.weights.len(),
+            self.bytes as f64 / 1e6
+        )?;
+        writeln!(f, "sha256 {}", self.sha256)
+    }
+}
+
 /// Packs a trained model into a bundle at `out`: the network plugin, the checkpoints
 /// chosen by `inference.checkpoints` / `inference.inference_iter` (each checked against
 /// the network), the configuration and the learned preprocessing.

@@ -23,6 +23,7 @@ use super::DataError;
 use crate::config::{AugmentationEntry, Settings};
 use crate::plugins::{Registry, RegistryError};
 use crate::rng::Stream;
+use crate::torch::with_one_torch_thread;
 
 /// One built component of the chain.
 struct Step {
@@ -41,52 +42,6 @@ impl std::fmt::Debug for AugmentationChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.steps.iter().map(|s| (&s.name, s.probability))).finish()
     }
-}
-
-type OmpSetNumThreads = unsafe extern "C" fn(libc::c_int);
-type OmpGetMaxThreads = unsafe extern "C" fn() -> libc::c_int;
-
-/// OpenMP's `omp_set_num_threads` and `omp_get_max_threads`, from the libgomp that
-/// libtorch loaded (`None` for a libtorch without OpenMP).
-fn omp() -> Option<(OmpSetNumThreads, OmpGetMaxThreads)> {
-    static OMP: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
-    let (set, get) = (*OMP.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_DEFAULT only looks symbols up; both names are C strings.
-        let (set, get) = unsafe {
-            (
-                libc::dlsym(libc::RTLD_DEFAULT, c"omp_set_num_threads".as_ptr()),
-                libc::dlsym(libc::RTLD_DEFAULT, c"omp_get_max_threads".as_ptr()),
-            )
-        };
-        (!set.is_null() && !get.is_null()).then_some((set as usize, get as usize))
-    }))?;
-    // SAFETY: the addresses are OpenMP's functions with these C signatures.
-    Some(unsafe {
-        (std::mem::transmute::<usize, OmpSetNumThreads>(set), std::mem::transmute::<usize, OmpGetMaxThreads>(get))
-    })
-}
-
-/// Runs `f` with one libtorch (OpenMP) intra-op thread in the calling thread, then
-/// restores the calling thread's setting. OpenMP's thread count is per thread, so other
-/// threads (the trainer's) keep theirs.
-pub fn with_one_torch_thread<T>(f: impl FnOnce() -> T) -> T {
-    with_torch_threads(1, f)
-}
-
-/// Runs `f` with `threads` libtorch (OpenMP) intra-op threads in the calling thread, then
-/// restores the calling thread's setting (see [`with_one_torch_thread`]).
-pub fn with_torch_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
-    let Some((set, get)) = omp() else { return f() };
-    // libtorch sets a thread's OpenMP count on its first parallel operation (to
-    // `set_num_threads`' value, or the core count): have that happen first, so that it
-    // does not undo the count set here.
-    let _ = tch::get_num_threads();
-    // SAFETY: plain OpenMP calls on the calling thread's own setting.
-    let before = unsafe { get() };
-    unsafe { set(threads.max(1) as libc::c_int) };
-    let out = f();
-    unsafe { set(before) };
-    out
 }
 
 /// Stream tag of augmentation draws (distinct from the sampler's tags).

@@ -33,6 +33,18 @@ pub struct CheckReport {
     pub split: std::path::PathBuf,
 }
 
+impl std::fmt::Display for CheckReport {
+    /// The subjects checked and the split file, as `niftyhost check` prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} subjects: every file readable, images and labels agree (split: {})",
+            self.subjects,
+            self.split.display()
+        )
+    }
+}
+
 /// The check a training run starts with, on its own: every subject's files, then the
 /// split.
 ///

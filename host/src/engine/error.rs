@@ -30,6 +30,9 @@ pub enum EngineError {
     /// A device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// A model bundle cannot be opened or used.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
     /// A collective across the job's processes failed or timed out.
     #[error(transparent)]
     Comm(#[from] crate::distributed::CommError),

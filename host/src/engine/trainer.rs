@@ -31,6 +31,8 @@ use crate::telemetry::Progress;
 /// What a finished training run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
+    /// The network trained.
+    pub network: String,
     /// Iteration reached.
     pub iterations: u64,
     /// Iteration it started from.
@@ -69,6 +71,24 @@ pub struct TrainReport {
     pub validations: Vec<Validation>,
     /// Iteration early stopping ended the run at, if it did.
     pub stopped_early: Option<u64>,
+}
+
+impl std::fmt::Display for TrainReport {
+    /// The iteration reached, the speed, the checkpoint and the log, as `niftyhost train`
+    /// prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "trained {} to iteration {} (loss {:.4}, {:.3} s/iteration, {:.1} patches/s, data wait {:.1}%)",
+            self.network,
+            self.iterations,
+            self.final_loss,
+            self.seconds_per_iteration,
+            self.patches_per_second,
+            100.0 * self.data_wait_share
+        )?;
+        writeln!(f, "checkpoint: {}\nlog: {}", self.checkpoint.display(), self.log.display())
+    }
 }
 
 /// Where a training step's time goes, as mean seconds per step. The host's overhead is
@@ -581,6 +601,7 @@ impl<'a> TrainingRun<'a> {
             None => None,
         };
         TrainReport {
+            network: self.name.clone(),
             iterations: end,
             validations: self.validations,
             stopped_early: self.stopped_early,

@@ -1,25 +1,14 @@
-//! `niftyhost info FILE... [--json]`: what a user checks first about an image (as
-//! `nib-ls` or `fslinfo` show it): format, shape, on-disk data type, scaling, voxel
-//! size, orientation, affine and value statistics.
+//! What a user checks first about an image (as `nib-ls` or `fslinfo` show it): format,
+//! shape, on-disk data type, scaling, voxel size, orientation, affine and value
+//! statistics, summarised from an image read ([`FileInfo`]). `niftyhost info` prints it.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use serde::Serialize;
 
 use super::nifti::affine::xform_name;
-use super::nifti::{axcodes_string, read_image, Affine, Image, IoError};
-
-/// Arguments of `niftyhost info`.
-#[derive(Debug, Clone, Args)]
-pub struct InfoArgs {
-    /// NIfTI-1/NIfTI-2/Analyze images (`.nii`, `.nii.gz`, `.hdr`/`.img`).
-    #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
-    /// Print a JSON array (one object per file) on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
+use super::nifti::{axcodes_string, Affine, Image};
 
 /// Value statistics over every voxel (NaN and infinities counted, not summed).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,7 +128,7 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    /// The report of an image read with [`read_image`], named `file`.
+    /// The report of an image read with [`read_image`](super::nifti::read_image), named `file`.
     pub fn of(file: &Path, image: &Image) -> FileInfo {
         let h = &image.header;
         let (slope, inter) = image.scaling.unwrap_or((1.0, 0.0));
@@ -173,9 +162,11 @@ impl FileInfo {
             stats: Stats::of(&image.data),
         }
     }
+}
 
-    /// The report as indented text lines.
-    pub fn text(&self) -> String {
+impl fmt::Display for FileInfo {
+    /// The file, then one indented `key value` line per item.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let join = |v: &[String]| v.join(" x ");
         let mut out = format!("{}\n", self.file.display());
         let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<12} {v}\n"));
@@ -256,7 +247,7 @@ impl FileInfo {
             ),
         );
         line("", format!("{} voxels, {} non-zero, {} NaN/inf", s.voxels, s.nonzero_count, s.nan_count));
-        out
+        f.write_str(&out)
     }
 }
 
@@ -283,46 +274,6 @@ fn num(v: f64) -> String {
         }
     } else {
         format!("{v:.5e}")
-    }
-}
-
-/// Runs `niftyhost info`: one report per file on stdout (text, or a JSON array with
-/// `--json`, where an unreadable file is `{"file": …, "error": …}`); errors of
-/// unreadable files on stderr.
-///
-/// # Errors
-/// At least one file could not be read (after reporting every file).
-pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
-    let mut failures: Vec<IoError> = Vec::new();
-    let mut json = Vec::new();
-    for (n, file) in args.files.iter().enumerate() {
-        match read_image(file) {
-            Ok(image) => {
-                let info = FileInfo::of(file, &image);
-                if args.json {
-                    json.push(serde_json::to_value(&info)?);
-                } else {
-                    print!("{}{}", if n > 0 { "\n" } else { "" }, info.text());
-                }
-            }
-            Err(e) => {
-                if args.json {
-                    json.push(serde_json::json!({ "file": file, "error": e.message }));
-                }
-                if args.files.len() > 1 {
-                    eprintln!("error: {e}");
-                }
-                failures.push(e);
-            }
-        }
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    }
-    match failures.len() {
-        0 => Ok(()),
-        1 if args.files.len() == 1 => Err(failures.remove(0).into()),
-        n => anyhow::bail!("{n} of {} files could not be read", args.files.len()),
     }
 }
 

@@ -91,6 +91,16 @@ pub struct EvaluationReport {
     pub components_csv: Option<PathBuf>,
 }
 
+impl std::fmt::Display for EvaluationReport {
+    /// Each label's mean Dice and the metrics CSV, as `niftyhost evaluation` prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (label, dice) in &self.mean_dice {
+            writeln!(f, "label {label}: mean Dice {dice:.4}")?;
+        }
+        writeln!(f, "metrics: {}", self.csv.display())
+    }
+}
+
 /// The metric options of `[evaluation]`.
 ///
 /// # Errors

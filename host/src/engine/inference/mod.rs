@@ -1,26 +1,28 @@
 //! Sliding-window inference: windows on a grid with overlap ([`tiling`]) over the
 //! foreground's bounding box ([`foreground`]), run in batches on one or more workers
-//! (`pipeline`) through an ensemble of models with test-time mirroring ([`tta`]),
-//! blended with constant or Gaussian weights ([`blend`]) into a compact slab-wise
-//! accumulator ([`aggregate`]),
+//! (`pipeline`) through a [`predictor`](mod@predictor) (an ensemble of models with
+//! test-time mirroring, [`tta`]), blended with constant or Gaussian weights ([`blend`])
+//! into a compact slab-wise accumulator ([`aggregate`]),
 //! brought back to the input's geometry and written as labels, probabilities or logits
 //! ([`output`]), labels optionally postprocessed ([`postprocess`]). A cohort can be split
-//! between processes ([`shard`]).
+//! between processes ([`shard`]); [`job`] is an inference as the command line runs it,
+//! from a config or from bundles.
 
 pub mod aggregate;
 pub mod blend;
 pub mod compute;
 pub mod foreground;
+pub mod job;
 pub mod output;
 mod pipeline;
 pub mod postprocess;
+pub mod predictor;
 pub mod shard;
 pub mod tiling;
 pub mod tta;
 
 use std::path::{Path, PathBuf};
 
-use niftyhost_plugin_api::ComponentKind;
 use serde::Serialize;
 use tch::Device;
 
@@ -31,11 +33,13 @@ pub use self::foreground::Region;
 pub use self::output::OutputKind;
 use self::pipeline::{Batches, Blender};
 pub use self::postprocess::Postprocess;
+pub use self::predictor::{
+    checkpoints_for_inference, model_from_checkpoint, predictor, with_options, worker_models, Predictor,
+};
 pub use self::shard::Shard;
 pub use self::tiling::Tiling;
-pub use self::tta::{mirrorings, Predictor};
-use super::checkpoint;
-use super::{EngineError, Model};
+pub use self::tta::mirrorings;
+use super::EngineError;
 use crate::config::{ConfigError, Settings};
 use crate::data::phases::held_out_subjects;
 use crate::data::prepare::Preparation;
@@ -60,6 +64,13 @@ pub struct Segmented {
     /// Seconds in the network's forward passes, summed over the workers (so with
     /// several workers it can exceed `seconds`).
     pub network_seconds: f64,
+}
+
+impl std::fmt::Display for Segmented {
+    /// `subject: output (windows, seconds)`, as `niftyhost inference` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({} windows, {:.2} s)", self.subject, self.output.display(), self.windows, self.seconds)
+    }
 }
 
 /// Everything that decides how a volume is segmented, read from `[inference]`.
@@ -242,127 +253,6 @@ pub fn segment_subject(
         "windows blended, output written"
     );
     Ok((windows, network_seconds))
-}
-
-/// Warns when a plugin library the checkpoint `weights` names differs (by sha256) from
-/// the one `registry` loaded for that component.
-fn warn_if_plugins_differ(registry: &Registry, weights: &Path) {
-    let Ok(meta) = checkpoint::read_meta(weights) else { return };
-    for p in &meta.plugins {
-        // Augmentations do not take part in inference.
-        let kind = match p.kind.as_str() {
-            "loss" => ComponentKind::Loss,
-            "network" => ComponentKind::Network,
-            _ => continue,
-        };
-        if let Ok((lib, _)) = registry.find(kind, &p.component) {
-            if lib.sha256 != p.sha256 {
-                tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, checkpoint = %weights.display(), "the plugin library differs from the one the checkpoint was trained with");
-            }
-        }
-    }
-}
-
-/// Builds the network and restores one checkpoint file.
-///
-/// # Errors
-/// A checkpoint that does not fit the network.
-pub fn model_from_checkpoint(
-    settings: &Settings,
-    registry: &Registry,
-    device: Device,
-    weights: &Path,
-) -> Result<Model, EngineError> {
-    let mut model = Model::build(registry, settings, device)?;
-    checkpoint::load_weights(weights, &mut model)?;
-    Ok(model)
-}
-
-/// One model per checkpoint for each of `workers` workers, after one warning per
-/// checkpoint trained with other plugin libraries than `registry`'s.
-///
-/// # Errors
-/// As [`model_from_checkpoint`].
-pub fn worker_models(
-    settings: &Settings,
-    registry: &Registry,
-    device: Device,
-    checkpoints: &[PathBuf],
-    workers: usize,
-) -> Result<Vec<Vec<Model>>, EngineError> {
-    for weights in checkpoints {
-        warn_if_plugins_differ(registry, weights);
-    }
-    (0..workers.max(1))
-        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, w)).collect())
-        .collect()
-}
-
-/// The checkpoint files a config segments with: `inference.checkpoints`, else the one of
-/// `inference.inference_iter` (`-1` = latest).
-///
-/// # Errors
-/// No such checkpoint.
-pub fn checkpoints_for_inference(settings: &Settings) -> Result<Vec<PathBuf>, EngineError> {
-    if !settings.inference.checkpoints.is_empty() {
-        for p in &settings.inference.checkpoints {
-            if !p.is_file() {
-                return Err(EngineError::Other(format!(
-                    "`inference.checkpoints` names {}, which is not a file",
-                    p.display()
-                )));
-            }
-        }
-        return Ok(settings.inference.checkpoints.clone());
-    }
-    let iteration = settings.inference.inference_iter;
-    let dir = settings.checkpoint_dir();
-    let found = checkpoint::list(&dir);
-    let chosen = if iteration < 0 { found.last() } else { found.iter().find(|(i, _)| *i == iteration as u64) };
-    let (_, weights) = chosen.cloned().ok_or_else(|| {
-        EngineError::Other(format!(
-            "no checkpoint {} in {} (have {:?}): train first, or set `inference.inference_iter`",
-            if iteration < 0 { "at all".to_owned() } else { iteration.to_string() },
-            dir.display(),
-            found.iter().map(|(i, _)| *i).collect::<Vec<_>>()
-        ))
-    })?;
-    Ok(vec![weights])
-}
-
-/// The predictor of a config: one model per checkpoint, the configured mirrorings.
-///
-/// # Errors
-/// Bad options, no checkpoint, a network or checkpoint that cannot be loaded.
-pub fn predictor(settings: &Settings, registry: &Registry, device: Device) -> Result<Predictor, EngineError> {
-    let options = InferenceOptions::from_settings(settings)?;
-    let checkpoints = checkpoints_for_inference(settings)?;
-    for weights in &checkpoints {
-        tracing::info!(checkpoint = %weights.display(), "segmenting with");
-    }
-    let mut sets = worker_models(settings, registry, device, &checkpoints, options.workers)?;
-    let models = sets.remove(0);
-    with_options(models, sets, &options)
-}
-
-/// The predictor of `options` over `models`, with `replicas` (further copies of
-/// `models`, `options.workers - 1` of them) as its workers.
-///
-/// # Errors
-/// Bad mirror axes.
-pub fn with_options(
-    models: Vec<Model>,
-    replicas: Vec<Vec<Model>>,
-    options: &InferenceOptions,
-) -> Result<Predictor, EngineError> {
-    let predictor = Predictor::new(
-        models,
-        mirrorings(&options.mirror_axes).map_err(EngineError::Other)?,
-        options.output == OutputKind::Logits,
-        options.compute,
-    );
-    tracing::debug!(workers = options.workers, threads = options.worker_threads, compute = ?options.compute, "inference");
-    Ok(if replicas.is_empty() { predictor } else { predictor.with_workers(replicas, options.worker_threads) })
 }
 
 /// Segments one subject given by its image files (one per modality) and writes `out`.

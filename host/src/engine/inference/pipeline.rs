@@ -10,8 +10,8 @@ use tch::{Device, Tensor};
 
 use super::super::EngineError;
 use super::aggregate::Aggregator;
+use super::predictor::Predictor;
 use super::tiling::Tiling;
-use super::tta::Predictor;
 use crate::data::window::extract;
 use crate::data::SubjectVolumes;
 
@@ -310,7 +310,7 @@ fn run_on_workers(
         for p in std::iter::once(&mut *predictor).chain(helpers.iter_mut()) {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             scope.spawn(move || {
-                crate::data::augment::with_torch_threads(threads, || {
+                crate::torch::with_torch_threads(threads, || {
                     for (seq, input, shape) in job_rx {
                         if done_tx.send((seq, run_batch(p, &input, shape, num_classes, device))).is_err() {
                             break;

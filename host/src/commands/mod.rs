@@ -1,0 +1,188 @@
+//! The commands of `niftyhost` as library calls: each takes its parsed arguments
+//! ([`crate::cli`]), loads the configuration and plugins it needs, runs its job and
+//! returns the job's report. The binary prints the report (its `Display`, whole lines
+//! each ending in a newline, or JSON with `--json`) and maps errors to exit codes.
+//!
+//! Relative paths of a configuration are read from the current directory, as the binary
+//! is run. A library user sets the process's allocator as the binary does with
+//! [`crate::memory`].
+
+pub mod info;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+pub use self::info::{info, InfoReport};
+use crate::bench::{self, BenchOptions, BenchReport};
+use crate::bundle::{self, Exported};
+use crate::cli::{BenchArgs, EvaluationArgs, ExportArgs, InferenceArgs, JobArgs, PluginArgs};
+use crate::config::{self, ConfigError, Settings};
+use crate::data::phases::{self, CheckReport};
+use crate::engine::evaluation::{self, EvaluationReport};
+use crate::engine::inference::job::{ImageFiles, InferenceJob, InferenceReport};
+use crate::engine::trainer::{self, TrainReport};
+use crate::help;
+use crate::plugins::Registry;
+
+/// The folder a configuration's relative paths are read from.
+fn here() -> &'static Path {
+    Path::new(".")
+}
+
+/// The configuration of a job's arguments: file, environment and flags.
+///
+/// # Errors
+/// A bad `--set`, or a configuration that does not load.
+pub fn settings(args: &JobArgs) -> Result<Settings, ConfigError> {
+    let overrides = args.overrides()?;
+    config::load(args.config.as_deref(), &overrides)
+}
+
+/// Loads plugins; a library named with `--plugin` that fails ends the run.
+///
+/// # Errors
+/// Every `--plugin` library that could not be loaded, one per line.
+pub fn registry(args: &PluginArgs) -> Result<Registry> {
+    let search = args.search_path();
+    let registry = Registry::load(&search);
+    let explicit: Vec<String> = registry.explicit_failures(&search).map(ToString::to_string).collect();
+    if !explicit.is_empty() {
+        anyhow::bail!("{}", explicit.join("\n"));
+    }
+    Ok(registry)
+}
+
+/// `niftyhost train`. Every process of a multi-process job returns its report; rank 0's
+/// is the one to print.
+///
+/// # Errors
+/// A bad configuration, plugins that cannot be loaded, a failing training.
+pub fn train(args: &JobArgs) -> Result<TrainReport> {
+    let s = settings(args)?;
+    let reg = registry(&args.plugins)?;
+    trainer::train(&s, &reg, here()).context("training failed")
+}
+
+/// `niftyhost inference`: with a config (its INFER subjects, or `--image`), or with
+/// bundles (`--model`, with `--image`). Call [`crate::memory::one_malloc_arena`] first
+/// to run with the binary's memory behaviour.
+///
+/// # Errors
+/// Arguments that do not go together, a bad configuration or bundle, plugins that cannot
+/// be loaded, a failing inference.
+pub fn inference(args: &InferenceArgs) -> Result<InferenceReport> {
+    if args.images.is_empty() != args.out.is_none() {
+        return Err(ConfigError::Invalid("`--image` and `--out` go together".into()).into());
+    }
+    let files = args.out.clone().map(|out| ImageFiles { images: args.images.clone(), out });
+    let overrides = args.overrides()?;
+    let job = if args.models.is_empty() {
+        let s = config::load(args.job.config.as_deref(), &overrides)?;
+        let reg = registry(&args.job.plugins)?;
+        InferenceJob::from_config(s, reg, here(), files)?
+    } else {
+        if args.job.config.is_some() {
+            return Err(ConfigError::Invalid(
+                "`--model` carries its own config: change it with `--set`, not `-c`".into(),
+            )
+            .into());
+        }
+        let Some(files) = files else {
+            return Err(ConfigError::Invalid("`--model` segments `--image` files into `--out`".into()).into());
+        };
+        let bundles = args.models.iter().map(|m| bundle::open(m)).collect::<Result<Vec<_>, _>>()?;
+        InferenceJob::from_bundles(bundles, &overrides, files)?
+    };
+    job.run().context("inference failed")
+}
+
+/// `niftyhost export`.
+///
+/// # Errors
+/// A bad configuration, plugins that cannot be loaded, a failing export.
+pub fn export(args: &ExportArgs) -> Result<Exported> {
+    let s = settings(&args.job)?;
+    let reg = registry(&args.job.plugins)?;
+    bundle::export(&s, &reg, &args.out).context("export failed")
+}
+
+/// `niftyhost evaluation`.
+///
+/// # Errors
+/// A bad configuration, a failing evaluation.
+pub fn evaluation(args: &EvaluationArgs) -> Result<EvaluationReport> {
+    let s = config::load(args.job.config.as_deref(), &args.overrides()?)?;
+    evaluation::evaluate(&s, here()).context("evaluation failed")
+}
+
+/// `niftyhost check`.
+///
+/// # Errors
+/// A bad configuration, or every problem with the data found.
+pub fn check(args: &JobArgs) -> Result<CheckReport> {
+    let s = settings(args)?;
+    Ok(phases::check(&s, here())?)
+}
+
+/// The benchmark options of `bench`'s arguments, with a scratch folder of this process
+/// in the temporary folder.
+fn bench_options(args: &BenchArgs) -> BenchOptions {
+    BenchOptions {
+        data_dir: args.data_dir.clone(),
+        window: args.window,
+        batch_size: args.batch_size,
+        threads: args.threads,
+        batches: args.batches,
+        train_iterations: args.train_iterations,
+        scratch: std::env::temp_dir().join(format!("niftyhost-bench-{}", std::process::id())),
+        augment: args.augment,
+        runs: args.runs,
+    }
+}
+
+/// `niftyhost bench` without `--inference`: the data pipeline. The scratch folder is
+/// removed afterwards.
+///
+/// # Errors
+/// Missing data or plugins, or a failing measurement.
+pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
+    let opts = bench_options(args);
+    let reg = registry(&args.plugins)?;
+    let report = bench::run(&opts, &reg);
+    let _ = std::fs::remove_dir_all(&opts.scratch);
+    report.context("benchmark failed")
+}
+
+/// `niftyhost bench --inference`: whole-volume inference, as `niftyhost inference` runs
+/// it (call [`crate::memory::one_malloc_arena`] first). The scratch folder is removed
+/// afterwards.
+///
+/// # Errors
+/// Missing data or plugins, or a failing inference.
+pub fn bench_inference(args: &BenchArgs) -> Result<bench::InferenceReport> {
+    let opts = bench_options(args);
+    let reg = registry(&args.plugins)?;
+    let report = bench::run_inference(&opts, &reg);
+    let _ = std::fs::remove_dir_all(&opts.scratch);
+    report.context("inference benchmark failed")
+}
+
+/// What `niftyhost config` shows.
+#[derive(Debug)]
+pub struct ConfigReport {
+    /// The merged configuration.
+    pub settings: Settings,
+    /// Every host key with its default, and the parameters of every plugin found.
+    pub parameters: String,
+}
+
+/// `niftyhost config`. Plugins that cannot be loaded are listed, not an error.
+///
+/// # Errors
+/// A bad configuration.
+pub fn config(args: &JobArgs) -> Result<ConfigReport> {
+    let settings = settings(args)?;
+    let reg = Registry::load(&args.plugins.search_path());
+    Ok(ConfigReport { settings, parameters: help::parameters(&reg, help::terminal_width()) })
+}

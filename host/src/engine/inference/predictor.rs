@@ -1,0 +1,273 @@
+//! The predictor: an ensemble of models (one per checkpoint or bundle) run on every
+//! test-time mirroring of a window batch ([`super::tta`]), outputs averaged, optionally
+//! with replicas that run batches side by side; and how a config's checkpoints become
+//! one.
+
+use std::path::{Path, PathBuf};
+
+use niftyhost_plugin_api::ComponentKind;
+use tch::{Device, Kind, Tensor};
+
+use super::super::{checkpoint, EngineError, Model};
+use super::compute::{Compute, InferencePrecision};
+use super::output::OutputKind;
+use super::tta::mirrorings;
+use super::InferenceOptions;
+use crate::config::Settings;
+use crate::plugins::Registry;
+
+/// Several models and mirrorings whose outputs are averaged.
+pub struct Predictor {
+    /// The ensemble (one model per checkpoint or bundle).
+    pub models: Vec<Model>,
+    /// Tensor dimensions to flip, one entry per pass (see [`mirrorings`]).
+    pub mirrorings: Vec<Vec<i64>>,
+    /// Average logits instead of softmax probabilities.
+    pub logits: bool,
+    /// Precision and layout of the forward passes (the models must have been prepared
+    /// with it: [`Predictor::new`] does).
+    pub compute: Compute,
+    /// Replicas of this predictor (their own copies of the models) that run batches at
+    /// the same time as it, each on its own thread: see [`Predictor::with_workers`].
+    pub helpers: Vec<Predictor>,
+    /// libtorch intra-op threads of each worker when there are helpers.
+    pub worker_threads: usize,
+    /// With [`InferencePrecision::Auto`], float32 copies of every model's parameters and
+    /// buffers until a first batch has run in bf16.
+    fp32_copies: Option<Vec<Vec<Tensor>>>,
+}
+
+impl Predictor {
+    /// A predictor whose models are converted to `compute`'s precision and layout.
+    pub fn new(mut models: Vec<Model>, mirrorings: Vec<Vec<i64>>, logits: bool, compute: Compute) -> Predictor {
+        let fp32_copies = (compute.precision == InferencePrecision::Auto)
+            .then(|| models.iter().map(|m| m.state().map(|(_, t)| t.detach().copy()).collect()).collect());
+        for m in &mut models {
+            compute.prepare_model(m);
+        }
+        Predictor { models, mirrorings, logits, compute, helpers: Vec::new(), worker_threads: 0, fp32_copies }
+    }
+
+    /// Gives the models their float32 values back and runs in float32 from now on.
+    fn fall_back_to_fp32(&mut self) {
+        let Some(copies) = self.fp32_copies.take() else { return };
+        for (model, copies) in self.models.iter_mut().zip(copies) {
+            for ((_, t), copy) in model.params.iter_mut().chain(model.buffers.iter_mut()).zip(copies) {
+                tch::no_grad(|| t.set_data(&copy));
+            }
+        }
+        self.compute.precision = InferencePrecision::Fp32;
+        for m in &mut self.models {
+            self.compute.prepare_model(m);
+        }
+    }
+
+    /// This predictor and `replicas` (each one set of models like this one's, converted
+    /// here) run window batches concurrently, each on its own thread with `threads`
+    /// libtorch threads. On a CPU, single-threaded replicas use the cores better than
+    /// one predictor whose convolutions split each layer across threads.
+    pub fn with_workers(mut self, replicas: Vec<Vec<Model>>, threads: usize) -> Predictor {
+        self.helpers = replicas
+            .into_iter()
+            .map(|models| Predictor::new(models, self.mirrorings.clone(), self.logits, self.compute))
+            .collect();
+        self.worker_threads = threads;
+        self
+    }
+
+    /// Number of forward passes per batch.
+    pub fn passes(&self) -> usize {
+        self.models.len() * self.mirrorings.len().max(1)
+    }
+
+    /// The averaged output of a batch, on the CPU as float32.
+    ///
+    /// # Shapes
+    /// `[N, C, D, H, W]` → `[N, K, D, H, W]`
+    ///
+    /// # Errors
+    /// A plugin failure, or models that disagree on the output shape.
+    pub fn predict(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
+        match self.predict_once(input) {
+            Err(EngineError::Plugin { error, .. }) if self.fp32_copies.is_some() => {
+                let name = self.models.first().map(|m| m.name.clone()).unwrap_or_default();
+                tracing::warn!(
+                    network = %name,
+                    // libtorch's message up to its C++ backtrace.
+                    error = %error.message.as_str().split(['\n']).next().unwrap_or_default().split("\\n").next().unwrap_or_default(),
+                    "the network does not run in bf16 here: float32 instead (`inference.precision = \"fp32\"` says so up front)"
+                );
+                self.fall_back_to_fp32();
+                self.predict_once(input)
+            }
+            Ok(out) => {
+                self.fp32_copies = None;
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn predict_once(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
+        let identity = [Vec::new()];
+        let mirrorings: &[Vec<i64>] = if self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
+        let input = self.compute.prepare_input(input);
+        let mut sum: Option<Tensor> = None;
+        for model in &mut self.models {
+            for dims in mirrorings {
+                let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
+                let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
+                    context: match self.compute.precision {
+                        InferencePrecision::Bf16 | InferencePrecision::Auto => format!(
+                            "network `{}` forward in bf16 (`inference.precision = \"fp32\"` runs it in float32)",
+                            model.name
+                        ),
+                        InferencePrecision::Fp32 => format!("network `{}` forward", model.name),
+                    },
+                    error,
+                })?;
+                // Back to the default layout while the maps are still narrow (bf16), so
+                // that the float32 result needs no copy of its own.
+                let y = y.contiguous();
+                let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
+                let y = if dims.is_empty() { y } else { y.flip(dims.as_slice()) };
+                sum = Some(match sum {
+                    None => y,
+                    Some(s) if s.size() == y.size() => s + y,
+                    Some(s) => {
+                        return Err(EngineError::Other(format!(
+                            "network `{}` returned {:?} where the ensemble's first model returned {:?}",
+                            model.name,
+                            y.size(),
+                            s.size()
+                        )))
+                    }
+                });
+            }
+        }
+        let sum = sum.ok_or_else(|| EngineError::Other("no model to predict with".into()))?;
+        let mean = if self.passes() == 1 { sum } else { sum / (self.passes() as f64) };
+        Ok(mean.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous())
+    }
+}
+
+/// Warns when a plugin library the checkpoint `weights` names differs (by sha256) from
+/// the one `registry` loaded for that component.
+fn warn_if_plugins_differ(registry: &Registry, weights: &Path) {
+    let Ok(meta) = checkpoint::read_meta(weights) else { return };
+    for p in &meta.plugins {
+        // Augmentations do not take part in inference.
+        let kind = match p.kind.as_str() {
+            "loss" => ComponentKind::Loss,
+            "network" => ComponentKind::Network,
+            _ => continue,
+        };
+        if let Ok((lib, _)) = registry.find(kind, &p.component) {
+            if lib.sha256 != p.sha256 {
+                tracing::warn!(component = %p.component, saved = %p.version, loaded = %lib.info.version, checkpoint = %weights.display(), "the plugin library differs from the one the checkpoint was trained with");
+            }
+        }
+    }
+}
+
+/// Builds the network and restores one checkpoint file.
+///
+/// # Errors
+/// A checkpoint that does not fit the network.
+pub fn model_from_checkpoint(
+    settings: &Settings,
+    registry: &Registry,
+    device: Device,
+    weights: &Path,
+) -> Result<Model, EngineError> {
+    let mut model = Model::build(registry, settings, device)?;
+    checkpoint::load_weights(weights, &mut model)?;
+    Ok(model)
+}
+
+/// One model per checkpoint for each of `workers` workers, after one warning per
+/// checkpoint trained with other plugin libraries than `registry`'s.
+///
+/// # Errors
+/// As [`model_from_checkpoint`].
+pub fn worker_models(
+    settings: &Settings,
+    registry: &Registry,
+    device: Device,
+    checkpoints: &[PathBuf],
+    workers: usize,
+) -> Result<Vec<Vec<Model>>, EngineError> {
+    for weights in checkpoints {
+        warn_if_plugins_differ(registry, weights);
+    }
+    (0..workers.max(1))
+        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, w)).collect())
+        .collect()
+}
+
+/// The checkpoint files a config segments with: `inference.checkpoints`, else the one of
+/// `inference.inference_iter` (`-1` = latest).
+///
+/// # Errors
+/// No such checkpoint.
+pub fn checkpoints_for_inference(settings: &Settings) -> Result<Vec<PathBuf>, EngineError> {
+    if !settings.inference.checkpoints.is_empty() {
+        for p in &settings.inference.checkpoints {
+            if !p.is_file() {
+                return Err(EngineError::Other(format!(
+                    "`inference.checkpoints` names {}, which is not a file",
+                    p.display()
+                )));
+            }
+        }
+        return Ok(settings.inference.checkpoints.clone());
+    }
+    let iteration = settings.inference.inference_iter;
+    let dir = settings.checkpoint_dir();
+    let found = checkpoint::list(&dir);
+    let chosen = if iteration < 0 { found.last() } else { found.iter().find(|(i, _)| *i == iteration as u64) };
+    let (_, weights) = chosen.cloned().ok_or_else(|| {
+        EngineError::Other(format!(
+            "no checkpoint {} in {} (have {:?}): train first, or set `inference.inference_iter`",
+            if iteration < 0 { "at all".to_owned() } else { iteration.to_string() },
+            dir.display(),
+            found.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+        ))
+    })?;
+    Ok(vec![weights])
+}
+
+/// The predictor of a config: one model per checkpoint, the configured mirrorings.
+///
+/// # Errors
+/// Bad options, no checkpoint, a network or checkpoint that cannot be loaded.
+pub fn predictor(settings: &Settings, registry: &Registry, device: Device) -> Result<Predictor, EngineError> {
+    let options = InferenceOptions::from_settings(settings)?;
+    let checkpoints = checkpoints_for_inference(settings)?;
+    for weights in &checkpoints {
+        tracing::info!(checkpoint = %weights.display(), "segmenting with");
+    }
+    let mut sets = worker_models(settings, registry, device, &checkpoints, options.workers)?;
+    let models = sets.remove(0);
+    with_options(models, sets, &options)
+}
+
+/// The predictor of `options` over `models`, with `replicas` (further copies of
+/// `models`, `options.workers - 1` of them) as its workers.
+///
+/// # Errors
+/// Bad mirror axes.
+pub fn with_options(
+    models: Vec<Model>,
+    replicas: Vec<Vec<Model>>,
+    options: &InferenceOptions,
+) -> Result<Predictor, EngineError> {
+    let predictor = Predictor::new(
+        models,
+        mirrorings(&options.mirror_axes).map_err(EngineError::Other)?,
+        options.output == OutputKind::Logits,
+        options.compute,
+    );
+    tracing::debug!(workers = options.workers, threads = options.worker_threads, compute = ?options.compute, "inference");
+    Ok(if replicas.is_empty() { predictor } else { predictor.with_workers(replicas, options.worker_threads) })
+}
