@@ -1,6 +1,6 @@
 //! Plugin discovery, loading, listing and every load error, with fixture plugins.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use niftyhost::plugins::{LoadErrorKind, Registry, SearchPath};
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
@@ -306,15 +306,12 @@ fn an_unknown_component_name_suggests_the_nearest_and_lists_failures() {
     assert!(err.contains("libraries that failed to load:") && err.contains("libbroken.so"), "{err}");
 }
 
-#[test]
-fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags_before_it_runs() {
-    let other = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
-    // Its `describe` would fail: the refusal comes from the root module's tag, before it runs.
-    let lib = api_variant(
-        "torchtag",
-        Variant { version: "1.1.0", torch_abi_tag: Some(other), init_fails: true, ..Variant::default() },
-    );
-    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
+/// A libtorch ABI tag other than the host's.
+const OTHER_TORCH: &str = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
+
+/// Loading `lib` fails with the message naming the file and both libtorch tags.
+fn assert_refused_for_libtorch(lib: &Path, other: &str) {
+    let reg = Registry::load(&only_files(&[lib.to_owned()]));
     assert_eq!(
         reg.failures[0].to_string(),
         format!(
@@ -322,6 +319,16 @@ fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags_before_it_r
             lib.display()
         )
     );
+}
+
+#[test]
+fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags_before_it_runs() {
+    // Its `describe` would fail: the refusal comes from the root module's tag, before it runs.
+    let lib = api_variant(
+        "torchtag",
+        Variant { version: "1.1.0", torch_abi_tag: Some(OTHER_TORCH), init_fails: true, ..Variant::default() },
+    );
+    assert_refused_for_libtorch(&lib, OTHER_TORCH);
 }
 
 #[test]
@@ -343,19 +350,11 @@ fn a_plugin_of_the_previous_minor_api_loads_through_init_and_works() {
 
 #[test]
 fn a_plugin_of_the_previous_minor_api_is_refused_for_another_libtorch_after_init() {
-    let other = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
     let lib = api_variant(
         "v1_0_torchtag",
-        Variant { version: "1.0.0", cuts: ROOT_MODULE_1_0, torch_abi_tag: Some(other), ..Variant::default() },
+        Variant { version: "1.0.0", cuts: ROOT_MODULE_1_0, torch_abi_tag: Some(OTHER_TORCH), ..Variant::default() },
     );
-    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
-    assert_eq!(
-        reg.failures[0].to_string(),
-        format!(
-            "plugin {}: built against {other}, but this host uses {TORCH_ABI_TAG}: rebuild the plugin",
-            lib.display()
-        )
-    );
+    assert_refused_for_libtorch(&lib, OTHER_TORCH);
 }
 
 #[test]
