@@ -179,3 +179,63 @@ fn a_run_killed_while_checkpointing_leaves_the_latest_complete_checkpoint_usable
         assert!(checkpoint::read_optimiser(&weights).unwrap().is_some());
     }
 }
+
+#[test]
+fn a_save_that_fails_part_way_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
+    let small = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4");
+    let model = Model::build(&reg, &load(Some(&small), &Overrides::default()).unwrap(), Device::Cpu).unwrap();
+    let optimiser = vec![("step".to_owned(), Tensor::from_slice(&[3.0f32]))];
+    let ckpt = dir.path().join("c");
+    checkpoint::save(&ckpt, &model, &optimiser, &meta(1)).unwrap();
+    let before = files(&ckpt);
+    // The metadata's temporary name is taken by a folder: weights and optimiser state are
+    // written and renamed, then the JSON fails.
+    let (_, json) = checkpoint::paths(&ckpt, 2);
+    let blocker = json.with_extension("json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let err = checkpoint::save(&ckpt, &model, &optimiser, &meta(2)).unwrap_err().to_string();
+    assert!(err.contains("iter_00000002.json.tmp"), "{err}");
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(files(&ckpt), before, "the failed save removed what it wrote");
+    // Failing at the optimiser state: the weights already renamed go too.
+    let (weights, _) = checkpoint::paths(&ckpt, 3);
+    let blocker = checkpoint::optimiser_path(&weights).with_extension("tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    assert!(checkpoint::save(&ckpt, &model, &optimiser, &meta(3)).is_err());
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(files(&ckpt), before);
+    assert_eq!(checkpoint::list(&ckpt).len(), 1);
+}
+
+#[test]
+fn leftovers_of_a_crashed_save_are_removed_and_complete_checkpoints_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
+    let small = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4");
+    let model = Model::build(&reg, &load(Some(&small), &Overrides::default()).unwrap(), Device::Cpu).unwrap();
+    let ckpt = dir.path().join("c");
+    let complete = checkpoint::save(&ckpt, &model, &[], &meta(1)).unwrap();
+    // What a process killed during the save of iteration 2 leaves: weights renamed, the
+    // optimiser state and the JSON still under their temporary names.
+    let (weights, json) = checkpoint::paths(&ckpt, 2);
+    std::fs::copy(&complete, &weights).unwrap();
+    std::fs::write(checkpoint::optimiser_path(&weights).with_extension("tmp"), b"partial").unwrap();
+    std::fs::write(json.with_extension("json.tmp"), b"{").unwrap();
+    std::fs::write(ckpt.join("notes.txt"), b"not ours").unwrap();
+    let removed = checkpoint::remove_incomplete(&ckpt).unwrap();
+    let names: Vec<String> = removed.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["iter_00000002.json.tmp", "iter_00000002.optim.tmp", "iter_00000002.safetensors"]);
+    assert_eq!(files(&ckpt), ["iter_00000001.json", "iter_00000001.safetensors", "notes.txt"]);
+    assert_eq!(checkpoint::list(&ckpt), vec![(1, complete)]);
+    assert!(checkpoint::remove_incomplete(&dir.path().join("absent")).unwrap().is_empty());
+}
+
+/// The file names in `dir`, sorted.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}

@@ -80,7 +80,9 @@ fn sync_rename(tmp: &Path, dst: &Path) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Writes a checkpoint atomically and returns its weights file.
+/// Writes a checkpoint atomically and returns its weights file. A save that fails part-way
+/// removes what it wrote (temporary files, and weights already renamed whose JSON was not
+/// written), so a failed save leaves the folder as it was.
 ///
 /// # Errors
 /// The file that could not be written and why.
@@ -92,20 +94,82 @@ pub fn save(
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     let (weights, json) = paths(dir, meta.iteration);
+    let written = write_files(&weights, &json, model, optimiser, meta);
+    if written.is_err() {
+        for file in [
+            weights.with_extension("tmp"),
+            optimiser_path(&weights).with_extension("tmp"),
+            json.with_extension("json.tmp"),
+            optimiser_path(&weights),
+            weights.clone(),
+        ] {
+            remove_file_if_there(&file);
+        }
+    }
+    written.map(|()| weights)
+}
+
+/// The files of one checkpoint, each through a temporary name; the JSON last.
+fn write_files(
+    weights: &Path,
+    json: &Path,
+    model: &Model,
+    optimiser: &[(String, Tensor)],
+    meta: &CheckpointMeta,
+) -> Result<(), CheckpointError> {
     let write = |path: &Path, named: Vec<(&str, &Tensor)>| {
         let tmp = path.with_extension("tmp");
         Tensor::write_safetensors(&named, &tmp).map_err(|e| err(&tmp, e))?;
         sync_rename(&tmp, path)
     };
-    write(&weights, model.state().map(|(n, t)| (n.as_str(), t)).collect())?;
+    write(weights, model.state().map(|(n, t)| (n.as_str(), t)).collect())?;
     if !optimiser.is_empty() {
-        write(&optimiser_path(&weights), optimiser.iter().map(|(n, t)| (n.as_str(), t)).collect())?;
+        write(&optimiser_path(weights), optimiser.iter().map(|(n, t)| (n.as_str(), t)).collect())?;
     }
     let tmp = json.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(meta).map_err(|e| err(&json, e))?;
+    let text = serde_json::to_string_pretty(meta).map_err(|e| err(json, e))?;
     std::fs::write(&tmp, text).map_err(|e| err(&tmp, e))?;
-    sync_rename(&tmp, &json)?;
-    Ok(weights)
+    sync_rename(&tmp, json)
+}
+
+/// Removes a plain file; anything else (nothing there, a folder) is left alone.
+fn remove_file_if_there(path: &Path) {
+    if path.symlink_metadata().is_ok_and(|m| m.is_file()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Removes the leftovers of saves that did not complete: temporary files (`*.tmp`) and
+/// weights or optimiser files of an iteration without its JSON. Returns the files
+/// removed, for the caller to warn about. Only for a folder no other process writes to.
+///
+/// # Errors
+/// A folder that cannot be listed or a leftover that cannot be removed.
+pub fn remove_incomplete(dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| err(dir, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(rest) = name.strip_prefix("iter_") else { continue };
+        let iteration = rest.split('.').next().and_then(|n| n.parse::<u64>().ok());
+        let incomplete = match iteration {
+            Some(_) if name.ends_with(".tmp") => true,
+            Some(n) if name.ends_with(".safetensors") => !paths(dir, n).1.is_file(),
+            _ => false,
+        };
+        if incomplete && path.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&path)
+                .map_err(|e| err(&path, format!("cannot remove a leftover of a failed save: {e}")))?;
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Complete checkpoints in `dir`, oldest first: (iteration, weights file).

@@ -286,6 +286,62 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
+/// Per-component tallies of one mask's components (index 0 unused: background).
+struct Side {
+    size: Vec<u64>,
+    /// Sum of voxel indices, for the centroid.
+    sum: Vec<[f64; 3]>,
+    /// Voxels inside the other mask.
+    inside_other: Vec<u64>,
+    /// Components of the other mask that it overlaps, ascending.
+    partners: Vec<Vec<usize>>,
+}
+
+impl Side {
+    fn new(components: usize) -> Self {
+        Side {
+            size: vec![0; components + 1],
+            sum: vec![[0.0; 3]; components + 1],
+            inside_other: vec![0; components + 1],
+            partners: vec![Vec::new(); components + 1],
+        }
+    }
+
+    /// Counts voxel `c` for component `label` (nothing for background, 0).
+    fn add(&mut self, label: u32, c: [f64; 3], in_other: bool) {
+        if label == 0 {
+            return;
+        }
+        let l = label as usize;
+        self.size[l] += 1;
+        for a in 0..3 {
+            self.sum[l][a] += c[a];
+        }
+        if in_other {
+            self.inside_other[l] += 1;
+        }
+    }
+
+    /// The components `1..=n`, with `dice(partners, voxels, overlap_voxels)`.
+    fn components(&mut self, min_overlap: f64, dice: impl Fn(&[usize], u64, u64) -> f64) -> Vec<Component> {
+        (1..self.size.len())
+            .map(|id| {
+                let (size, overlap) = (self.size[id], self.inside_other[id]);
+                let overlapping = std::mem::take(&mut self.partners[id]);
+                Component {
+                    id,
+                    voxels: size,
+                    centroid: self.sum[id].map(|v| v / size as f64),
+                    overlap_voxels: overlap,
+                    dice: dice(&overlapping, size, overlap),
+                    overlapping,
+                    hit: overlap as f64 > min_overlap * size as f64,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Components of `seg` and `reference` and how they match (see the module docs).
 ///
 /// # Panics
@@ -299,13 +355,8 @@ pub fn match_components(
 ) -> ComponentSummary {
     let ((seg_labels, n_seg), (ref_labels, n_ref)) =
         rayon::join(|| label_components(seg, dims, connectivity), || label_components(reference, dims, connectivity));
-    let mut seg_size = vec![0u64; n_seg + 1];
-    let mut ref_size = vec![0u64; n_ref + 1];
-    let mut seg_sum = vec![[0.0f64; 3]; n_seg + 1];
-    let mut ref_sum = vec![[0.0f64; 3]; n_ref + 1];
-    // Voxels of each component inside the other mask, and overlapping pairs.
-    let mut seg_in_ref = vec![0u64; n_seg + 1];
-    let mut ref_in_seg = vec![0u64; n_ref + 1];
+    let mut seg_side = Side::new(n_seg);
+    let mut ref_side = Side::new(n_ref);
     let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
     // Overlapping voxels come in runs of one pair: count runs before hashing.
     let mut run: ((u32, u32), u64) = ((0, 0), 0);
@@ -319,21 +370,9 @@ pub fn match_components(
                     continue;
                 }
                 let c = [i as f64, j as f64, k as f64];
-                if s != 0 {
-                    seg_size[s as usize] += 1;
-                    for a in 0..3 {
-                        seg_sum[s as usize][a] += c[a];
-                    }
-                }
-                if r != 0 {
-                    ref_size[r as usize] += 1;
-                    for a in 0..3 {
-                        ref_sum[r as usize][a] += c[a];
-                    }
-                }
+                seg_side.add(s, c, r != 0);
+                ref_side.add(r, c, s != 0);
                 if s != 0 && r != 0 {
-                    seg_in_ref[s as usize] += 1;
-                    ref_in_seg[r as usize] += 1;
                     if run.0 != (r, s) {
                         if run.1 > 0 {
                             *pairs.entry(run.0).or_insert(0) += run.1;
@@ -348,44 +387,18 @@ pub fn match_components(
     if run.1 > 0 {
         *pairs.entry(run.0).or_insert(0) += run.1;
     }
-    let mut ref_partners: Vec<Vec<usize>> = vec![Vec::new(); n_ref + 1];
-    let mut seg_partners: Vec<Vec<usize>> = vec![Vec::new(); n_seg + 1];
     let mut sorted: Vec<(u32, u32)> = pairs.keys().copied().collect();
     sorted.sort_unstable();
     for (r, s) in sorted {
-        ref_partners[r as usize].push(s as usize);
-        seg_partners[s as usize].push(r as usize);
+        ref_side.partners[r as usize].push(s as usize);
+        seg_side.partners[s as usize].push(r as usize);
     }
-    let centroid = |sum: [f64; 3], size: u64| sum.map(|v| v / size as f64);
-    let reference = (1..=n_ref)
-        .map(|r| {
-            let union: u64 = ref_partners[r].iter().map(|&s| seg_size[s]).sum();
-            let (size, overlap) = (ref_size[r], ref_in_seg[r]);
-            Component {
-                id: r,
-                voxels: size,
-                centroid: centroid(ref_sum[r], size),
-                overlap_voxels: overlap,
-                overlapping: std::mem::take(&mut ref_partners[r]),
-                hit: overlap as f64 > min_overlap * size as f64,
-                dice: 2.0 * overlap as f64 / (size + union) as f64,
-            }
-        })
-        .collect();
-    let segmentation = (1..=n_seg)
-        .map(|s| {
-            let (size, overlap) = (seg_size[s], seg_in_ref[s]);
-            Component {
-                id: s,
-                voxels: size,
-                centroid: centroid(seg_sum[s], size),
-                overlap_voxels: overlap,
-                overlapping: std::mem::take(&mut seg_partners[s]),
-                hit: overlap as f64 > min_overlap * size as f64,
-                dice: f64::NAN,
-            }
-        })
-        .collect();
+    // A reference component's Dice counts every segmentation component it touches.
+    let reference = ref_side.components(min_overlap, |partners, size, overlap| {
+        let union: u64 = partners.iter().map(|&s| seg_side.size[s]).sum();
+        2.0 * overlap as f64 / (size + union) as f64
+    });
+    let segmentation = seg_side.components(min_overlap, |_, _, _| f64::NAN);
     ComponentSummary { connectivity, min_overlap, reference, segmentation }
 }
 

@@ -268,33 +268,29 @@ pub fn whiten_with_mask(
     Ok(data
         .chunks_mut(n)
         .map(|channel| {
-            let partial: Vec<(usize, f64)> = channel
-                .par_chunks(CHUNK)
-                .zip(mask.par_chunks(CHUNK))
-                .map(|(c, m)| {
-                    c.iter()
-                        .zip(m)
-                        .filter(|(v, &m)| m && v.is_finite())
-                        .fold((0, 0.0), |(n, s), (&v, _)| (n + 1, s + f64::from(v)))
-                })
-                .collect();
-            let (count, sum) = partial.iter().fold((0, 0.0), |(n, s), &(m, t)| (n + m, s + t));
+            let (count, sum) = masked_sum(channel, mask, |v| v);
             let mean = if count > 0 { sum / count as f64 } else { 0.0 };
-            let squares: Vec<f64> = channel
-                .par_chunks(CHUNK)
-                .zip(mask.par_chunks(CHUNK))
-                .map(|(c, m)| {
-                    c.iter()
-                        .zip(m)
-                        .filter(|(v, &m)| m && v.is_finite())
-                        .map(|(&v, _)| (f64::from(v) - mean).powi(2))
-                        .sum()
-                })
-                .collect();
-            let var = if count > 0 { squares.iter().sum::<f64>() / count as f64 } else { 0.0 };
+            let (_, squares) = masked_sum(channel, mask, |v| (v - mean).powi(2));
+            let var = if count > 0 { squares / count as f64 } else { 0.0 };
             finish(channel, count, mean, var)
         })
         .collect())
+}
+
+/// The count of finite voxels inside `mask`, and the sum of `f` over their values, in
+/// parallel chunks added in order (the same result with any number of threads).
+fn masked_sum(channel: &[f32], mask: &[bool], f: impl Fn(f64) -> f64 + Sync) -> (usize, f64) {
+    let partial: Vec<(usize, f64)> = channel
+        .par_chunks(CHUNK)
+        .zip(mask.par_chunks(CHUNK))
+        .map(|(c, m)| {
+            c.iter()
+                .zip(m)
+                .filter(|(v, &m)| m && v.is_finite())
+                .fold((0, 0.0), |(n, s), (&v, _)| (n + 1, s + f(f64::from(v))))
+        })
+        .collect();
+    partial.iter().fold((0, 0.0), |(n, s), &(m, t)| (n + m, s + t))
 }
 
 /// Applies the statistics (or the whole-channel fallback) and reports them.
