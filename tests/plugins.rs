@@ -1,11 +1,11 @@
 //! Plugin discovery, loading, listing and every load error, with fixture plugins.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use niftyhost::plugins::{LoadErrorKind, Registry, SearchPath};
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 use niftyhost_plugin_api::ComponentKind;
-use niftyhost_tests::fixtures::{api_variant, sdk_fixture, Variant};
+use niftyhost_tests::fixtures::{api_variant, sdk_fixture, Variant, ROOT_MODULE_1_0};
 use niftyhost_tests::{plugin_dir, run, text, tissue_config, workspace_plugin};
 
 fn only_files(files: &[PathBuf]) -> SearchPath {
@@ -50,6 +50,54 @@ fn list_plugins_shows_every_component_with_file_and_sha256() {
     let (stdout, _) = text(&out);
     assert_eq!(stdout.lines().count(), 12, "a header and one row per component: {stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("unet3d") && l.contains("network") && l.ends_with("ok")), "{stdout}");
+}
+
+#[test]
+fn list_plugins_shows_shadowed_copies_only_with_verbose_in_columns_sized_to_content() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("unet3d"), workspace_plugin("seglosses")]);
+    let first = dir.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::copy(workspace_plugin("unet3d"), first.join("libunet3d.so")).unwrap();
+
+    let out = run(dir.path(), &["list-plugins", "--plugin-dir", "first"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(!stdout.contains("shadowed by"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("unet3d ")).count(), 1, "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("unet3d") && l.contains("first/libunet3d.so")), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("(1 shadowed copies not shown; -v lists them)"), "{stdout}");
+    // Every column starts at the same place on every line, long names included.
+    let table: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('(')).collect();
+    let starts = |line: &str| -> Vec<usize> {
+        let mut starts = vec![0];
+        let bytes = line.as_bytes();
+        for i in 2..bytes.len() {
+            if bytes[i] != b' ' && bytes[i - 1] == b' ' && bytes[i - 2] == b' ' && starts.len() < 6 {
+                starts.push(i);
+            }
+        }
+        starts
+    };
+    let header = starts(table[0]);
+    assert_eq!(header.len(), 6, "{}", table[0]);
+    for line in &table {
+        assert_eq!(starts(line), header, "{line}\n{stdout}");
+    }
+    let long = table.iter().find(|l| l.starts_with("generalised_wasserstein_dice")).expect("a long name");
+    assert_eq!(&long[header[1]..header[1] + 4], "loss", "{long}");
+
+    let out = run(dir.path(), &["list-plugins", "--plugin-dir", "first", "-v"]);
+    let (stdout, _) = text(&out);
+    let shadowed = stdout.lines().find(|l| l.contains("shadowed by")).expect("a shadowed row with -v");
+    assert!(shadowed.starts_with("unet3d") && shadowed.contains("plugins/libunet3d.so"), "{stdout}");
+    assert!(shadowed.ends_with("shadowed by first/libunet3d.so"), "{shadowed}");
+
+    // --json keeps every row.
+    let out = run(dir.path(), &["list-plugins", "--plugin-dir", "first", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.iter().filter(|r| r["name"] == "unet3d").count(), 2);
+    assert!(rows.iter().any(|r| r["status"] == "shadowed by first/libunet3d.so"), "{rows:?}");
 }
 
 #[test]
@@ -107,12 +155,12 @@ fn other_plugin_api_major_versions_are_refused_with_both_versions() {
     let newer = api_variant("newer", Variant { version: "2.0.0", ..Variant::default() });
     let reg = Registry::load(&only_files(&[older.clone(), newer.clone(), workspace_plugin("toynet")]));
     assert_eq!(reg.failures.len(), 2, "every failing plugin is reported: {:?}", reg.failures);
-    assert_eq!(reg.failures[0].kind, LoadErrorKind::ApiVersion { host: "1.0.0".into(), plugin: "0.9.0".into() });
-    assert_eq!(reg.failures[1].kind, LoadErrorKind::ApiVersion { host: "1.0.0".into(), plugin: "2.0.0".into() });
+    assert_eq!(reg.failures[0].kind, LoadErrorKind::ApiVersion { host: "1.1.0".into(), plugin: "0.9.0".into() });
+    assert_eq!(reg.failures[1].kind, LoadErrorKind::ApiVersion { host: "1.1.0".into(), plugin: "2.0.0".into() });
     assert_eq!(
         reg.failures[1].to_string(),
         format!(
-            "plugin {}: built against plugin-api 2.0.0, incompatible with this host's plugin-api 1.0.0: rebuild the plugin",
+            "plugin {}: built against plugin-api 2.0.0, incompatible with this host's plugin-api 1.1.0: rebuild the plugin",
             newer.display()
         )
     );
@@ -124,27 +172,54 @@ fn a_changed_method_signature_is_a_short_layout_error() {
     let changed = api_variant(
         "layout",
         Variant {
-            version: "1.0.0",
+            version: "1.1.0",
             patches: &[(
                 "plugin-api/src/network.rs",
                 "fn forward(&mut self, input: &RTensor, train: bool)",
                 "fn forward(&mut self, input: &RTensor, train: bool, scale: f32)",
             )],
-            torch_abi_tag: Some(TORCH_ABI_TAG),
+            init_fails: true,
+            ..Variant::default()
         },
     );
-    let reg = Registry::load(&only_files(&[changed]));
+    let reg = Registry::load(&only_files(std::slice::from_ref(&changed)));
     let err = &reg.failures[0];
     let LoadErrorKind::Layout(cause) = &err.kind else { panic!("expected a layout error, got {err:?}") };
     let msg = err.to_string();
     assert!(msg.len() < 2000, "the cause, not abi_stable's layout dump ({} bytes): {msg}", msg.len());
-    assert!(!cause.is_empty());
+    assert!(msg.starts_with(&format!("plugin {}: plugin-api layout mismatch: ", changed.display())), "{msg}");
+    // Where (the path from the root module to the method) and what, from the error's structure.
+    assert!(cause.contains("new_network") && cause.contains("forward"), "{cause}");
     assert_eq!(msg.lines().count(), 1, "{msg}");
 }
 
 #[test]
+fn a_plugin_of_an_older_minor_api_with_a_changed_signature_is_a_short_layout_error() {
+    // The layouts are checked the other way round for an older plugin; the summary still
+    // says where, and puts the host's side first.
+    let changed = api_variant(
+        "layout_1_0",
+        Variant {
+            version: "1.0.0",
+            cuts: ROOT_MODULE_1_0,
+            patches: &[(
+                "plugin-api/src/network.rs",
+                "fn forward(&mut self, input: &RTensor, train: bool)",
+                "fn forward(&mut self, input: &RTensor, train: bool, scale: f32)",
+            )],
+            ..Variant::default()
+        },
+    );
+    let reg = Registry::load(&only_files(std::slice::from_ref(&changed)));
+    let err = &reg.failures[0];
+    let LoadErrorKind::Layout(cause) = &err.kind else { panic!("expected a layout error, got {err:?}") };
+    assert!(cause.contains("new_network") && cause.contains("forward"), "{cause}");
+    assert_eq!(err.to_string().lines().count(), 1, "{err}");
+}
+
+#[test]
 fn failing_initialisation_is_reported_with_the_plugins_reason() {
-    let lib = api_variant("initfail", Variant { version: "1.0.0", ..Variant::default() });
+    let lib = api_variant("initfail", Variant { version: "1.1.0", init_fails: true, ..Variant::default() });
     let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
     assert_eq!(
         reg.failures[0].to_string(),
@@ -231,11 +306,12 @@ fn an_unknown_component_name_suggests_the_nearest_and_lists_failures() {
     assert!(err.contains("libraries that failed to load:") && err.contains("libbroken.so"), "{err}");
 }
 
-#[test]
-fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags() {
-    let other = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
-    let lib = api_variant("torchtag", Variant { version: "1.0.0", torch_abi_tag: Some(other), ..Variant::default() });
-    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
+/// A libtorch ABI tag other than the host's.
+const OTHER_TORCH: &str = "tch-0.24.0/libtorch-2.99.0/cxx11abi=1";
+
+/// Loading `lib` fails with the message naming the file and both libtorch tags.
+fn assert_refused_for_libtorch(lib: &Path, other: &str) {
+    let reg = Registry::load(&only_files(&[lib.to_owned()]));
     assert_eq!(
         reg.failures[0].to_string(),
         format!(
@@ -246,21 +322,103 @@ fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags() {
 }
 
 #[test]
-fn a_plugin_of_a_newer_minor_api_with_an_appended_field_loads() {
-    let appended = "    ) -> RResult<AugmentationBox, PluginError>,\n    /// Added in 1.1.\n    pub describe: extern \"C\" fn() -> abi_stable::std_types::RString,\n}";
+fn a_plugin_built_against_another_libtorch_is_refused_with_both_tags_before_it_runs() {
+    // Its `describe` would fail: the refusal comes from the root module's tag, before it runs.
+    let lib = api_variant(
+        "torchtag",
+        Variant { version: "1.1.0", torch_abi_tag: Some(OTHER_TORCH), init_fails: true, ..Variant::default() },
+    );
+    assert_refused_for_libtorch(&lib, OTHER_TORCH);
+}
+
+#[test]
+fn a_plugin_of_the_previous_minor_api_loads_through_init_and_works() {
+    let lib = api_variant("v1_0", Variant { version: "1.0.0", cuts: ROOT_MODULE_1_0, ..Variant::default() });
+    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
+    assert!(reg.failures.is_empty(), "{:?}", reg.failures);
+    assert_eq!(reg.libraries[0].plugin_api, "1.0.0");
+    assert!(reg.libraries[0].module.torch_abi_tag().is_none(), "a 1.0 root module has no tag");
+    let (found, c) = reg.find(ComponentKind::Network, "versioned_net").unwrap();
+    assert_eq!((found.info.name.as_str(), c.description.as_str()), ("versioned", "builds nothing"));
+    // Its factories are called: the error is the plugin's own.
+    let err = reg.new_network("versioned_net", &serde_json::json!({})).err().expect("the fixture builds nothing");
+    assert_eq!(
+        err.to_string(),
+        format!("network `versioned_net` from {}: a version fixture builds nothing", lib.display())
+    );
+}
+
+#[test]
+fn a_plugin_of_the_previous_minor_api_is_refused_for_another_libtorch_after_init() {
+    let lib = api_variant(
+        "v1_0_torchtag",
+        Variant { version: "1.0.0", cuts: ROOT_MODULE_1_0, torch_abi_tag: Some(OTHER_TORCH), ..Variant::default() },
+    );
+    assert_refused_for_libtorch(&lib, OTHER_TORCH);
+}
+
+#[test]
+fn a_root_module_function_missing_from_an_older_plugin_is_an_error_naming_it() {
+    // A root module with the tag of 1.1 but without `describe` (no released version looks
+    // like this): the host reads the missing field as None and says so.
+    let lib = api_variant(
+        "nodescribe",
+        Variant {
+            version: "1.0.5",
+            cuts: &[
+                ("plugin-api/src/root.rs", "    /// Since 1.1: initialises", "}\n\nimpl RootModule"),
+                ("plugin-api/src/root.rs", ", PluginInfo_Ref}", "};"),
+                ("plugin/src/lib.rs", ", describe", " }"),
+            ],
+            ..Variant::default()
+        },
+    );
+    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
+    assert_eq!(
+        reg.failures[0].to_string(),
+        format!("plugin {}: lacks `describe` (built against plugin-api 1.0.5): rebuild the plugin", lib.display())
+    );
+}
+
+#[test]
+fn a_plugin_of_a_newer_minor_api_with_appended_fields_and_an_unknown_kind_loads() {
     let lib = api_variant(
         "newerminor",
         Variant {
-            version: "1.1.0",
+            version: "1.2.0",
             patches: &[
-                ("plugin-api/src/root.rs", "    ) -> RResult<AugmentationBox, PluginError>,\n}", appended),
-                ("plugin/src/lib.rs", "new_loss, new_augmentation }", "new_loss, new_augmentation, describe }"),
+                (
+                    "plugin-api/src/root.rs",
+                    "RResult<PluginInfo_Ref, PluginError>,\n}",
+                    "RResult<PluginInfo_Ref, PluginError>,\n    /// Added in 1.2.\n    pub motto: extern \"C\" fn() -> abi_stable::std_types::RString,\n}",
+                ),
+                (
+                    "plugin-api/src/schema.rs",
+                    "pub params: RSlice<'static, ParamSpec_Ref>,\n}",
+                    "pub params: RSlice<'static, ParamSpec_Ref>,\n    /// Added in 1.2.\n    pub tags: RSlice<'static, RStr<'static>>,\n}",
+                ),
+                ("plugin/src/lib.rs", "torch_abi_tag, describe }", "torch_abi_tag, describe, motto }"),
+                (
+                    "plugin/src/lib.rs",
+                    "        params: RSlice::EMPTY,\n    };\n    vec![net.leak_into_prefix()]",
+                    "        params: RSlice::EMPTY,\n        tags: RSlice::EMPTY,\n    };\n    let future = ComponentInfo {\n        name: RStr::from_str(\"future_thing\"),\n        kind: ComponentKind::from_code(7),\n        description: RStr::from_str(\"a kind from plugin-api 1.2\"),\n        params: RSlice::EMPTY,\n        tags: RSlice::EMPTY,\n    };\n    vec![net.leak_into_prefix(), future.leak_into_prefix()]",
+                ),
             ],
-            torch_abi_tag: Some(TORCH_ABI_TAG),
+            ..Variant::default()
         },
     );
-    let reg = Registry::load(&only_files(&[lib]));
+    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
     assert!(reg.failures.is_empty(), "{:?}", reg.failures);
+    assert_eq!(reg.libraries[0].plugin_api, "1.2.0");
     let (found, _) = reg.find(ComponentKind::Network, "versioned_net").unwrap();
     assert_eq!(found.info.name.as_str(), "versioned");
+    // The component of an unknown kind is listed and skipped, never used.
+    for kind in [ComponentKind::Network, ComponentKind::Loss, ComponentKind::Augmentation] {
+        assert!(reg.find(kind, "future_thing").is_err());
+    }
+    let rows = reg.listing();
+    let row = rows.iter().find(|r| r.name == "future_thing").expect("listed");
+    assert_eq!(row.kind, "unknown kind 7");
+    assert!(row.status.starts_with("skipped: a kind this host does not know"), "{row:?}");
+    assert_eq!(row.file, lib);
 }

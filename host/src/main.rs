@@ -58,24 +58,10 @@ fn run(cli: Cli) -> Result<()> {
             if args.json {
                 print_json(&rows)?;
             } else {
-                println!("{:<16} {:<12} {:<8} {:<14} {:<40} status", "name", "kind", "version", "sha256", "file");
-                for r in &rows {
-                    let sha = r.sha256.get(..12).unwrap_or(&r.sha256);
-                    println!(
-                        "{:<16} {:<12} {:<8} {:<14} {:<40} {}",
-                        r.name,
-                        r.kind,
-                        r.version,
-                        sha,
-                        r.file.display(),
-                        r.status
-                    );
-                }
+                print!("{}", niftyhost::plugins::ListingTable { rows: &rows, shadowed: cli.verbose > 0 });
                 if rows.is_empty() {
-                    eprintln!(
-                        "no plugins found in: {}",
-                        search.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-                    );
+                    let dirs: Vec<String> = search.dirs.iter().map(|d| d.display().to_string()).collect();
+                    eprintln!("no plugins found in: {}", dirs.join(", "));
                 }
             }
             if reg.explicit_failures(&search).next().is_some() {

@@ -24,12 +24,15 @@ pub enum LogLevel {
 /// A plugin never installs a tracing subscriber of its own (a cdylib has its own copy of
 /// tracing's globals): it logs through [`HostModule::log`], which the host re-emits as a
 /// `tracing` event in its current span.
+///
+/// Fields are appended after the last one with a minor version bump: a plugin reading a
+/// field that its (older) host does not provide gets `None`.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = HostModule_Ref)))]
-#[sabi(missing_field(panic))]
+#[sabi(missing_field(option))]
 pub struct HostModule {
-    /// Emits a log record: level, target (the plugin's name) and message.
+    /// Since 1.0: emits a log record: level, target (the plugin's name) and message.
     #[sabi(last_prefix_field)]
     pub log: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>),
 }

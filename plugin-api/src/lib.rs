@@ -7,7 +7,9 @@
 //! Everything that crosses the boundary is declared here:
 //! - [`RTensor`]: an owning handle to one libtorch tensor;
 //! - [`PluginError`]: the error every entry point returns instead of panicking;
-//! - [`ParamSpec`] / [`ComponentInfo`] / [`PluginInfo`]: what a plugin declares about itself;
+//! - [`ParamSpec`] / [`ComponentInfo`] / [`PluginInfo`] / [`ComponentKind`]: what a plugin
+//!   declares about itself, in the extensible form of 1.1 ([`v1_0`] keeps the frozen form of
+//!   1.0, which 1.0 hosts read);
 //! - [`HostModule`]: what the host offers a plugin (logging);
 //! - the `#[sabi_trait]`s [`Network`], [`Loss`] and [`Augmentation`].
 //!
@@ -16,10 +18,12 @@
 //! parameter parsing against a schema and the [`export_plugin!`] macro.
 //!
 //! # Versioning
-//! The ABI version is this crate's Cargo version. Additive changes (a method appended
-//! after a `last_prefix_field`, a field appended to a prefix type) bump the minor
-//! version; anything else bumps the major version, and the host refuses plugins built
-//! against another major version.
+//! The ABI version is this crate's Cargo version. Additive changes (a field appended to a
+//! prefix type after its `last_prefix_field`, a method appended to a trait after its
+//! `last_prefix_field`, a new [`ComponentKind`] code) bump the minor version; anything else
+//! bumps the major version. The host refuses a plugin built against another major version,
+//! and loads one built against any minor version of its own major: a field the older side
+//! lacks reads as `None` (see `Cargo.toml` for the exact rules).
 #![warn(missing_docs)]
 // abi_stable 0.11's derive macros trip this lint.
 #![allow(non_local_definitions)]
@@ -34,6 +38,7 @@ mod network;
 mod root;
 mod schema;
 mod tensor;
+pub mod v1_0;
 
 pub use augment::{Augmentation, AugmentationBox, Augmentation_TO, AugmentedSample, Spacing};
 pub use error::PluginError;
@@ -41,7 +46,9 @@ pub use host::{HostModule, HostModule_Ref, LogLevel};
 pub use loss::{Loss, LossBox, Loss_TO};
 pub use network::{NamedTensor, Network, NetworkBox, Network_TO};
 pub use root::{PluginModule, PluginModule_Ref};
-pub use schema::{ComponentInfo, ComponentKind, ParamSpec, PluginInfo};
+pub use schema::{
+    ComponentInfo, ComponentInfo_Ref, ComponentKind, ParamSpec, ParamSpec_Ref, PluginInfo, PluginInfo_Ref,
+};
 pub use tensor::RTensor;
 
 /// Re-exported so that plugins and the host use the very same `abi_stable`.

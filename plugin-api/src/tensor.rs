@@ -14,7 +14,7 @@ use abi_stable::StableAbi;
 ///
 /// # Safety
 /// The process maps exactly one libtorch; host and plugins are built against the same
-/// libtorch (checked through [`crate::PluginInfo::torch_abi_tag`]), so a tensor made on
+/// libtorch (checked through [`crate::PluginModule::torch_abi_tag`]), so a tensor made on
 /// one side is a valid tensor on the other.
 #[repr(C)]
 #[derive(StableAbi)]

@@ -3,11 +3,14 @@
 //!   user's augmentations) and
 //!   `panicky` (components that panic);
 //! - variants of `tests/fixtures/versioned` built against a generated copy of
-//!   plugin-api with another version number or a changed method signature.
+//!   plugin-api with another version number, a changed method signature, the root module of
+//!   plugin-api 1.0, or fields appended as a newer minor version would.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 
 use super::{repo_root, target_dir};
 
@@ -55,11 +58,36 @@ fn copy_dir(from: &Path, to: &Path) {
 pub struct Variant<'a> {
     /// The plugin-api version of the copy it is built against.
     pub version: &'a str,
+    /// Cuts `(file under the variant folder, from, to)`: the text from `from` up to (not
+    /// including) the next `to` is removed. Applied before `patches`.
+    pub cuts: &'a [(&'a str, &'a str, &'a str)],
     /// Text replacements `(file under the variant folder, text, replacement)`, applied to
     /// the API copy (`plugin-api/src/...`) or the plugin (`plugin/src/lib.rs`).
     pub patches: &'a [(&'a str, &'a str, &'a str)],
-    /// The libtorch ABI tag the plugin reports; `None` makes its initialisation fail.
+    /// The libtorch ABI tag the plugin reports; `None`: the host's.
     pub torch_abi_tag: Option<&'a str>,
+    /// Makes the plugin's `init` and `describe` fail.
+    pub init_fails: bool,
+}
+
+/// The cuts that turn the fixture and its API copy into a plugin built against plugin-api
+/// 1.0: a root module without the fields appended in 1.1.
+pub const ROOT_MODULE_1_0: &[(&str, &str, &str)] = &[
+    ("plugin-api/src/root.rs", "    /// Since 1.1: the libtorch", "}\n\nimpl RootModule"),
+    ("plugin-api/src/root.rs", ", PluginInfo_Ref}", "};"),
+    ("plugin/src/lib.rs", "    let torch_abi_tag = RStr", "    PluginModule {"),
+    ("plugin/src/lib.rs", ", torch_abi_tag, describe", " }"),
+];
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn cut(path: &Path, from: &str, to: &str) {
+    let text = read(path);
+    let start = text.find(from).unwrap_or_else(|| panic!("cut start `{from}` not in {}", path.display()));
+    let end = start + text[start..].find(to).unwrap_or_else(|| panic!("cut end `{to}` not in {}", path.display()));
+    std::fs::write(path, format!("{}{}", &text[..start], &text[end..])).unwrap();
 }
 
 /// The `versioned` fixture built as `variant`, as `libversioned_<label>.so`.
@@ -80,9 +108,12 @@ pub fn api_variant(label: &str, variant: Variant<'_>) -> PathBuf {
     .unwrap();
     let plugin = root.join("plugin");
     copy_dir(&repo_root().join("tests/fixtures/versioned/src"), &plugin.join("src"));
+    for (file, from, to) in variant.cuts {
+        cut(&root.join(file), from, to);
+    }
     for (file, from, to) in variant.patches {
         let path = root.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = read(&path);
         assert!(text.contains(from), "patch target `{from}` not in {file}");
         std::fs::write(&path, text.replace(from, to)).unwrap();
     }
@@ -98,7 +129,10 @@ pub fn api_variant(label: &str, variant: Variant<'_>) -> PathBuf {
     .unwrap();
     // The workspace's lock file pins the same abi_stable as the host.
     std::fs::copy(repo_root().join("Cargo.lock"), plugin.join("Cargo.lock")).unwrap();
-    let env: Vec<(&str, &str)> = variant.torch_abi_tag.map(|t| ("FIXTURE_TORCH_ABI_TAG", t)).into_iter().collect();
+    let mut env = vec![("FIXTURE_TORCH_ABI_TAG", variant.torch_abi_tag.unwrap_or(TORCH_ABI_TAG))];
+    if variant.init_fails {
+        env.push(("FIXTURE_INIT_FAILS", "1"));
+    }
     cargo_build(&plugin.join("Cargo.toml"), &env);
     let path = fixture_target().join("debug").join(format!("lib{lib}.so"));
     assert!(path.is_file(), "fixture build did not produce {}", path.display());

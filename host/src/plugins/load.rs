@@ -1,5 +1,5 @@
-//! Loading one plugin library and checking it: abi_stable header and layout, plugin-api
-//! version, libtorch ABI tag, and the plugin's own initialisation.
+//! Loading one plugin library and checking it: abi_stable header, plugin-api version and
+//! layout ([`super::layout`]), libtorch ABI tag, and the plugin's own initialisation.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,10 @@ use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::RStr;
 use niftyhost_plugin_api::sdk::{first_line, TORCH_ABI_TAG};
-use niftyhost_plugin_api::{HostModule, HostModule_Ref, LogLevel, PluginInfo, PluginModule_Ref};
+use niftyhost_plugin_api::{HostModule, HostModule_Ref, LogLevel, PluginModule_Ref};
+
+use super::info::LibraryInfo;
+use super::layout::check_root_module;
 
 /// A library that loaded and initialised.
 #[derive(Clone)]
@@ -18,8 +21,10 @@ pub struct LoadedLibrary {
     pub path: PathBuf,
     /// sha256 of the file, hex.
     pub sha256: String,
+    /// The plugin-api version it was built against.
+    pub plugin_api: String,
     /// What it declared.
-    pub info: PluginInfo,
+    pub info: LibraryInfo,
     /// Its root module.
     pub module: PluginModule_Ref,
 }
@@ -29,6 +34,7 @@ impl fmt::Debug for LoadedLibrary {
         f.debug_struct("LoadedLibrary")
             .field("path", &self.path)
             .field("sha256", &self.sha256)
+            .field("plugin_api", &self.plugin_api)
             .field("info", &self.info)
             .finish()
     }
@@ -55,8 +61,15 @@ pub enum LoadErrorKind {
         /// The plugin's.
         plugin: String,
     },
-    /// Same version, different type layouts: the cause lines of abi_stable's report.
+    /// Compatible versions, incompatible type layouts: where and what, in one line.
     Layout(String),
+    /// A root-module function this host needs is missing (the plugin is older than it).
+    Missing {
+        /// The root-module field.
+        function: &'static str,
+        /// The plugin-api version the plugin was built against.
+        plugin_api: String,
+    },
     /// Built against another libtorch.
     Torch {
         /// The host's tag.
@@ -95,6 +108,9 @@ impl fmt::Display for LoadErrorKind {
                 "built against plugin-api {plugin}, incompatible with this host's plugin-api {host}: rebuild the plugin"
             ),
             LoadErrorKind::Layout(cause) => write!(f, "plugin-api layout mismatch: {cause}"),
+            LoadErrorKind::Missing { function, plugin_api } => {
+                write!(f, "lacks `{function}` (built against plugin-api {plugin_api}): rebuild the plugin")
+            }
             LoadErrorKind::Torch { host, plugin } => {
                 write!(f, "built against {plugin}, but this host uses {host}: rebuild the plugin")
             }
@@ -128,20 +144,6 @@ pub fn host_module() -> HostModule_Ref {
     *HOST.get_or_init(|| HostModule { log: host_log }.leak_into_prefix())
 }
 
-/// The lines of abi_stable's (very long) layout report that state the cause.
-fn layout_cause(report: &str) -> String {
-    let causes: Vec<&str> = report
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("Error:") || l.contains("mismatched") || l.contains("Mismatched"))
-        .collect();
-    if causes.is_empty() {
-        first_line(report)
-    } else {
-        causes.join(" | ")
-    }
-}
-
 fn classify(err: LibraryError) -> LoadErrorKind {
     match err {
         LibraryError::OpenError { err, .. } => {
@@ -158,7 +160,6 @@ fn classify(err: LibraryError) -> LoadErrorKind {
         LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => {
             LoadErrorKind::ApiVersion { host: expected_version.to_string(), plugin: actual_version.to_string() }
         }
-        LibraryError::AbiInstability(report) => LoadErrorKind::Layout(layout_cause(&report.to_string())),
         LibraryError::InvalidCAbi { expected, found } => {
             LoadErrorKind::Layout(format!("C ABI of the root module differs: expected {expected}, found {found}"))
         }
@@ -174,6 +175,9 @@ fn classify(err: LibraryError) -> LoadErrorKind {
 ///
 /// Every library is opened on its own (`lib_header_from_path`), not through abi_stable's
 /// per-type cache, so several plugins load side by side. Libraries are never unloaded.
+/// The libtorch ABI tag of the root module is compared before any function of the plugin
+/// runs; a plugin built against plugin-api 1.0 has none there, and its tag is compared as
+/// soon as its `init` returns it, before any other call.
 ///
 /// # Errors
 /// The file and the one-line reason it cannot be used.
@@ -184,14 +188,33 @@ pub fn load_library(path: &Path) -> Result<LoadedLibrary, LoadError> {
     }
     let sha256 = crate::io::digest::sha256_file(path).map_err(|e| fail(LoadErrorKind::Open(e.to_string())))?;
     let header = lib_header_from_path(path).map_err(|e| fail(classify(e)))?;
-    let module = header.init_root_module::<PluginModule_Ref>().map_err(|e| fail(classify(e)))?;
-    let info = (module.init())(host_module()).into_result().map_err(|e| fail(LoadErrorKind::Init(e.to_string())))?;
-    if info.torch_abi_tag.as_str() != TORCH_ABI_TAG {
-        return Err(fail(LoadErrorKind::Torch {
-            host: TORCH_ABI_TAG.to_owned(),
-            plugin: info.torch_abi_tag.to_string(),
-        }));
-    }
-    tracing::debug!(plugin = %info.name, version = %info.version, file = %path.display(), "plugin loaded");
-    Ok(LoadedLibrary { path: path.to_owned(), sha256, info, module })
+    let plugin_api = check_root_module(header).map_err(fail)?;
+    // SAFETY: `check_root_module` checked the library's root-module layout against
+    // `PluginModule_Ref`'s, in the direction that its plugin-api version calls for.
+    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModule_Ref>() }
+        .map_err(|e| fail(classify(e)))?;
+    let check_tag = |plugin: &str| {
+        if plugin == TORCH_ABI_TAG {
+            Ok(())
+        } else {
+            Err(fail(LoadErrorKind::Torch { host: TORCH_ABI_TAG.to_owned(), plugin: plugin.to_owned() }))
+        }
+    };
+    let init_failed = |e: niftyhost_plugin_api::PluginError| fail(LoadErrorKind::Init(e.to_string()));
+    let info = match module.torch_abi_tag() {
+        Some(tag) => {
+            check_tag(tag.as_str())?;
+            let describe = module.describe().ok_or_else(|| {
+                fail(LoadErrorKind::Missing { function: "describe", plugin_api: plugin_api.to_string() })
+            })?;
+            LibraryInfo::from(describe(host_module()).into_result().map_err(init_failed)?)
+        }
+        None => {
+            let info = (module.init())(host_module()).into_result().map_err(init_failed)?;
+            check_tag(info.torch_abi_tag.as_str())?;
+            LibraryInfo::from(&info)
+        }
+    };
+    tracing::debug!(plugin = %info.name, version = %info.version, plugin_api = %plugin_api, file = %path.display(), "plugin loaded");
+    Ok(LoadedLibrary { path: path.to_owned(), sha256, plugin_api: plugin_api.to_string(), info, module })
 }

@@ -1,14 +1,15 @@
 //! The registry: every library found on the search path, loaded or with its load error,
-//! and the lookup from (kind, component name) to the library that provides it.
+//! and the lookup from (kind, component name) to the library that provides it. A component
+//! of a kind this host does not know (from a newer plugin-api) is never found.
 
 use std::path::PathBuf;
 
 use abi_stable::std_types::RStr;
 use niftyhost_plugin_api::sdk::nearest;
-use niftyhost_plugin_api::{AugmentationBox, ComponentInfo, ComponentKind, LossBox, NetworkBox, PluginError};
-use serde::Serialize;
+use niftyhost_plugin_api::{AugmentationBox, ComponentKind, LossBox, NetworkBox, PluginError};
 
 use super::discover::SearchPath;
+use super::info::Component;
 use super::load::{host_module, load_library, LoadError, LoadErrorKind, LoadedLibrary};
 
 /// A component that cannot be had.
@@ -40,25 +41,6 @@ pub enum RegistryError {
         /// What the plugin said.
         error: PluginError,
     },
-}
-
-/// One row of `niftyhost list-plugins`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ListingRow {
-    /// Component name (or the library's file stem when it failed to load).
-    pub name: String,
-    /// network / loss / augmentation, or "-".
-    pub kind: String,
-    /// Library version, or "-".
-    pub version: String,
-    /// The library file.
-    pub file: PathBuf,
-    /// sha256 of the file, or "-".
-    pub sha256: String,
-    /// "ok" or the one-line reason it cannot be used.
-    pub status: String,
-    /// One line about the component.
-    pub description: String,
 }
 
 /// Every library found, loaded or failed.
@@ -103,8 +85,8 @@ impl Registry {
     }
 
     /// All components of a kind, with their library (the first library wins a name).
-    pub fn components(&self, kind: ComponentKind) -> Vec<(&LoadedLibrary, &ComponentInfo)> {
-        let mut out: Vec<(&LoadedLibrary, &ComponentInfo)> = Vec::new();
+    pub fn components(&self, kind: ComponentKind) -> Vec<(&LoadedLibrary, &Component)> {
+        let mut out: Vec<(&LoadedLibrary, &Component)> = Vec::new();
         for lib in &self.libraries {
             for c in lib.info.components.iter().filter(|c| c.kind == kind) {
                 if !out.iter().any(|(_, o)| o.name == c.name) {
@@ -120,7 +102,7 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`] with the available names, a "did you mean" and every
     /// library that failed to load.
-    pub fn find(&self, kind: ComponentKind, name: &str) -> Result<(&LoadedLibrary, &ComponentInfo), RegistryError> {
+    pub fn find(&self, kind: ComponentKind, name: &str) -> Result<(&LoadedLibrary, &Component), RegistryError> {
         let all = self.components(kind);
         if let Some(found) = all.iter().find(|(_, c)| c.name.as_str() == name) {
             return Ok(*found);
@@ -180,42 +162,5 @@ impl Registry {
                 file: lib.path.clone(),
                 error,
             })
-    }
-
-    /// The rows of `niftyhost list-plugins`: one per component, one per failed library.
-    pub fn listing(&self) -> Vec<ListingRow> {
-        let mut rows = Vec::new();
-        for lib in &self.libraries {
-            for c in lib.info.components.iter() {
-                let first =
-                    self.components(c.kind).into_iter().find(|(_, o)| o.name == c.name).map(|(l, _)| l.path.clone());
-                let status = match first {
-                    Some(p) if p != lib.path => format!("shadowed by {}", p.display()),
-                    _ => "ok".to_owned(),
-                };
-                rows.push(ListingRow {
-                    name: c.name.to_string(),
-                    kind: c.kind.as_str().to_owned(),
-                    version: lib.info.version.to_string(),
-                    file: lib.path.clone(),
-                    sha256: lib.sha256.clone(),
-                    status,
-                    description: c.description.to_string(),
-                });
-            }
-        }
-        for f in &self.failures {
-            let stem = f.path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
-            rows.push(ListingRow {
-                name: stem.strip_prefix("lib").unwrap_or(stem).to_owned(),
-                kind: "-".into(),
-                version: "-".into(),
-                file: f.path.clone(),
-                sha256: "-".into(),
-                status: f.kind.to_string(),
-                description: String::new(),
-            });
-        }
-        rows
     }
 }

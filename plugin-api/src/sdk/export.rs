@@ -1,15 +1,19 @@
 //! Declaring a plugin library and exporting its root module.
 
+use std::sync::OnceLock;
+
+use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use tch::nn::VarStore;
 use tch::Device;
 
 use super::adapters::{AugmentationAdapter, LossAdapter, NetworkAdapter};
 use super::{guard, host_log, AugmentFn, Host, LossFn, NetworkModel, Param, Params, TORCH_ABI_TAG};
 use crate::{
-    AugmentationBox, Augmentation_TO, ComponentInfo, ComponentKind, HostModule_Ref, LogLevel, LossBox, Loss_TO,
-    NetworkBox, Network_TO, PluginError, PluginInfo, HOST_NETWORK_KEYS,
+    v1_0, AugmentationBox, Augmentation_TO, ComponentInfo, ComponentInfo_Ref, ComponentKind, HostModule_Ref, LogLevel,
+    LossBox, Loss_TO, NetworkBox, Network_TO, ParamSpec_Ref, PluginError, PluginInfo, PluginInfo_Ref,
+    HOST_NETWORK_KEYS,
 };
 
 /// Builds a network under `root` (a fresh CPU `VarStore`) from validated parameters.
@@ -67,41 +71,103 @@ pub struct PluginDef {
     pub augmentations: &'static [AugmentationDef],
 }
 
-fn component(name: &str, kind: ComponentKind, description: &str, params: &[Param]) -> ComponentInfo {
+fn component(
+    name: &'static str,
+    kind: ComponentKind,
+    description: &'static str,
+    params: &[Param],
+) -> ComponentInfo_Ref {
+    let params: Vec<ParamSpec_Ref> = params.iter().map(Param::spec).collect();
     ComponentInfo {
-        name: RString::from(name),
+        name: RStr::from_str(name),
         kind,
-        description: RString::from(description),
-        params: params.iter().map(Param::spec).collect(),
+        description: RStr::from_str(description),
+        params: RSlice::from_slice(params.leak()),
     }
+    .leak_into_prefix()
 }
 
 impl PluginDef {
-    /// The description sent to the host at initialisation.
-    pub fn info(&self) -> PluginInfo {
+    /// The description sent to the host. It is leaked (prefix types are `'static`):
+    /// [`crate::export_plugin!`] builds it once per library.
+    pub fn info(&self) -> PluginInfo_Ref {
         let networks = self.networks.iter().map(|d| component(d.name, ComponentKind::Network, d.description, d.params));
         let losses = self.losses.iter().map(|d| component(d.name, ComponentKind::Loss, d.description, d.params));
         let augs =
             self.augmentations.iter().map(|d| component(d.name, ComponentKind::Augmentation, d.description, d.params));
+        let components: Vec<ComponentInfo_Ref> = networks.chain(losses).chain(augs).collect();
         PluginInfo {
-            name: RString::from(self.name),
-            version: RString::from(self.version),
-            description: RString::from(self.description),
-            torch_abi_tag: RString::from(TORCH_ABI_TAG),
-            components: networks.chain(losses).chain(augs).collect::<RVec<_>>(),
+            name: RStr::from_str(self.name),
+            version: RStr::from_str(self.version),
+            description: RStr::from_str(self.description),
+            components: RSlice::from_slice(components.leak()),
         }
+        .leak_into_prefix()
     }
 
     fn unknown(&self, kind: ComponentKind, name: &str) -> PluginError {
-        PluginError::new(format!("plugin `{}` has no {} named `{name}`", self.name, kind.as_str()))
+        PluginError::new(format!("plugin `{}` has no {kind} named `{name}`", self.name))
     }
 }
 
-/// Body of the root module's `init`.
-pub fn init(def: &'static PluginDef, host: HostModule_Ref) -> RResult<PluginInfo, PluginError> {
+/// The 1.0 form of a description, for a 1.0 host: the same components, less those of a kind
+/// 1.0 does not know.
+pub fn info_v1_0(info: PluginInfo_Ref) -> v1_0::PluginInfo {
+    let kind_v1_0 = |kind: ComponentKind| match kind {
+        ComponentKind::Network => Some(v1_0::ComponentKind::Network),
+        ComponentKind::Loss => Some(v1_0::ComponentKind::Loss),
+        ComponentKind::Augmentation => Some(v1_0::ComponentKind::Augmentation),
+        _ => None,
+    };
+    let param = |p: &ParamSpec_Ref| v1_0::ParamSpec {
+        name: p.name().into(),
+        ty: p.ty().into(),
+        default_json: p.default_json().into(),
+        doc: p.doc().into(),
+    };
+    let components = info.components().as_slice().iter().filter_map(|c| {
+        Some(v1_0::ComponentInfo {
+            name: c.name().into(),
+            kind: kind_v1_0(c.kind())?,
+            description: c.description().into(),
+            params: c.params().as_slice().iter().map(param).collect(),
+        })
+    });
+    v1_0::PluginInfo {
+        name: info.name().into(),
+        version: info.version().into(),
+        description: info.description().into(),
+        torch_abi_tag: RString::from(TORCH_ABI_TAG),
+        components: components.collect::<RVec<_>>(),
+    }
+}
+
+/// The library's description, built on first use and kept in `cache` (the library's own).
+fn cached_info(def: &'static PluginDef, cache: &'static OnceLock<PluginInfo_Ref>) -> PluginInfo_Ref {
+    *cache.get_or_init(|| def.info())
+}
+
+/// Body of the root module's `describe` (called by hosts of plugin-api 1.1 and later).
+pub fn describe(
+    def: &'static PluginDef,
+    cache: &'static OnceLock<PluginInfo_Ref>,
+    host: HostModule_Ref,
+) -> RResult<PluginInfo_Ref, PluginError> {
     guard(|| {
         Host::install(host, def.name);
-        Ok(def.info())
+        Ok(cached_info(def, cache))
+    })
+}
+
+/// Body of the root module's `init` (called by 1.0 hosts).
+pub fn init(
+    def: &'static PluginDef,
+    cache: &'static OnceLock<PluginInfo_Ref>,
+    host: HostModule_Ref,
+) -> RResult<v1_0::PluginInfo, PluginError> {
+    guard(|| {
+        Host::install(host, def.name);
+        Ok(info_v1_0(cached_info(def, cache)))
     })
 }
 
@@ -154,10 +220,14 @@ macro_rules! export_plugin {
         fn niftyhost_root_module() -> $crate::PluginModule_Ref {
             use $crate::abi_stable::prefix_type::PrefixTypeTrait;
             use $crate::abi_stable::std_types::{RResult, RStr};
-            use $crate::{AugmentationBox, HostModule_Ref, LossBox, NetworkBox, PluginError, PluginInfo};
+            use $crate::{AugmentationBox, HostModule_Ref, LossBox, NetworkBox, PluginError, PluginInfo_Ref};
 
-            extern "C" fn init(host: HostModule_Ref) -> RResult<PluginInfo, PluginError> {
-                $crate::sdk::export::init(&$def, host)
+            static INFO: std::sync::OnceLock<PluginInfo_Ref> = std::sync::OnceLock::new();
+            extern "C" fn init(host: HostModule_Ref) -> RResult<$crate::v1_0::PluginInfo, PluginError> {
+                $crate::sdk::export::init(&$def, &INFO, host)
+            }
+            extern "C" fn describe(host: HostModule_Ref) -> RResult<PluginInfo_Ref, PluginError> {
+                $crate::sdk::export::describe(&$def, &INFO, host)
             }
             extern "C" fn new_network(
                 n: RStr<'_>,
@@ -176,7 +246,9 @@ macro_rules! export_plugin {
             ) -> RResult<AugmentationBox, PluginError> {
                 $crate::sdk::export::new_augmentation(&$def, n, c)
             }
-            $crate::PluginModule { init, new_network, new_loss, new_augmentation }.leak_into_prefix()
+            let torch_abi_tag = RStr::from_str($crate::sdk::TORCH_ABI_TAG);
+            $crate::PluginModule { init, new_network, new_loss, new_augmentation, torch_abi_tag, describe }
+                .leak_into_prefix()
         }
     };
 }

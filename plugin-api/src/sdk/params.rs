@@ -1,9 +1,10 @@
 //! Hyper-parameters: a component declares them, the SDK validates the JSON the host sends.
 
-use abi_stable::std_types::RString;
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::std_types::RStr;
 use serde_json::{Map, Value};
 
-use crate::{ParamSpec, PluginError};
+use crate::{ParamSpec, ParamSpec_Ref, PluginError};
 
 /// The type of a hyper-parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,14 +67,15 @@ pub struct Param {
 }
 
 impl Param {
-    /// The FFI-safe form sent to the host.
-    pub fn spec(&self) -> ParamSpec {
+    /// The FFI-safe form sent to the host (leaked: a plugin describes itself once).
+    pub fn spec(&self) -> ParamSpec_Ref {
         ParamSpec {
-            name: RString::from(self.name),
-            ty: RString::from(self.ty.as_str()),
-            default_json: RString::from(self.default),
-            doc: RString::from(self.doc),
+            name: RStr::from_str(self.name),
+            ty: RStr::from_str(self.ty.as_str()),
+            default_json: RStr::from_str(self.default),
+            doc: RStr::from_str(self.doc),
         }
+        .leak_into_prefix()
     }
 }
 
