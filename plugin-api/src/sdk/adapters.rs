@@ -36,19 +36,17 @@ pub trait LossFn: Send + 'static {
     fn loss(&self, logits: &Tensor, labels: &Tensor, weight: Option<&Tensor>) -> Result<Tensor, PluginError>;
 }
 
+/// What an [`AugmentFn`] returns: the augmented image and label (the label `None` when
+/// none was given).
+pub type Augmented = Result<(Tensor, Option<Tensor>), PluginError>;
+
 /// An augmentation written with `tch`.
 pub trait AugmentFn: Send + Sync + 'static {
     /// See [`crate::Augmentation::apply`] for shapes.
     ///
     /// # Errors
     /// Inputs the transform cannot take.
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError>;
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, spacing: [f64; 3], seed: u64) -> Augmented;
 }
 
 /// A [`NetworkModel`] with its parameters, exposed as a [`Network`].

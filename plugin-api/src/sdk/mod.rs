@@ -21,7 +21,7 @@ mod log;
 mod params;
 mod tensor;
 
-pub use adapters::{AugmentFn, LossFn, NetworkModel};
+pub use adapters::{AugmentFn, Augmented, LossFn, NetworkModel};
 pub use device::parse_device;
 pub use export::{AugmentationDef, BuildNetwork, LossDef, NetworkDef, PluginDef};
 pub use guard::{first_line, guard};

@@ -2,7 +2,7 @@
 //! by `exp(Σ c_abc · x^a y^b z^c)` over `a + b + c <= order`, coordinates in `[-1, 1]`
 //! along each axis, coefficients uniform in the range.
 
-use niftyhost_plugin_api::sdk::{AugmentFn, Param, ParamType, Params};
+use niftyhost_plugin_api::sdk::{AugmentFn, Augmented, Param, ParamType, Params};
 use niftyhost_plugin_api::PluginError;
 use tch::{Device, Kind, Tensor};
 
@@ -32,13 +32,7 @@ fn axis(n: i64, dim: usize) -> Tensor {
 }
 
 impl AugmentFn for BiasField {
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        _spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError> {
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, _spacing: [f64; 3], seed: u64) -> Augmented {
         check_inputs("bias_field", image, label)?;
         let s = image.size();
         let (z, y, x) = (axis(s[1], 0), axis(s[2], 1), axis(s[3], 2));

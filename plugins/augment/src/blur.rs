@@ -1,7 +1,7 @@
 //! Gaussian blur of the image with a standard deviation drawn in mm, so anisotropic voxels
 //! are blurred by the same physical amount along every axis (separable, edges replicated).
 
-use niftyhost_plugin_api::sdk::{AugmentFn, Param, ParamType, Params};
+use niftyhost_plugin_api::sdk::{AugmentFn, Augmented, Param, ParamType, Params};
 use niftyhost_plugin_api::PluginError;
 use tch::{Kind, Tensor};
 
@@ -26,13 +26,7 @@ fn kernel(sigma: f64) -> Vec<f32> {
 impl AugmentFn for GaussianBlur {
     /// # Shapes
     /// image `[C, D, H, W]` → `[C, D, H, W]`; the label passes through.
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError> {
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, spacing: [f64; 3], seed: u64) -> Augmented {
         check_inputs("gaussian_blur", image, label)?;
         let sigma = Rng::new(seed).uniform(self.sigma_mm.0, self.sigma_mm.1);
         let s = image.size();

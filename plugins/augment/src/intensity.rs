@@ -1,7 +1,7 @@
 //! Intensity augmentations of the image alone (the label passes through unchanged):
 //! gamma, Gaussian noise, contrast and brightness. Each draws its values from the seed.
 
-use niftyhost_plugin_api::sdk::{AugmentFn, Param, ParamType, Params};
+use niftyhost_plugin_api::sdk::{AugmentFn, Augmented, Param, ParamType, Params};
 use niftyhost_plugin_api::PluginError;
 use tch::Tensor;
 
@@ -39,13 +39,7 @@ fn per_channel(image: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
 }
 
 impl AugmentFn for Gamma {
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        _spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError> {
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, _spacing: [f64; 3], seed: u64) -> Augmented {
         check_inputs("gamma", image, label)?;
         let gamma = Rng::new(seed).uniform(self.range.0, self.range.1);
         let lo = per_channel(image, |x| x.amin([1], false));
@@ -60,13 +54,7 @@ impl AugmentFn for Gamma {
 }
 
 impl AugmentFn for GaussianNoise {
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        _spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError> {
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, _spacing: [f64; 3], seed: u64) -> Augmented {
         check_inputs("gaussian_noise", image, label)?;
         let mut rng = Rng::new(seed);
         let std = rng.uniform(self.std.0, self.std.1);
@@ -79,13 +67,7 @@ impl AugmentFn for GaussianNoise {
 }
 
 impl AugmentFn for ContrastBrightness {
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        _spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError> {
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, _spacing: [f64; 3], seed: u64) -> Augmented {
         check_inputs("contrast_brightness", image, label)?;
         let mut rng = Rng::new(seed);
         let c = rng.uniform(self.contrast.0, self.contrast.1);

@@ -20,7 +20,7 @@
 //! exactly with `flip` instead of resampling: flips are exact involutions and the
 //! identity is the identity.
 
-use niftyhost_plugin_api::sdk::{AugmentFn, Param, ParamType, Params};
+use niftyhost_plugin_api::sdk::{AugmentFn, Augmented, Param, ParamType, Params};
 use niftyhost_plugin_api::PluginError;
 use tch::{Kind, Tensor};
 
@@ -206,13 +206,7 @@ pub fn resample(image: &Tensor, label: Option<&Tensor>, grid: &Tensor) -> (Tenso
 }
 
 impl AugmentFn for Spatial {
-    fn apply(
-        &self,
-        image: &Tensor,
-        label: Option<&Tensor>,
-        spacing: [f64; 3],
-        seed: u64,
-    ) -> Result<(Tensor, Option<Tensor>), PluginError> {
+    fn apply(&self, image: &Tensor, label: Option<&Tensor>, spacing: [f64; 3], seed: u64) -> Augmented {
         check_inputs(self.name, image, label)?;
         if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(PluginError::new(format!("{}: voxel spacing must be positive, got {spacing:?}", self.name)));
