@@ -1,5 +1,6 @@
 //! NIfTI reader conformance against what nibabel 5.4.2 reads (every record of
-//! `../shared/data/ground_truth.json`), the same voxels from every container, and bad
+//! `tests/data/nifti/ground_truth.json`: the conformance files beside it and the bundled
+//! MNI152 volumes), the same voxels from every container, and bad
 //! inputs generated here: each must be an error naming the file and what was expected,
 //! never a panic or a huge allocation.
 
@@ -13,15 +14,25 @@ use niftyhost::io::nifti::{
 use niftyhost_tests::repo_root;
 use serde_json::Value;
 
-/// `../shared/data` beside the checkout.
+/// The conformance files and their ground truth, in the repository.
 fn data_dir() -> PathBuf {
-    let dir = repo_root().join("../shared/data");
-    assert!(
-        dir.join("ground_truth.json").is_file(),
-        "{} is missing: the NIfTI conformance data live in ../shared/data beside the checkout (as on CI)",
-        dir.display()
-    );
-    dir
+    repo_root().join("tests/data/nifti")
+}
+
+/// A ground-truth record's file: `conformance/…` beside the ground truth, `mni152/…` in
+/// the example data (`data/mni152`, or `data/mni152_1mm` for the 1 mm volumes).
+fn data_file(file: &str) -> PathBuf {
+    match file.strip_prefix("mni152/") {
+        Some(name) => {
+            let two_mm = repo_root().join("data/mni152").join(name);
+            if two_mm.is_file() {
+                two_mm
+            } else {
+                repo_root().join("data/mni152_1mm").join(name)
+            }
+        }
+        None => data_dir().join(file),
+    }
 }
 
 fn records() -> Vec<Value> {
@@ -105,9 +116,9 @@ fn stats(values: impl Iterator<Item = f64> + Clone, shape: &[usize]) -> Stats {
 }
 
 /// Compares one record with what we read; returns every disagreement.
-fn check_record(dir: &Path, rec: &Value) -> Vec<String> {
+fn check_record(rec: &Value) -> Vec<String> {
     let file = rec["file"].as_str().unwrap();
-    let path = dir.join(file);
+    let path = data_file(file);
     let mut bad = Vec::new();
     let mut expect = |ok: bool, what: String| {
         if !ok {
@@ -219,12 +230,11 @@ fn check_record(dir: &Path, rec: &Value) -> Vec<String> {
 
 #[test]
 fn every_ground_truth_record_reads_as_nibabel_reads_it() {
-    let dir = data_dir();
     let records = records();
-    assert!(records.len() >= 30, "ground_truth.json lists {} files", records.len());
+    assert_eq!(records.len(), 27, "tests/data/nifti/ground_truth.json lists 27 files");
     let mut failures = Vec::new();
     for rec in &records {
-        let problems = check_record(&dir, rec);
+        let problems = check_record(rec);
         if !problems.is_empty() {
             failures.push(format!("{}:\n  {}", rec["file"].as_str().unwrap(), problems.join("\n  ")));
         }
@@ -241,7 +251,6 @@ fn every_ground_truth_record_reads_as_nibabel_reads_it() {
 
 #[test]
 fn every_container_of_the_same_data_gives_identical_voxels() {
-    let dir = data_dir();
     // Group records by what nibabel says about their values.
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for rec in records() {
@@ -259,7 +268,7 @@ fn every_container_of_the_same_data_gives_identical_voxels() {
         assert!(anatomical.iter().any(|g| g.ends_with(f)), "{f} not grouped with anatomical.nii: {anatomical:?}");
     }
     for group in shared {
-        let images: Vec<Image> = group.iter().map(|f| read_image(&dir.join(f)).unwrap()).collect();
+        let images: Vec<Image> = group.iter().map(|f| read_image(&data_file(f)).unwrap()).collect();
         for (f, image) in group.iter().zip(&images).skip(1) {
             assert!(
                 image.data.iter().zip(&images[0].data).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())),
@@ -305,11 +314,10 @@ fn gzipped_header_image_pairs_read_like_the_plain_pair() {
 fn outputs_written_in_each_reference_geometry_read_back_identically() {
     use niftyhost::io::nifti::affine::{qform, sform};
     use niftyhost::io::nifti::{write_image, WriteOptions};
-    let dir = data_dir();
     let out = tempfile::tempdir().unwrap();
     for rec in records() {
         let file = rec["file"].as_str().unwrap();
-        let Ok(v) = read_volume(&dir.join(file)) else { continue };
+        let Ok(v) = read_volume(&data_file(file)) else { continue };
         for name in ["out.nii", "out.nii.gz"] {
             let path = out.path().join(name);
             write_image(&path, &v.header, v.dims, v.channels, &v.data, &WriteOptions::default()).unwrap();
