@@ -81,12 +81,16 @@ fn training_resumes_from_the_latest_complete_checkpoint() {
     assert!(out.status.success(), "{}", text(&out).1);
     let ckpt = dir.path().join("model/checkpoints");
     assert_eq!(checkpoint::list(&ckpt).iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![3, 6]);
-    // A half-written checkpoint (no JSON) is not complete and is skipped.
+    // A half-written checkpoint (no JSON) is not complete: it is removed, with a warning,
+    // and the run resumes from the latest complete one.
     std::fs::write(ckpt.join("iter_00000009.safetensors"), b"partial").unwrap();
+    std::fs::write(ckpt.join("iter_00000009.optim.tmp"), b"partial").unwrap();
     let out = run(dir.path(), &["train", "-c", c, "--starting-iter", "-1", "--max-iter", "8", "--json"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resumed from checkpoint") && stderr.contains("iter_00000006"), "{stderr}");
+    assert_eq!(stderr.matches("removed the leftover of a checkpoint save").count(), 2, "{stderr}");
+    assert!(!ckpt.join("iter_00000009.safetensors").exists() && !ckpt.join("iter_00000009.optim.tmp").exists());
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!((report["started_at"].as_u64(), report["iterations"].as_u64()), (Some(6), Some(8)));
     let log = std::fs::read_to_string(dir.path().join("model/train_log.jsonl")).unwrap();

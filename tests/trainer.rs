@@ -147,3 +147,44 @@ fn transfer_learning_restores_and_freezes_the_parameters_the_regexes_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_training_into_a_model_folder_in_use_exits_2_naming_the_folder_and_process() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = tissue_config(
+        dir.path(),
+        "toynet",
+        "batch_size = 1\nspatial_window_size = [8, 8, 8]\n[training]\nmax_iter = 1000000\nsave_every_n = 1000000",
+    );
+    let c = config.to_str().unwrap();
+    let mut first = std::process::Command::new(niftyhost_tests::niftyhost_bin())
+        .args(["train", "-c", c, "--set", "system.torch_threads=1"])
+        .current_dir(dir.path())
+        .env_remove("NIFTYHOST_PLUGIN_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first run holds the lock once it logs its first iteration.
+    let log = dir.path().join("model/train_log.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.lines().count() > 0) {
+        assert!(std::time::Instant::now() < deadline, "the first run logged no iteration in 120 s");
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let second = run(dir.path(), &["train", "-c", c, "--max-iter", "2"]);
+    let stderr = text(&second).1;
+    let alive = first.try_wait().unwrap().is_none();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(alive, "the first run was still training when the second was refused");
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("model folder {}", dir.path().join("model").display())), "{stderr}");
+    assert!(stderr.contains(&format!("process {}", first.id())), "{stderr}");
+    assert!(!stderr.contains("training data checked"), "refused before reading data: {stderr}");
+    // The kernel released the killed run's lock: a new run trains.
+    let third = run(dir.path(), &["train", "-c", c, "--max-iter", "2"]);
+    assert!(third.status.success(), "{}", text(&third).1);
+}

@@ -93,8 +93,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn exit_code(err: &anyhow::Error) -> u8 {
     let is_config = err.chain().any(|e| {
-        e.downcast_ref::<ConfigError>().is_some()
-            || matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Config(_)))
+        e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<EngineError>().is_some_and(EngineError::is_usage)
     });
     if is_config {
         2

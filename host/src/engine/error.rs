@@ -3,6 +3,7 @@
 use niftyhost_plugin_api::PluginError;
 
 use super::checkpoint::CheckpointError;
+use super::folder_lock::FolderLockError;
 use crate::config::ConfigError;
 use crate::data::DataError;
 use crate::io::IoError;
@@ -27,6 +28,9 @@ pub enum EngineError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The model folder is another process's, or cannot be locked.
+    #[error(transparent)]
+    FolderLock(#[from] FolderLockError),
     /// A device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
@@ -59,4 +63,12 @@ pub enum EngineError {
     /// Anything else, with what was expected.
     #[error("{0}")]
     Other(String),
+}
+
+impl EngineError {
+    /// Whether the job was asked for something it cannot do as asked (a bad configuration,
+    /// a model folder in use by another run): exit code 2, like a usage error.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, EngineError::Config(_) | EngineError::FolderLock(FolderLockError::Busy { .. }))
+    }
 }

@@ -12,6 +12,7 @@ use niftyhost_plugin_api::ComponentKind;
 use serde::Serialize;
 
 use super::checkpoint::{self, CheckpointMeta, PluginRef};
+use super::folder_lock::FolderLock;
 use super::optim::{Optimiser, OptimiserConfig, Schedule};
 use super::precision::{LossScaler, MixedPrecision};
 use super::replicas::{Replicas, StepOutcome};
@@ -291,6 +292,8 @@ fn train_with(
 struct TrainingRun<'a> {
     settings: &'a Settings,
     comm: &'a mut dyn Communicator,
+    /// Rank 0's lock on `system.model_dir`, held until the run ends (other ranks: none).
+    _model_folder: Option<FolderLock>,
     /// Whether this process writes the logs and checkpoints (rank 0).
     primary: bool,
     /// The network's name, for the loss curve's title.
@@ -362,6 +365,7 @@ impl<'a> TrainingRun<'a> {
         comm: &'a mut dyn Communicator,
     ) -> Result<TrainingRun<'a>, EngineError> {
         let primary = comm.world().is_primary();
+        let model_folder = if primary { Some(hold_model_folder(settings)?) } else { None };
         crate::torch::set_intra_op_threads(settings.system.torch_threads);
         tch::manual_seed(settings.system.seed as i64);
         let (sampler, validation_sampler) = samplers(settings, registry, base_dir, comm)?;
@@ -380,6 +384,7 @@ impl<'a> TrainingRun<'a> {
         Ok(TrainingRun {
             settings,
             comm,
+            _model_folder: model_folder,
             primary,
             name,
             parameters,
@@ -663,6 +668,20 @@ fn samplers(
         comm.barrier()?;
     }
     Ok((sampler, validation_sampler))
+}
+
+/// Takes the lock on `system.model_dir` (one writer per model folder), then removes the
+/// leftovers of a checkpoint save that did not complete, with a warning each.
+///
+/// # Errors
+/// Another process training into the folder, or a folder or leftover that cannot be
+/// written or removed.
+fn hold_model_folder(settings: &Settings) -> Result<FolderLock, EngineError> {
+    let lock = FolderLock::acquire(&settings.system.model_dir)?;
+    for file in checkpoint::remove_incomplete(&settings.checkpoint_dir())? {
+        tracing::warn!(file = %file.display(), "removed the leftover of a checkpoint save that did not complete");
+    }
+    Ok(lock)
 }
 
 /// One replica per device and the optimiser, resumed from a checkpoint or fresh (with
