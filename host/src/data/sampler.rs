@@ -121,15 +121,27 @@ impl Batch {
     }
 }
 
+/// What a [`WindowSampler`] draws: the windows, how many per batch and per volume, and
+/// how they are placed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowPlan {
+    /// Window size `(i, j, k)` in voxels.
+    pub window: [usize; 3],
+    /// Windows per batch (of this process).
+    pub batch_size: usize,
+    /// The seed every draw derives from.
+    pub seed: u64,
+    /// Windows in a row from one volume (at least 1).
+    pub sample_per_volume: u64,
+    /// How windows are placed in a volume.
+    pub sampling: WindowSampling,
+}
+
 /// Draws batches of training windows.
 pub struct WindowSampler {
     cache: Arc<VolumeCache<Prepared>>,
     subjects: usize,
-    window: [usize; 3],
-    batch_size: usize,
-    seed: u64,
-    sample_per_volume: u64,
-    sampling: WindowSampling,
+    plan: WindowPlan,
     augment: Option<Arc<AugmentationChain>>,
     margin: [usize; 3],
     /// This process's share of each iteration's windows: `(rank, processes)`.
@@ -142,27 +154,9 @@ const PLACE: u64 = 0x9_1ACE;
 
 impl WindowSampler {
     /// A sampler over `subjects` cached subjects.
-    pub fn new(
-        cache: Arc<VolumeCache<Prepared>>,
-        subjects: usize,
-        window: [usize; 3],
-        batch_size: usize,
-        seed: u64,
-        sample_per_volume: u64,
-        sampling: WindowSampling,
-    ) -> Self {
-        WindowSampler {
-            cache,
-            subjects,
-            window,
-            batch_size,
-            seed,
-            sample_per_volume: sample_per_volume.max(1),
-            sampling,
-            augment: None,
-            margin: [0; 3],
-            shard: (0, 1),
-        }
+    pub fn new(cache: Arc<VolumeCache<Prepared>>, subjects: usize, plan: WindowPlan) -> Self {
+        let plan = WindowPlan { sample_per_volume: plan.sample_per_volume.max(1), ..plan };
+        WindowSampler { cache, subjects, plan, augment: None, margin: [0; 3], shard: (0, 1) }
     }
 
     /// Makes this sampler draw only rank `rank`'s share of a job of `processes`: every
@@ -177,7 +171,7 @@ impl WindowSampler {
     /// Augments every window with `chain`, cut with `margin` × window more on each side
     /// (rounded to voxels) and cropped back to its centre afterwards.
     pub fn with_augmentation(mut self, chain: Arc<AugmentationChain>, margin: f64) -> Self {
-        self.margin = self.window.map(|w| (w as f64 * margin).round() as usize);
+        self.margin = self.plan.window.map(|w| (w as f64 * margin).round() as usize);
         self.augment = Some(chain);
         self
     }
@@ -201,13 +195,13 @@ impl WindowSampler {
         images: &mut Vec<f32>,
         labels: &mut Vec<Label>,
     ) -> Result<(), DataError> {
-        let size: [i64; 3] = std::array::from_fn(|a| (self.window[a] + 2 * margin[a]) as i64);
+        let size: [i64; 3] = std::array::from_fn(|a| (self.plan.window[a] + 2 * margin[a]) as i64);
         let [si, sj, sk] = size;
         let image = Tensor::from_slice(image).view([v.channels as i64, sk, sj, si]);
         let label = Tensor::from_slice(label).view([1, sk, sj, si]).to_kind(Kind::Int64);
         let [pi, pj, pk] = v.geometry.prepared.pixdim();
-        let (image, label) = chain.apply(image, label, [pk, pj, pi], self.seed, g)?;
-        let [wi, wj, wk] = self.window.map(|w| w as i64);
+        let (image, label) = chain.apply(image, label, [pk, pj, pi], self.plan.seed, g)?;
+        let [wi, wj, wk] = self.plan.window.map(|w| w as i64);
         let [mi, mj, mk] = margin.map(|m| m as i64);
         let centre = |t: Tensor| t.narrow(1, mk, wk).narrow(2, mj, wj).narrow(3, mi, wi).contiguous().view([-1]);
         let bad = |e: tch::TchError| DataError::Invalid(vec![format!("augmented window of `{}`: {e}", v.id)]);
@@ -222,7 +216,7 @@ impl WindowSampler {
         let n = self.subjects as u64;
         let (epoch, position) = (group / n, group % n);
         let mut order: Vec<usize> = (0..self.subjects).collect();
-        let mut rng = Stream::new(&[self.seed, ORDER, epoch]);
+        let mut rng = Stream::new(&[self.plan.seed, ORDER, epoch]);
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
@@ -231,7 +225,7 @@ impl WindowSampler {
 
     fn corner_from_centre(&self, dims: [usize; 3], index: usize) -> [isize; 3] {
         let centre = [index % dims[0], (index / dims[0]) % dims[1], index / (dims[0] * dims[1])];
-        std::array::from_fn(|a| centre[a] as isize - (self.window[a] / 2) as isize)
+        std::array::from_fn(|a| centre[a] as isize - (self.plan.window[a] / 2) as isize)
     }
 
     /// Where window `g` of subject `p` starts (voxel `(i, j, k)`, possibly outside).
@@ -239,7 +233,7 @@ impl WindowSampler {
         let v = &p.volumes;
         match &p.centres {
             Centres::Anywhere => std::array::from_fn(|axis| {
-                let free = v.dims[axis] as isize - self.window[axis] as isize;
+                let free = v.dims[axis] as isize - self.plan.window[axis] as isize;
                 let (lo, hi) = (free.min(0), free.max(0));
                 lo + rng.below((hi - lo + 1) as u64) as isize
             }),
@@ -276,7 +270,7 @@ impl WindowSampler {
     /// Appends the whole volume resized to the window (images trilinear, labels nearest).
     fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<Label>) {
         let [di, dj, dk] = v.dims.map(|d| d as i64);
-        let [wi, wj, wk] = self.window.map(|w| w as i64);
+        let [wi, wj, wk] = self.plan.window.map(|w| w as i64);
         let image = Tensor::from_slice(&v.image).view([1, v.channels as i64, dk, dj, di]);
         let image = image.upsample_trilinear3d([wk, wj, wi], false, None, None, None);
         images.extend(Vec::<f32>::try_from(image.view([-1])).expect("float32 tensor"));
@@ -302,27 +296,27 @@ impl WindowSampler {
     /// # Errors
     /// A subject that cannot be loaded.
     pub fn batch_into(&self, t: u64, batch: &mut Batch) -> Result<(), DataError> {
-        let per = self.window.iter().product::<usize>();
+        let per = self.plan.window.iter().product::<usize>();
         batch.images.clear();
         batch.labels.clear();
-        batch.labels.reserve(self.batch_size * per);
-        for b in 0..self.batch_size {
+        batch.labels.reserve(self.plan.batch_size * per);
+        for b in 0..self.plan.batch_size {
             let (rank, processes) = self.shard;
-            let g = (t * processes + rank) * self.batch_size as u64 + b as u64;
-            let p = self.cache.get(self.subject_of(g / self.sample_per_volume))?;
+            let g = (t * processes + rank) * self.plan.batch_size as u64 + b as u64;
+            let p = self.cache.get(self.subject_of(g / self.plan.sample_per_volume))?;
             let v = &p.volumes;
             batch.channels = v.channels;
-            batch.images.reserve(self.batch_size * v.channels * per);
+            batch.images.reserve(self.plan.batch_size * v.channels * per);
             if let Some(chain) = &self.augment {
                 let (mut image, mut label) = (Vec::new(), Vec::new());
-                let margin = if self.sampling == WindowSampling::Resize {
+                let margin = if self.plan.sampling == WindowSampling::Resize {
                     self.resized(v, &mut image, &mut label);
                     [0; 3]
                 } else {
-                    let corner = self.corner(&p, &mut Stream::new(&[self.seed, PLACE, g]));
+                    let corner = self.corner(&p, &mut Stream::new(&[self.plan.seed, PLACE, g]));
                     let m = self.margin;
                     let corner: [isize; 3] = std::array::from_fn(|a| corner[a] - m[a] as isize);
-                    let size: [usize; 3] = std::array::from_fn(|a| self.window[a] + 2 * m[a]);
+                    let size: [usize; 3] = std::array::from_fn(|a| self.plan.window[a] + 2 * m[a]);
                     extract(&v.image, v.dims, v.channels, corner, size, 0.0, &mut image);
                     let l = v.label.as_deref().expect("training subjects have labels");
                     extract(l, v.dims, 1, corner, size, 0, &mut label);
@@ -331,17 +325,17 @@ impl WindowSampler {
                 self.augmented(chain, v, (&image, &label), margin, g, &mut batch.images, &mut batch.labels)?;
                 continue;
             }
-            if self.sampling == WindowSampling::Resize {
+            if self.plan.sampling == WindowSampling::Resize {
                 self.resized(v, &mut batch.images, &mut batch.labels);
                 continue;
             }
-            let corner = self.corner(&p, &mut Stream::new(&[self.seed, PLACE, g]));
-            extract(&v.image, v.dims, v.channels, corner, self.window, 0.0, &mut batch.images);
+            let corner = self.corner(&p, &mut Stream::new(&[self.plan.seed, PLACE, g]));
+            extract(&v.image, v.dims, v.channels, corner, self.plan.window, 0.0, &mut batch.images);
             let label = v.label.as_deref().expect("training subjects have labels");
-            extract(label, v.dims, 1, corner, self.window, 0, &mut batch.labels);
+            extract(label, v.dims, 1, corner, self.plan.window, 0, &mut batch.labels);
         }
-        batch.size = self.batch_size;
-        batch.window = self.window;
+        batch.size = self.plan.batch_size;
+        batch.window = self.plan.window;
         Ok(())
     }
 }
@@ -364,14 +358,12 @@ pub fn training_sampler(
     let cache = VolumeCache::new((settings.system.cache_mb as usize) << 20, move |i| {
         Prepared::new(super::load_subject(&subjects[i], &options)?, sampling, classes)
     });
-    let t = &settings.training;
-    Ok(WindowSampler::new(
-        Arc::new(cache),
-        n,
-        settings.train_window(),
-        settings.network.batch_size,
-        settings.system.seed,
-        t.sample_per_volume,
+    let plan = WindowPlan {
+        window: settings.train_window(),
+        batch_size: settings.network.batch_size,
+        seed: settings.system.seed,
+        sample_per_volume: settings.training.sample_per_volume,
         sampling,
-    ))
+    };
+    Ok(WindowSampler::new(Arc::new(cache), n, plan))
 }
