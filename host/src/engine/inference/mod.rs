@@ -210,7 +210,8 @@ pub fn predict_volume(
     }
     let mut blender = Blender::new(agg, tiling, options.num_classes);
     let batches = Batches::new(volume, tiling, &grid);
-    let network = pipeline::run(predictor, batches, &mut blender, options.num_classes, device)?;
+    let target = pipeline::Target { device, num_classes: options.num_classes };
+    let network = pipeline::run(predictor, batches, &mut blender, target)?;
     Ok(Predicted { volume: blender.into_volume()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
 }
 

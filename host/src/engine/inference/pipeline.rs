@@ -193,20 +193,28 @@ fn check_output(size: &[i64], shape: &[i64; 5], num_classes: usize) -> Result<()
     Ok(())
 }
 
+/// Where batches run and what their outputs must be.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    /// The device the network runs on.
+    pub device: Device,
+    /// The classes each output voxel must have.
+    pub num_classes: usize,
+}
+
 /// Runs `input` of `shape` through `predictor`: the outputs `[N, K, wk, wj, wi]` as
 /// float32, and the time the forward pass took.
 fn run_batch(
     predictor: &mut Predictor,
     input: &[f32],
     shape: [i64; 5],
-    num_classes: usize,
-    device: Device,
+    target: Target,
 ) -> Result<(Vec<f32>, Duration), EngineError> {
-    let x = Tensor::from_slice(input).view(shape).to_device(device);
+    let x = Tensor::from_slice(input).view(shape).to_device(target.device);
     let started = std::time::Instant::now();
     let out = predictor.predict(&x)?;
     let elapsed = started.elapsed();
-    check_output(&out.size(), &shape, num_classes)?;
+    check_output(&out.size(), &shape, target.num_classes)?;
     let values =
         Vec::<f32>::try_from(out.view([-1])).map_err(|e| EngineError::Other(format!("network output: {e}")))?;
     Ok((values, elapsed))
@@ -218,21 +226,20 @@ fn run_batch(
 ///
 /// # Errors
 /// A plugin failure, a network whose output size differs from its input, or a class
-/// count other than `num_classes`.
+/// count other than `target.num_classes`.
 pub(super) fn run(
     predictor: &mut Predictor,
     batches: Batches<'_>,
     blender: &mut Blender,
-    num_classes: usize,
-    device: Device,
+    target: Target,
 ) -> Result<Duration, EngineError> {
     if !predictor.helpers.is_empty() {
-        return run_on_workers(predictor, batches, blender, num_classes, device);
+        return run_on_workers(predictor, batches, blender, target);
     }
     let mut network = Duration::ZERO;
     for batch in batches {
         let values = if batch.run() > 0 {
-            let (values, seconds) = run_batch(predictor, &batch.input, batch.shape, num_classes, device)?;
+            let (values, seconds) = run_batch(predictor, &batch.input, batch.shape, target)?;
             network += seconds;
             values
         } else {
@@ -298,8 +305,7 @@ fn run_on_workers(
     predictor: &mut Predictor,
     batches: Batches<'_>,
     blender: &mut Blender,
-    num_classes: usize,
-    device: Device,
+    target: Target,
 ) -> Result<Duration, EngineError> {
     let threads = predictor.worker_threads;
     let mut helpers = std::mem::take(&mut predictor.helpers);
@@ -312,7 +318,7 @@ fn run_on_workers(
             scope.spawn(move || {
                 crate::torch::with_torch_threads(threads, || {
                     for (seq, input, shape) in job_rx {
-                        if done_tx.send((seq, run_batch(p, &input, shape, num_classes, device))).is_err() {
+                        if done_tx.send((seq, run_batch(p, &input, shape, target))).is_err() {
                             break;
                         }
                     }
