@@ -188,3 +188,25 @@ fn a_second_training_into_a_model_folder_in_use_exits_2_naming_the_folder_and_pr
     let third = run(dir.path(), &["train", "-c", c, "--max-iter", "2"]);
     assert!(third.status.success(), "{}", text(&third).1);
 }
+
+#[test]
+fn three_mistakes_are_named_at_once_before_any_data_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("unet3d"), workspace_plugin("seglosses"), workspace_plugin("augment")]);
+    let config = tissue_config(
+        dir.path(),
+        "unet3d",
+        "batch_size = 1\nspatial_window_size = [8, 8, 8]\n[training]\nmax_iter = 2\n\
+         [[training.augmentation]]\nname = \"gausian_noise\"",
+    );
+    let c = config.to_str().unwrap();
+    let out = run(dir.path(), &["train", "-c", c, "--set", "network.params.base_chanels=4", "--devices", "cuda:0"]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("3 problem(s) found before reading any data"), "{stderr}");
+    assert!(stderr.contains("base_chanels") && stderr.contains("base_channels"), "{stderr}");
+    assert!(stderr.contains("gausian_noise") && stderr.contains("gaussian_noise"), "{stderr}");
+    assert!(stderr.contains("cuda:0"), "{stderr}");
+    assert!(!stderr.contains("training data checked"), "no volume is read: {stderr}");
+    assert!(!dir.path().join("model").exists(), "nothing is written: {stderr}");
+}

@@ -40,6 +40,9 @@ pub enum EngineError {
     /// A collective across the job's processes failed or timed out.
     #[error(transparent)]
     Comm(#[from] crate::distributed::CommError),
+    /// Problems found before any data was read, each on its own line.
+    #[error("{} problem(s) found before reading any data:\n  {}", .0.len(), .0.join("\n  "))]
+    Preflight(Vec<String>),
     /// A plugin failed while running.
     #[error("{context}: {error}")]
     Plugin {
@@ -66,9 +69,13 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// Whether the job was asked for something it cannot do as asked (a bad configuration,
-    /// a model folder in use by another run): exit code 2, like a usage error.
+    /// Whether the job was asked for something it cannot do as asked (a bad configuration
+    /// or component parameter, a missing device, a model folder in use by another run):
+    /// exit code 2, like a usage error.
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::Config(_) | EngineError::FolderLock(FolderLockError::Busy { .. }))
+        matches!(
+            self,
+            EngineError::Config(_) | EngineError::Preflight(_) | EngineError::FolderLock(FolderLockError::Busy { .. })
+        )
     }
 }

@@ -9,6 +9,7 @@ pub mod inference;
 pub mod model;
 pub mod optim;
 pub mod precision;
+pub mod preflight;
 pub mod replicas;
 pub mod trainer;
 pub mod validation;

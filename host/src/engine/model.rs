@@ -29,12 +29,8 @@ impl Model {
     /// # Errors
     /// The network is not found, or the plugin refuses its parameters or the device.
     pub fn build(registry: &Registry, settings: &Settings, device: Device) -> Result<Model, RegistryError> {
-        let mut config = serde_json::Value::Object(settings.network.params.clone());
-        config["in_channels"] = serde_json::json!(settings.segmentation.image.len());
-        config["num_classes"] = serde_json::json!(settings.segmentation.num_classes);
-        config["spatial_dims"] = serde_json::json!(3);
         let name = settings.network.name.clone();
-        let net = registry.new_network(&name, &config)?;
+        let net = registry.new_network(&name, &Model::network_config(settings))?;
         let plugin_error = |error: PluginError| RegistryError::Plugin {
             kind: "network",
             name: name.clone(),
@@ -53,6 +49,16 @@ impl Model {
         model.net.set_device(RStr::from(device_name.as_str())).into_result().map_err(plugin_error)?;
         model.refresh().map_err(plugin_error)?;
         Ok(model)
+    }
+
+    /// The parameters the network plugin is built with: `[network.params]` and the
+    /// channel and class counts of the data.
+    pub fn network_config(settings: &Settings) -> serde_json::Value {
+        let mut config = serde_json::Value::Object(settings.network.params.clone());
+        config["in_channels"] = serde_json::json!(settings.segmentation.image.len());
+        config["num_classes"] = serde_json::json!(settings.segmentation.num_classes);
+        config["spatial_dims"] = serde_json::json!(3);
+        config
     }
 
     /// Re-fetches parameters and buffers (after the plugin moved them).

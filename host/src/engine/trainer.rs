@@ -248,7 +248,7 @@ fn restore(
 /// process that died or hung.
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
     let world = distributed::launch::from_env().map_err(distributed::CommError::from)?;
-    let devices = crate::torch::select_devices(&distributed::local_device_names(settings, &world))?;
+    let devices = super::preflight::check(settings, registry, &distributed::local_device_names(settings, &world))?;
     let mut comm = distributed::connect(settings, world, &devices)?;
     let result = train_with(settings, registry, base_dir, &devices, comm.as_mut());
     if let Err(e) = &result {
