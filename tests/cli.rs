@@ -212,8 +212,10 @@ fn a_bad_network_parameter_names_the_plugin_and_the_key() {
     let config = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_chanels = 4\n[training]\nmax_iter = 1");
     let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1));
+    // A parameter the plugin refuses is a configuration error, found before any data.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("unet3d: unknown parameter `base_chanels`; did you mean `base_channels`?"), "{stderr}");
+    assert!(!stderr.contains("training data checked"), "{stderr}");
     assert!(stderr.contains("libunet3d.so"), "{stderr}");
 }
 
