@@ -8,7 +8,7 @@ use niftyhost::config::{load, Overrides, Settings};
 use niftyhost::data::phases::{held_out_subjects, training_subjects};
 use niftyhost::data::{training_sampler, Batch, Loader, Phase, Split};
 use niftyhost::io::{read_volume, write_labels};
-use niftyhost_tests::{repo_root, run, text};
+use niftyhost_tests::{plugin_dir, repo_root, run, text, workspace_plugin};
 
 /// Writes a uint8 volume of `dims` whose voxel (i, j, k) is `f(i, j, k)`.
 fn write_u8(path: &Path, dims: [usize; 3], f: impl Fn(usize, usize, usize) -> u8) {
@@ -212,9 +212,13 @@ fn check_lists_every_problem_of_every_subject_before_training() {
         stderr.contains("subject `s3`: label") && stderr.contains("has value 7, expected integers in 0..3"),
         "{stderr}"
     );
-    // Training runs the same check and stops before building anything.
+    // Training (its components found and checked first) runs the same check and stops
+    // before building anything.
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
     let out = run(dir.path(), &["train", "-c", config.to_str().unwrap()]);
-    assert!(text(&out).1.contains("2 problem(s) in the data"));
+    let stderr = text(&out).1;
+    assert!(stderr.contains("2 problem(s) in the data"), "{stderr}");
+    assert!(!stderr.contains("model ready"), "{stderr}");
 }
 
 #[test]
