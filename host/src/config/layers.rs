@@ -268,29 +268,11 @@ fn toml_text(table: &Table) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
 
-    fn write(text: &str, ext: &str) -> (tempfile_dir::Dir, std::path::PathBuf) {
-        let dir = tempfile_dir::Dir::new();
-        let path = dir.0.join(format!("c.{ext}"));
+    fn write(text: &str, ext: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("c.{ext}"));
         std::fs::write(&path, text).unwrap();
         (dir, path)
-    }
-
-    mod tempfile_dir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let p = std::env::temp_dir().join(format!("niftyhost-config-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     const BASE: &str = "[input.image]\npath_to_search = \"d\"\n[input.label]\npath_to_search = \"d\"\n[training]\nlr = 0.5\nmax_iter = 7\n";
