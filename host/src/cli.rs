@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{ConfigError, Overrides};
+use crate::engine::folds::FoldSelection;
 use crate::plugins::SearchPath;
 
 /// Deep learning on 3D medical images, with networks and losses as plugins.
@@ -27,8 +28,9 @@ pub struct Cli {
 /// The jobs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a network on the configured data.
-    Train(JobArgs),
+    /// Train a network on the configured data (with `training.k_folds`: one fold, or
+    /// `--all-folds`).
+    Train(TrainArgs),
     /// Segment images window by window: the config's INFER subjects with its checkpoints,
     /// or `--image` files with a config or `--model` bundles.
     Inference(InferenceArgs),
@@ -69,6 +71,9 @@ pub struct InferenceArgs {
     /// The output file for `--image` (.nii or .nii.gz).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Ensembles of folds.
+    #[command(flatten)]
+    pub folds: FoldsArgs,
     /// Shortcut for `inference.shard`: segment only shard I of N of the config's subjects
     /// (sorted by id, every N-th from position I), e.g. one task of a job array. Without it,
     /// a Slurm job array's SLURM_ARRAY_TASK_ID gives the shard.
@@ -100,6 +105,30 @@ pub struct ExportArgs {
     /// The bundle to write (.nhb).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Ensembles of folds.
+    #[command(flatten)]
+    pub folds: FoldsArgs,
+}
+
+/// Arguments of `niftyhost train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Config, overrides and plugins.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Train every fold of `training.k_folds` in turn, each into `<model_dir>/fold_<k>/`:
+    /// a fold with checkpoints resumes, a complete one (checkpoint at `max_iter`) is skipped.
+    #[arg(long, conflicts_with = "fold")]
+    pub all_folds: bool,
+}
+
+/// The `--folds` flag of the jobs that use trained folds.
+#[derive(Debug, Clone, Args, Default)]
+pub struct FoldsArgs {
+    /// The ensemble of these folds of `training.k_folds` (`all`, or `0,2,4`): their final
+    /// checkpoints averaged; outputs in `<model_dir>/folds_<i>_<j>…/`.
+    #[arg(long, value_name = "all|I,J,..", value_parser = FoldSelection::parse, conflicts_with = "fold")]
+    pub folds: Option<FoldSelection>,
 }
 
 /// Arguments of `niftyhost bench`.
@@ -167,6 +196,9 @@ pub struct EvaluationArgs {
     /// Shortcut for `evaluation.output_csv`.
     #[arg(long, value_name = "CSV")]
     pub out: Option<PathBuf>,
+    /// Ensembles of folds.
+    #[command(flatten)]
+    pub folds: FoldsArgs,
 }
 
 impl EvaluationArgs {
@@ -238,6 +270,10 @@ pub struct JobArgs {
     /// Shortcut for `system.seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Shortcut for `training.fold` (needs `training.k_folds` >= 2): the fold to train,
+    /// check, segment with, export or evaluate, in `<model_dir>/fold_<k>/`.
+    #[arg(long, value_name = "K")]
+    pub fold: Option<usize>,
     /// Shortcut for `system.devices`, comma-separated (`cpu`, `cuda:0,cuda:1`).
     #[arg(long, value_delimiter = ',')]
     pub devices: Option<Vec<String>>,
@@ -271,6 +307,9 @@ impl JobArgs {
         }
         if let Some(v) = self.seed {
             flag("seed", "system.seed", v.to_string());
+        }
+        if let Some(v) = self.fold {
+            flag("fold", "training.fold", v.to_string());
         }
         if let Some(v) = &self.devices {
             flag(

@@ -31,11 +31,12 @@ fn report(report: &(impl Display + serde::Serialize), json: bool) -> Result<()> 
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(args) if args.all_folds => report(&commands::train_all_folds(&args)?, args.job.plugins.json)?,
         Command::Train(args) => {
             let trained = commands::train(&args)?;
             // Rank 0 speaks for a job of several processes.
             if trained.rank == 0 {
-                report(&trained, args.plugins.json)?;
+                report(&trained, args.job.plugins.json)?;
             }
         }
         Command::Inference(args) => {

@@ -16,10 +16,11 @@ use anyhow::{Context, Result};
 pub use self::info::{info, InfoReport};
 use crate::bench::{self, BenchOptions, BenchReport};
 use crate::bundle::{self, Exported};
-use crate::cli::{BenchArgs, EvaluationArgs, ExportArgs, InferenceArgs, JobArgs, PluginArgs};
-use crate::config::{self, ConfigError, Settings};
+use crate::cli::{BenchArgs, EvaluationArgs, ExportArgs, FoldsArgs, InferenceArgs, JobArgs, PluginArgs, TrainArgs};
+use crate::config::{self, ConfigError, Overrides, Settings};
 use crate::data::phases::{self, CheckReport};
 use crate::engine::evaluation::{self, EvaluationReport};
+use crate::engine::folds::{self, FoldsReport};
 use crate::engine::inference::job::{ImageFiles, InferenceJob, InferenceReport};
 use crate::engine::trainer::{self, TrainReport};
 use crate::help;
@@ -35,8 +36,27 @@ fn here() -> &'static Path {
 /// # Errors
 /// A bad `--set`, or a configuration that does not load.
 pub fn settings(args: &JobArgs) -> Result<Settings, ConfigError> {
-    let overrides = args.overrides()?;
-    config::load(args.config.as_deref(), &overrides)
+    load(args, &args.overrides()?)
+}
+
+/// The configuration of a job's config file under `overrides`.
+///
+/// # Errors
+/// A configuration that does not load, or `--fold` without k-fold cross-validation.
+fn load(args: &JobArgs, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let s = config::load(args.config.as_deref(), overrides)?;
+    if args.fold.is_some() {
+        folds::require_folds(&s, "--fold")?;
+    }
+    Ok(s)
+}
+
+/// The folds `--folds` names in `s`, if it is given.
+///
+/// # Errors
+/// As [`folds::FoldSelection::resolve`].
+fn chosen_folds(s: &Settings, args: &FoldsArgs) -> Result<Option<Vec<usize>>, ConfigError> {
+    args.folds.as_ref().map(|f| f.resolve(s)).transpose()
 }
 
 /// Loads plugins; a library named with `--plugin` that fails ends the run.
@@ -53,15 +73,26 @@ pub fn registry(args: &PluginArgs) -> Result<Registry> {
     Ok(registry)
 }
 
-/// `niftyhost train`. Every process of a multi-process job returns its report; rank 0's
-/// is the one to print.
+/// `niftyhost train` (of one fold with `--fold`). Every process of a multi-process job
+/// returns its report; rank 0's is the one to print.
 ///
 /// # Errors
 /// A bad configuration, plugins that cannot be loaded, a failing training.
-pub fn train(args: &JobArgs) -> Result<TrainReport> {
-    let s = settings(args)?;
-    let reg = registry(&args.plugins)?;
+pub fn train(args: &TrainArgs) -> Result<TrainReport> {
+    let s = settings(&args.job)?;
+    let reg = registry(&args.job.plugins)?;
     trainer::train(&s, &reg, here()).context("training failed")
+}
+
+/// `niftyhost train --all-folds`: every fold in turn.
+///
+/// # Errors
+/// A bad configuration (`training.k_folds` below 2), plugins that cannot be loaded, the
+/// first failing fold.
+pub fn train_all_folds(args: &TrainArgs) -> Result<FoldsReport> {
+    let s = settings(&args.job)?;
+    let reg = registry(&args.job.plugins)?;
+    folds::train_all(&s, &reg, here()).context("training the folds failed")
 }
 
 /// `niftyhost inference`: with a config (its INFER subjects, or `--image`), or with
@@ -78,10 +109,16 @@ pub fn inference(args: &InferenceArgs) -> Result<InferenceReport> {
     let files = args.out.clone().map(|out| ImageFiles { images: args.images.clone(), out });
     let overrides = args.overrides()?;
     let job = if args.models.is_empty() {
-        let s = config::load(args.job.config.as_deref(), &overrides)?;
+        let mut s = load(&args.job, &overrides)?;
+        if let Some(chosen) = chosen_folds(&s, &args.folds)? {
+            s = folds::with_fold_checkpoints(folds::with_ensemble_outputs(s, &chosen), &chosen)?;
+        }
         let reg = registry(&args.job.plugins)?;
         InferenceJob::from_config(s, reg, here(), files)?
     } else {
+        if args.folds.folds.is_some() {
+            return Err(ConfigError::Invalid("`--folds` ensembles a config's folds: export them with `export --folds` and give the bundle to `--model`".into()).into());
+        }
         if args.job.config.is_some() {
             return Err(ConfigError::Invalid(
                 "`--model` carries its own config: change it with `--set`, not `-c`".into(),
@@ -102,7 +139,10 @@ pub fn inference(args: &InferenceArgs) -> Result<InferenceReport> {
 /// # Errors
 /// A bad configuration, plugins that cannot be loaded, a failing export.
 pub fn export(args: &ExportArgs) -> Result<Exported> {
-    let s = settings(&args.job)?;
+    let mut s = settings(&args.job)?;
+    if let Some(chosen) = chosen_folds(&s, &args.folds)? {
+        s = folds::with_fold_checkpoints(s, &chosen)?;
+    }
     let reg = registry(&args.job.plugins)?;
     bundle::export(&s, &reg, &args.out).context("export failed")
 }
@@ -112,7 +152,10 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
 /// # Errors
 /// A bad configuration, a failing evaluation.
 pub fn evaluation(args: &EvaluationArgs) -> Result<EvaluationReport> {
-    let s = config::load(args.job.config.as_deref(), &args.overrides()?)?;
+    let mut s = load(&args.job, &args.overrides()?)?;
+    if let Some(chosen) = chosen_folds(&s, &args.folds)? {
+        s = folds::with_ensemble_outputs(s, &chosen);
+    }
     evaluation::evaluate(&s, here()).context("evaluation failed")
 }
 

@@ -378,7 +378,7 @@ impl Settings {
                 "the exclude fractions for validation and inference leave no TRAIN subject",
             );
         }
-        if t.k_folds == 1 || (t.k_folds > 1 && t.fold >= t.k_folds) {
+        if t.k_folds == 1 || (t.fold > 0 && t.fold >= t.k_folds) {
             return inconsistent(
                 &["training.fold", "training.k_folds"],
                 format!(
@@ -485,9 +485,26 @@ impl Settings {
         window(&self.inference.spatial_window_size).unwrap_or_else(|| self.train_window())
     }
 
+    /// The folder of fold `k`'s run: `<model_dir>/fold_<k>`.
+    pub fn fold_dir(&self, k: usize) -> PathBuf {
+        self.system.model_dir.join(format!("fold_{k}"))
+    }
+
+    /// The folder of this run's own files (checkpoints, logs, its lock, default inference
+    /// and evaluation outputs): `<model_dir>/fold_<training.fold>` in k-fold
+    /// cross-validation (`training.k_folds` >= 2), else `<model_dir>`. The split file and
+    /// the learned preprocessing stay in `<model_dir>`, shared by every fold.
+    pub fn run_dir(&self) -> PathBuf {
+        if self.training.k_folds > 1 {
+            self.fold_dir(self.training.fold)
+        } else {
+            self.system.model_dir.clone()
+        }
+    }
+
     /// The checkpoint folder of the run.
     pub fn checkpoint_dir(&self) -> PathBuf {
-        self.system.model_dir.join("checkpoints")
+        self.run_dir().join("checkpoints")
     }
 
     /// The split file: its own key, else `<model_dir>/dataset_split.csv`.
@@ -522,19 +539,20 @@ impl Settings {
         self.system.model_dir.join("label_map.json")
     }
 
-    /// Where segmentations are written.
+    /// Where segmentations are written: `inference.output_dir`, else
+    /// `<run_dir>/inference`.
     pub fn inference_dir(&self) -> PathBuf {
         if self.inference.output_dir.as_os_str().is_empty() {
-            self.system.model_dir.join("inference")
+            self.run_dir().join("inference")
         } else {
             self.inference.output_dir.clone()
         }
     }
 
-    /// The metrics CSV.
+    /// The metrics CSV: `evaluation.output_csv`, else `<run_dir>/evaluation/metrics.csv`.
     pub fn evaluation_csv(&self) -> PathBuf {
         if self.evaluation.output_csv.as_os_str().is_empty() {
-            self.system.model_dir.join("evaluation").join("metrics.csv")
+            self.run_dir().join("evaluation").join("metrics.csv")
         } else {
             self.evaluation.output_csv.clone()
         }

@@ -5,6 +5,7 @@ pub mod checkpoint;
 mod error;
 pub mod evaluation;
 pub mod folder_lock;
+pub mod folds;
 pub mod inference;
 pub mod model;
 pub mod optim;

@@ -20,6 +20,7 @@ use super::validation::{validate, EarlyStopping};
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
+use crate::data::prepare::Preparation;
 use crate::data::{training_sampler, AugmentationChain, Loader, WindowSampler};
 use crate::distributed::buckets::{self, Buckets};
 use crate::distributed::overlap::Overlap;
@@ -72,6 +73,10 @@ pub struct TrainReport {
     pub validations: Vec<Validation>,
     /// Iteration early stopping ended the run at, if it did.
     pub stopped_early: Option<u64>,
+    /// The subjects trained on (ids, sorted).
+    pub train_subjects: Vec<String>,
+    /// The subjects validated on (ids, sorted).
+    pub valid_subjects: Vec<String>,
 }
 
 impl std::fmt::Display for TrainReport {
@@ -292,7 +297,7 @@ fn train_with(
 struct TrainingRun<'a> {
     settings: &'a Settings,
     comm: &'a mut dyn Communicator,
-    /// Rank 0's lock on `system.model_dir`, held until the run ends (other ranks: none).
+    /// Rank 0's lock on the run's folder, held until the run ends (other ranks: none).
     _model_folder: Option<FolderLock>,
     /// Whether this process writes the logs and checkpoints (rank 0).
     primary: bool,
@@ -330,6 +335,15 @@ struct TrainingRun<'a> {
     validations: Vec<Validation>,
     /// The iteration early stopping ended the run at.
     stopped_early: Option<u64>,
+    /// The ids of the TRAIN and VALID subjects.
+    subjects: SubjectIds,
+}
+
+/// The ids of a run's TRAIN and VALID subjects, sorted.
+#[derive(Debug, Clone, Default)]
+struct SubjectIds {
+    train: Vec<String>,
+    valid: Vec<String>,
 }
 
 /// What one training step leaves for its logs and the periodic handlers.
@@ -368,7 +382,7 @@ impl<'a> TrainingRun<'a> {
         let model_folder = if primary { Some(hold_model_folder(settings)?) } else { None };
         crate::torch::set_intra_op_threads(settings.system.torch_threads);
         tch::manual_seed(settings.system.seed as i64);
-        let (sampler, validation_sampler) = samplers(settings, registry, base_dir, comm)?;
+        let (sampler, validation_sampler, subjects) = samplers(settings, registry, base_dir, comm)?;
         let t = &settings.training;
         let early = EarlyStopping::new(t.early_stopping_mode, t.patience);
         let (mut replicas, optimiser, start, saved_scaler) = ready_replicas(settings, registry, devices, comm)?;
@@ -407,6 +421,7 @@ impl<'a> TrainingRun<'a> {
             parts: StepParts::default(),
             validations: Vec::new(),
             stopped_early: None,
+            subjects,
         })
     }
 
@@ -623,16 +638,20 @@ impl<'a> TrainingRun<'a> {
             step_parts: parts,
             parameters: self.parameters,
             checkpoint: self.checkpoints.last.unwrap_or_default(),
-            log: self.settings.system.model_dir.join(crate::runlog::JSONL_FILE),
+            log: self.settings.run_dir().join(crate::runlog::JSONL_FILE),
             tensorboard: self.log.as_ref().and_then(|l| l.event_file().map(Path::to_owned)),
             loss_curve,
+            train_subjects: self.subjects.train,
+            valid_subjects: self.subjects.valid,
         }
     }
 }
 
-/// The training windows (this rank's shard, augmented) and, when validation is on, the
-/// validation windows. Rank 0 writes the split file and learns the preprocessing; the
-/// others wait for it, then read them.
+/// The training windows (this rank's shard, augmented), when validation is on the
+/// validation windows, and the subjects' ids. Rank 0 writes the split file and learns the
+/// preprocessing (in k-fold cross-validation from every TRAIN and VALID subject, so that
+/// every fold shares it and folds can be ensembled); the others wait for it, then read
+/// them.
 ///
 /// # Errors
 /// Bad data or configuration, or a peer process that died or hung.
@@ -641,7 +660,7 @@ fn samplers(
     registry: &Registry,
     base_dir: &Path,
     comm: &mut dyn Communicator,
-) -> Result<(Arc<WindowSampler>, Option<Arc<WindowSampler>>), EngineError> {
+) -> Result<(Arc<WindowSampler>, Option<Arc<WindowSampler>>, SubjectIds), EngineError> {
     let (rank, processes) = (comm.world().rank, comm.world().size);
     let primary = comm.world().is_primary();
     if !primary {
@@ -649,6 +668,12 @@ fn samplers(
     }
     let subjects = training_subjects(settings, base_dir)?;
     tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
+    if settings.training.k_folds > 1 {
+        let all = [subjects.train.as_slice(), subjects.valid.as_slice()].concat();
+        Preparation::learn_or_load(settings, &all)?;
+    }
+    let ids = |list: &[crate::data::Subject]| list.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    let ids = SubjectIds { train: ids(&subjects.train), valid: ids(&subjects.valid) };
     // Only the training windows are augmented: validation draws from its own sampler.
     let mut sampler = training_sampler(settings, subjects.train)?.with_shard(rank, processes);
     if let Some(chain) = AugmentationChain::from_settings(settings, registry)? {
@@ -667,17 +692,18 @@ fn samplers(
     if primary {
         comm.barrier()?;
     }
-    Ok((sampler, validation_sampler))
+    Ok((sampler, validation_sampler, ids))
 }
 
-/// Takes the lock on `system.model_dir` (one writer per model folder), then removes the
-/// leftovers of a checkpoint save that did not complete, with a warning each.
+/// Takes the lock on the run's folder (`system.model_dir`, or its fold's folder: one
+/// writer per folder), then removes the leftovers of a checkpoint save that did not
+/// complete, with a warning each.
 ///
 /// # Errors
 /// Another process training into the folder, or a folder or leftover that cannot be
 /// written or removed.
 fn hold_model_folder(settings: &Settings) -> Result<FolderLock, EngineError> {
-    let lock = FolderLock::acquire(&settings.system.model_dir)?;
+    let lock = FolderLock::acquire(&settings.run_dir())?;
     for file in checkpoint::remove_incomplete(&settings.checkpoint_dir())? {
         tracing::warn!(file = %file.display(), "removed the leftover of a checkpoint save that did not complete");
     }
@@ -744,19 +770,19 @@ fn gradient_averaging(
     Ok((gradient_buckets, overlap))
 }
 
-/// Rank 0's logs (other ranks write none), in a `system.model_dir` created if missing.
+/// Rank 0's logs (other ranks write none), in the run's folder created if missing.
 ///
 /// # Errors
 /// The folder or a log file that cannot be written.
 fn open_log(settings: &Settings, start: u64, primary: bool) -> Result<Option<RunLog>, EngineError> {
     let t = &settings.training;
-    std::fs::create_dir_all(&settings.system.model_dir)
-        .map_err(|e| EngineError::Other(format!("{}: {e}", settings.system.model_dir.display())))?;
+    let dir = settings.run_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::Other(format!("{}: {e}", dir.display())))?;
     // Only rank 0 writes logs and checkpoints.
     if !primary {
         return Ok(None);
     }
-    Ok(Some(RunLog::open(&settings.system.model_dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?))
+    Ok(Some(RunLog::open(&dir, start, t.tensorboard_every_n > 0).map_err(EngineError::Other)?))
 }
 
 /// The run's checkpoints: where they go, what each records beside the weights, and the
