@@ -47,7 +47,10 @@ fn tiny_cohort(data: &Path) {
 /// A model trained on two folds, with what the runs printed.
 struct Folds {
     _dir: tempfile::TempDir,
+    /// Where training runs (network and loss plugins).
     root: PathBuf,
+    /// Where the other jobs run: with the network plugin only, which is all they load.
+    segment: PathBuf,
     config: PathBuf,
     /// `inference --folds all` before any fold was trained.
     untrained: Output,
@@ -58,10 +61,11 @@ struct Folds {
 }
 
 impl Folds {
+    /// Runs a job of the config in `segment`; it must succeed.
     fn run(&self, args: &[&str]) -> Output {
         let mut all = vec![args[0], "-c", self.config.to_str().unwrap()];
         all.extend(&args[1..]);
-        let out = run(&self.root, &all);
+        let out = run(&self.segment, &all);
         assert!(out.status.success(), "{args:?} failed:\n{}", text(&out).1);
         out
     }
@@ -77,6 +81,8 @@ fn folds() -> &'static Folds {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         plugin_dir(&root, &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+        let segment = root.join("segment");
+        plugin_dir(&segment, &[workspace_plugin("toynet")]);
         tiny_cohort(&root.join("data"));
         let config = cohort_config(
             &root,
@@ -94,7 +100,7 @@ fn folds() -> &'static Folds {
         assert!(first.status.success(), "{}", text(&first).1);
         let second = run(&root, &["train", "-c", c, "--all-folds", "--json"]);
         assert!(second.status.success(), "{}", text(&second).1);
-        Folds { _dir: dir, root, config, untrained, first, second }
+        Folds { _dir: dir, root, segment, config, untrained, first, second }
     })
 }
 
@@ -205,7 +211,7 @@ fn probabilities(f: &Folds, name: &str, image: &Path, flags: &[&str]) -> (Vec<f3
     args.extend(["--set", "inference.output_type=\"probabilities\""]);
     args.extend(flags);
     if flags.first() == Some(&"--model") {
-        let o = run(&f.root, &args);
+        let o = run(&f.segment, &args);
         assert!(o.status.success(), "{}", text(&o).1);
     } else {
         f.run(&args);
