@@ -373,7 +373,7 @@ mod tests {
         let csv = metrics_csv(&rows);
         assert_eq!(csv.lines().count(), 1 + 3 * 4);
         assert!(csv.lines().nth(3).unwrap().starts_with("s0,1,,,,,,,1,2,cc,"), "{csv}");
-        assert!(csv.lines().nth(3).unwrap().ends_with(",INFER") && csv.lines().nth(4).unwrap().ends_with(','), "{csv}");
+        assert!(csv.lines().nth(3).unwrap().ends_with(",INFER") && csv.lines().nth(5).unwrap().ends_with(','), "{csv}");
         assert!(components_csv_text(&rows).contains("s2,1,reference,1,1,0.000,0.000,0.000,0,missed,0.000000,"));
     }
 }
