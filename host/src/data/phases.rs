@@ -98,7 +98,7 @@ pub fn training_subjects(settings: &Settings, base_dir: &Path) -> Result<Trainin
 /// # Errors
 /// Missing files, or a malformed split file.
 pub fn held_out_subjects(settings: &Settings, base_dir: &Path, with_labels: bool) -> Result<Vec<Subject>, DataError> {
-    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, weights: false })?;
+    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, ..Needs::default() })?;
     let path = settings.split_file();
     if !path.exists() {
         return Ok(subjects);
