@@ -362,8 +362,9 @@ fn the_split_is_made_once_reused_and_inference_takes_the_infer_subjects() {
     let split = Split::read(&split_file, &niftyhost::data::phases::split_spec(&s)).unwrap();
     let infer = split.ids(Phase::Infer);
     assert_eq!(infer.len(), 2);
-    let held: Vec<String> = held_out_subjects(&s, dir.path(), false).unwrap().into_iter().map(|s| s.id).collect();
-    assert_eq!(held, infer);
+    let held = held_out_subjects(&s, dir.path(), false).unwrap();
+    assert!(held.iter().all(|h| h.phase == Some(Phase::Infer)));
+    assert_eq!(held.into_iter().map(|h| h.subject.id).collect::<Vec<_>>(), infer);
     // Other fractions later do not change an existing split.
     let before = std::fs::read_to_string(&split_file).unwrap();
     assert!(before.starts_with("subject_id,phase,fold\n"), "{before}");

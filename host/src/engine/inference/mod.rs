@@ -304,7 +304,7 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let device = crate::torch::single_device(&settings.device_names())?;
     let options = InferenceOptions::from_settings(settings)?;
     let mut predictor = predictor(settings, registry, device)?;
-    let cohort = held_out_subjects(settings, base_dir, false)?;
+    let cohort: Vec<_> = held_out_subjects(settings, base_dir, false)?.into_iter().map(|h| h.subject).collect();
     let total = cohort.len();
     let subjects = shard.select(cohort, |s| s.id.as_str());
     if subjects.is_empty() && total > 0 {
