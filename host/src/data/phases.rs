@@ -115,7 +115,7 @@ pub fn held_out_subjects(
     with_labels: bool,
 ) -> Result<Vec<HeldOutSubject>, DataError> {
     let job = if with_labels { "evaluation" } else { "inference" };
-    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, weights: false })?;
+    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, ..Needs::default() })?;
     let path = settings.split_file();
     if !path.exists() {
         tracing::warn!(

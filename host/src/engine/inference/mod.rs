@@ -284,7 +284,7 @@ pub fn infer_files(
         .and_then(|n| n.to_str())
         .map(|n| n.trim_end_matches(".gz").trim_end_matches(".nii").to_owned())
         .unwrap_or_else(|| "image".into());
-    let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None };
+    let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None, loss_weight: None };
     let load = LoadOptions::new(settings, preparation);
     let v = load_subject(&subject, &load)?;
     tracing::debug!(subject = %id, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "read and prepared");
