@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use niftyhost::config::{load, Overrides, Settings};
 use niftyhost::data::phases::{held_out_subjects, training_subjects};
-use niftyhost::data::{training_sampler, Batch, Loader, Phase, Split};
+use niftyhost::data::{foreground_windows, training_sampler, Batch, Loader, Phase, Split};
 use niftyhost::io::{read_volume, write_labels};
 use niftyhost_tests::{plugin_dir, repo_root, run, text, workspace_plugin};
 
@@ -56,7 +56,7 @@ fn batches(settings: &Settings, threads: usize, n: u64) -> Vec<Batch> {
 
 #[test]
 fn one_seed_gives_the_same_batches_with_1_2_and_8_loader_threads() {
-    for sampling in ["uniform", "balanced", "weighted", "resize"] {
+    for sampling in ["uniform", "balanced", "weighted", "resize", "foreground"] {
         let dir = tempfile::tempdir().unwrap();
         let s = example(dir.path(), sampling, 12, 3);
         let one = batches(&s, 1, 10);
@@ -71,22 +71,26 @@ fn one_seed_gives_the_same_batches_with_1_2_and_8_loader_threads() {
 
 #[test]
 fn the_ranks_shares_are_disjoint_and_together_the_whole_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let whole = example(dir.path(), "uniform", 8, 6);
-    let per_rank = example(dir.path(), "uniform", 8, 2);
-    let subjects = training_subjects(&whole, Path::new(".")).unwrap();
-    let one = training_sampler(&whole, subjects.train.clone()).unwrap();
-    let ranks: Vec<_> =
-        (0..3).map(|r| training_sampler(&per_rank, subjects.train.clone()).unwrap().with_shard(r, 3)).collect();
-    let per = 8 * 8 * 8;
-    for t in [0, 1, 7] {
-        let all = one.batch(t).unwrap();
-        let shares: Vec<Batch> = ranks.iter().map(|r| r.batch(t).unwrap()).collect();
-        for (r, share) in shares.iter().enumerate() {
-            assert_eq!(share.images[..], all.images[r * 2 * per..(r + 1) * 2 * per], "iteration {t}, rank {r}");
-            assert_eq!(share.labels[..], all.labels[r * 2 * per..(r + 1) * 2 * per], "iteration {t}, rank {r}");
+    // Foreground sampling's share is of the iteration's whole batch, so it shards alike.
+    for sampling in ["uniform", "foreground"] {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = example(dir.path(), sampling, 8, 6);
+        let per_rank = example(dir.path(), sampling, 8, 2);
+        let subjects = training_subjects(&whole, Path::new(".")).unwrap();
+        let one = training_sampler(&whole, subjects.train.clone()).unwrap();
+        let ranks: Vec<_> =
+            (0..3).map(|r| training_sampler(&per_rank, subjects.train.clone()).unwrap().with_shard(r, 3)).collect();
+        let per = 8 * 8 * 8;
+        for t in [0, 1, 7] {
+            let all = one.batch(t).unwrap();
+            let shares: Vec<Batch> = ranks.iter().map(|r| r.batch(t).unwrap()).collect();
+            for (r, share) in shares.iter().enumerate() {
+                let what = format!("{sampling}, iteration {t}, rank {r}");
+                assert_eq!(share.images[..], all.images[r * 2 * per..(r + 1) * 2 * per], "{what}");
+                assert_eq!(share.labels[..], all.labels[r * 2 * per..(r + 1) * 2 * per], "{what}");
+            }
+            assert_ne!(shares[0].images, shares[1].images, "{sampling}: ranks 0 and 1 drew the same windows");
         }
-        assert_ne!(shares[0].images, shares[1].images, "ranks 0 and 1 drew the same windows");
     }
 }
 
@@ -129,6 +133,118 @@ fn weighted_windows_centre_on_the_only_positive_weight() {
         for w in 0..2 {
             // The window's centre (2, 2, 2) is voxel (5, 6, 7).
             assert_eq!(b.images[w * 125 + (2 * 5 + 2) * 5 + 2], (5 + 16 * 6 + 7 * 7) as f32);
+        }
+    }
+}
+
+/// A 24³ subject `id` in `dir` whose image is `(i + 3j + 7k) mod 251` and whose label is
+/// 1 on the 2³ cube at `(17, 4, 9)` when `labelled`, else 0 everywhere; its loss weight
+/// map (section `w`) is the label file's twin.
+fn cube_subject(dir: &Path, id: &str, labelled: bool) {
+    write_u8(&dir.join(format!("img_{id}.nii.gz")), [24, 24, 24], |i, j, k| ((i + 3 * j + 7 * k) % 251) as u8);
+    let cube = move |i: usize, j: usize, k: usize| {
+        u8::from(labelled && (17..19).contains(&i) && (4..6).contains(&j) && (9..11).contains(&k))
+    };
+    write_u8(&dir.join(format!("seg_{id}.nii.gz")), [24, 24, 24], cube);
+    write_u8(&dir.join(format!("w_{id}.nii.gz")), [24, 24, 24], cube);
+}
+
+/// Sampling the subjects of `dir` in 5³ windows, batches of `batch`; `segmentation` and
+/// `network` are more lines of those sections.
+fn cube_settings(dir: &Path, batch: usize, segmentation: &str, network: &str) -> Settings {
+    settings(
+        dir,
+        &format!(
+            "[input.img]\npath_to_search = \"{p}\"\nfilename_contains = [\"img_\"]\n\
+             [input.seg]\npath_to_search = \"{p}\"\nfilename_contains = [\"seg_\"]\n\
+             [input.w]\npath_to_search = \"{p}\"\nfilename_contains = [\"w_\"]\n\
+             [segmentation]\nimage = [\"img\"]\nlabel = \"seg\"\nnum_classes = 2\n{segmentation}\n\
+             [network]\nbatch_size = {batch}\nspatial_window_size = [5, 5, 5]\nwhitening = false\n{network}\n",
+            p = dir.display()
+        ),
+    )
+}
+
+/// Window `w` (of 5³ voxels) of a batch: its image and label voxels.
+fn window_of(b: &Batch, w: usize) -> (&[f32], &[i16]) {
+    (&b.images[w * 125..(w + 1) * 125], &b.labels[w * 125..(w + 1) * 125])
+}
+
+/// The voxel at the centre `(2, 2, 2)` of a 5³ window.
+const CENTRE: usize = (2 * 5 + 2) * 5 + 2;
+
+#[test]
+fn foreground_windows_are_the_last_of_each_batch_centred_on_labelled_voxels_the_rest_uniform() {
+    let dir = tempfile::tempdir().unwrap();
+    cube_subject(dir.path(), "a", true);
+    // (batch size, share, foreground windows): round(B·share), but at least one when share > 0.
+    for (batch, share, expected) in [(2, 0.33, 1), (3, 0.5, 2), (5, 0.33, 2), (4, 0.1, 1), (4, 1.0, 4), (4, 0.0, 0)] {
+        assert_eq!(foreground_windows(batch, share), expected, "B = {batch}, share = {share}");
+        let uniform = batches(&cube_settings(dir.path(), batch, "", ""), 1, 8);
+        let sampling = format!("window_sampling = \"foreground\"\nforeground_oversample = {share}");
+        let s = cube_settings(dir.path(), batch, "", &sampling);
+        let foreground = batches(&s, 1, 8);
+        assert!(foreground == batches(&s, 4, 8), "B = {batch}, share = {share}: 4 threads changed the windows");
+        for (t, (f, u)) in foreground.iter().zip(&uniform).enumerate() {
+            for w in 0..batch {
+                let what = format!("B = {batch}, share = {share}, iteration {t}, window {w}");
+                if w < batch - expected {
+                    assert_eq!(window_of(f, w), window_of(u, w), "{what}: a uniform window");
+                } else {
+                    assert_eq!(window_of(f, w).1[CENTRE], 1, "{what}: centred on a labelled voxel");
+                }
+            }
+        }
+    }
+    // Uniform windows of this volume are rarely centred on the cube (8 of 20³ centres).
+    let uniform = batches(&cube_settings(dir.path(), 4, "", ""), 1, 8);
+    let centred = uniform.iter().flat_map(|b| (0..4).map(move |w| window_of(b, w).1[CENTRE])).filter(|&l| l == 1);
+    assert!(centred.count() < 4, "the uniform windows are not a fair control");
+}
+
+#[test]
+fn a_subject_without_labelled_voxels_gets_uniform_windows_and_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    cube_subject(dir.path(), "empty", false);
+    let uniform = batches(&cube_settings(dir.path(), 2, "", ""), 2, 6);
+    // This also writes the config the training run below reads.
+    let s = cube_settings(dir.path(), 2, "", "window_sampling = \"foreground\"\nforeground_oversample = 1.0");
+    assert!(batches(&s, 2, 6) == uniform);
+    // Training warns once, naming the subject, however many windows it draws from it.
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let config = dir.path().join("config.toml");
+    let out = run(
+        dir.path(),
+        &["train", "-c", config.to_str().unwrap(), "--max-iter", "4", "--set", "system.torch_threads=1"],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("has no labelled voxel")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("empty"), "{stderr}");
+}
+
+#[test]
+fn loss_weight_maps_are_cut_with_the_windows_of_the_labels() {
+    // The weight map is the label file's twin, so each of its windows equals the label window.
+    let dir = tempfile::tempdir().unwrap();
+    cube_subject(dir.path(), "a", true);
+    for sampling in ["uniform", "foreground", "resize", "balanced"] {
+        let network = format!("window_sampling = \"{sampling}\"");
+        let with = batches(&cube_settings(dir.path(), 3, "weight = \"w\"", &network), 2, 6);
+        for b in &with {
+            let labels: Vec<f32> = b.labels.iter().map(|&l| f32::from(l)).collect();
+            assert_eq!(b.loss_weights, labels, "{sampling}");
+            assert_eq!(b.loss_weight_tensor().unwrap().size(), [3, 1, 5, 5, 5], "{sampling}");
+        }
+        if ["foreground", "balanced"].contains(&sampling) {
+            assert!(with.iter().any(|b| b.labels.contains(&1)), "{sampling}: no window reached the cube");
+        }
+        // Without `segmentation.weight` the batch has none, and the same windows.
+        let without = batches(&cube_settings(dir.path(), 3, "", &network), 2, 6);
+        for (a, b) in with.iter().zip(&without) {
+            assert!(b.loss_weights.is_empty() && b.loss_weight_tensor().is_none());
+            assert_eq!((&a.images, &a.labels), (&b.images, &b.labels), "{sampling}");
         }
     }
 }
@@ -246,8 +362,9 @@ fn the_split_is_made_once_reused_and_inference_takes_the_infer_subjects() {
     let split = Split::read(&split_file, &niftyhost::data::phases::split_spec(&s)).unwrap();
     let infer = split.ids(Phase::Infer);
     assert_eq!(infer.len(), 2);
-    let held: Vec<String> = held_out_subjects(&s, dir.path(), false).unwrap().into_iter().map(|s| s.id).collect();
-    assert_eq!(held, infer);
+    let held = held_out_subjects(&s, dir.path(), false).unwrap();
+    assert!(held.iter().all(|h| h.phase == Some(Phase::Infer)));
+    assert_eq!(held.into_iter().map(|h| h.subject.id).collect::<Vec<_>>(), infer);
     // Other fractions later do not change an existing split.
     let before = std::fs::read_to_string(&split_file).unwrap();
     assert!(before.starts_with("subject_id,phase,fold\n"), "{before}");

@@ -58,3 +58,58 @@ fn unet3d_trains_segments_in_the_input_geometry_and_reaches_a_real_dice() {
     assert!(dice[1].1 > 0.75, "grey matter {dice:?}");
     assert!(dice[2].1 > 0.75, "white matter {dice:?}");
 }
+
+/// Three subjects of the cohort (tests/data/cohort), each in its own axis order and voxel
+/// size, two modalities: the held-out subject is segmented on its own grid, and only it
+/// is scored, as INFER.
+#[test]
+fn cohort_subjects_in_other_orientations_are_segmented_on_their_own_grids_and_scored_held_out() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let data = repo_root().join("tests/data/cohort");
+    let section = |name: &str| {
+        format!(
+            "[input.{name}]\npath_to_search = \"{}\"\nfilename_contains = [\"_{name}\"]\naxcodes = \"RAS\"\npixdim = [4.0, 4.0, 4.0]\n",
+            data.display()
+        )
+    };
+    let config = dir.path().join("cohort.toml");
+    let toml = format!(
+        "[system]\nseed = 5\nmodel_dir = \"{model}\"\n\n{t1}\n{t2}\n{label}\n\
+         [segmentation]\nimage = [\"t1\", \"t2\"]\nlabel = \"label\"\nnum_classes = 3\n\n\
+         [network]\nname = \"toynet\"\nbatch_size = 2\nspatial_window_size = [16, 16, 16]\n\n\
+         [training]\nmax_iter = 3\nsave_every_n = 3\n\n[inference]\nspatial_window_size = [32, 32, 32]\n",
+        model = dir.path().join("model").display(),
+        t1 = section("t1"),
+        t2 = section("t2"),
+        label = section("label"),
+    );
+    std::fs::write(&config, toml).unwrap();
+    // sub05 (ASR, 2 mm) is held out; sub00 (RPI, 2.2 mm) and sub06 (LPS, 2.2 mm) train.
+    std::fs::create_dir_all(dir.path().join("model")).unwrap();
+    std::fs::write(
+        dir.path().join("model/dataset_split.csv"),
+        "subject_id,phase,fold\nsub00,TRAIN,\nsub05,INFER,\nsub06,TRAIN,\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    for job in ["train", "inference", "evaluation"] {
+        let out = run(dir.path(), &[job, "-c", c]);
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{job} failed:\n{stderr}");
+        assert!(!stderr.contains("falling back") && !stderr.contains("no split file"), "{job}:\n{stderr}");
+    }
+    let outputs: Vec<String> = std::fs::read_dir(dir.path().join("model/inference"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(outputs, ["sub05_seg.nii.gz"], "only the INFER subject is segmented");
+    let input = read_volume(&data.join("sub05_t1.nii.gz")).unwrap();
+    let seg = read_volume(&dir.path().join("model/inference/sub05_seg.nii.gz")).unwrap();
+    assert_eq!((seg.dims, input.dims), ([117, 95, 99], [117, 95, 99]));
+    assert_eq!(seg.affine, input.affine, "written in the input's own (ASR, 2 mm) geometry");
+    assert_eq!(seg.axcodes(), "ASR");
+    let csv = std::fs::read_to_string(dir.path().join("model/evaluation/metrics.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.starts_with("sub05,") && r.ends_with(",INFER")), "{csv}");
+}

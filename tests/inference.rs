@@ -247,6 +247,7 @@ fn volume(dims: [usize; 3], image: Vec<f32>) -> niftyhost::data::SubjectVolumes 
         dims,
         label: None,
         weights: None,
+        loss_weight: None,
         reference,
         geometry,
     }

@@ -370,6 +370,64 @@ fn an_integer_weight_counts_the_voxel_that_many_times() {
     }
 }
 
+/// The voxels of a batch laid out in one row `[1, K, 1, 1, V']`, voxel `v` (in
+/// `[N, 1, D, H, W]` order) repeated `times[v]` times: logits and labels.
+fn repeated(logits: &Tensor, labels: &Tensor, times: &[i64]) -> (Tensor, Tensor) {
+    let k = logits.size()[1];
+    let rows = logits.movedim(&[1], &[4]).reshape([-1, k]);
+    let index: Vec<i64> =
+        times.iter().enumerate().flat_map(|(v, &n)| std::iter::repeat_n(v as i64, n as usize)).collect();
+    let index = Tensor::from_slice(&index);
+    let x = rows.index_select(0, &index).transpose(0, 1).contiguous().view([1, k, 1, 1, -1]);
+    let y = labels.reshape([-1]).index_select(0, &index).view([1, 1, 1, 1, -1]);
+    (x, y)
+}
+
+#[test]
+fn a_weight_map_of_zeros_and_twos_removes_and_doubles_whole_regions_of_a_batch() {
+    // Every loss sums over the batch and all voxels together (voxel means, or per-class
+    // soft counts), so the layout of the voxels does not change its value: weight 0 on a
+    // region equals the loss on the other voxels alone, and weight 2 equals those voxels
+    // present twice, the voxel-wise means' denominators Σw counting them twice too.
+    let reg = registry();
+    let dims = [2i64, 3, 3, 4, 2]; // N, K, D, H, W
+    let logits = Tensor::from_slice(&pseudo_random(dims.iter().product::<i64>() as usize, 5, -2.0, 2.0)).view(dims);
+    let labels: Vec<i64> = (0..2 * 3 * 4 * 2).map(|v| (v * 7 + v / 5) % 3).collect();
+    let labels = Tensor::from_slice(&labels).view([2, 1, 3, 4, 2]);
+    // Window 0: the slice d = 0 weighs 0; window 1: rows h >= 2 weigh 2; the rest 1.
+    let mut times = Vec::new();
+    for n in 0..2 {
+        for d in 0..3 {
+            for h in 0..4 {
+                for _w in 0..2 {
+                    times.push(if n == 0 && d == 0 {
+                        0
+                    } else if n == 1 && h >= 2 {
+                        2
+                    } else {
+                        1
+                    });
+                }
+            }
+        }
+    }
+    let weight = Tensor::from_slice(&times).to_kind(Kind::Double).view([2, 1, 3, 4, 2]);
+    let (x_rows, y_rows) = repeated(&logits, &labels, &times);
+    for (name, params) in every_loss() {
+        let loss = new_loss(&reg, name, &params);
+        let what = format!("{name} {params}");
+        let x = logits.copy().set_requires_grad(true);
+        let weighted = eval_t(&loss, &x, &labels, Some(&weight));
+        close(f64::try_from(&weighted).unwrap(), eval(&loss, &x_rows, &y_rows, None), 1e-12, &what);
+        weighted.backward();
+        let grad = x.grad();
+        let zero_region = f64::try_from(grad.narrow(0, 0, 1).narrow(2, 0, 1).abs().max()).unwrap();
+        assert_eq!(zero_region, 0.0, "{what}: gradient in the zero-weight region");
+        let elsewhere = f64::try_from(grad.narrow(2, 1, 2).abs().max()).unwrap();
+        assert!(elsewhere > 0.0, "{what}: no gradient outside the zero-weight region");
+    }
+}
+
 #[test]
 fn shape_and_value_errors_are_errors_not_panics() {
     let reg = registry();

@@ -321,6 +321,38 @@ fn evaluation_job_writes_every_metric_per_subject_label_and_unit() {
     let components = std::fs::read_to_string(eval.join("metrics_components.csv")).unwrap();
     assert!(components.lines().any(|l| l.starts_with("ellipsoids_aniso,1,segmentation,") && l.contains(",spurious,")));
 
+    // No split file: every subject, said to be none known held out; the phase column is
+    // empty.
+    assert!(stderr.contains("evaluation: no split file") && stderr.contains("none known to be held out"), "{stderr}");
+    assert_eq!(header.last(), Some(&"phase"));
+    assert!(rows.iter().all(|r| r.last() == Some(&"")), "{csv}");
+    // A split without INFER subjects: evaluation falls back to them and says so, and
+    // the CSV names each subject's phase.
+    let split = dir.path().join("model/dataset_split.csv");
+    std::fs::write(&split, "subject_id,phase,fold\nmultilabel,TRAIN,\nellipsoids_aniso,VALID,\n").unwrap();
+    let out = niftyhost_tests::run(dir.path(), &["evaluation", "-c", c]);
+    let (_, stderr) = niftyhost_tests::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("marks no subject INFER: falling back to 1 TRAIN, 1 VALID; these subjects are not held out"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("subjects scored: 1 TRAIN, 1 VALID"), "{stderr}");
+    let phased = std::fs::read_to_string(eval.join("metrics.csv")).unwrap();
+    assert!(phased.lines().skip(1).all(|l| l.starts_with("multilabel,") == l.ends_with(",TRAIN")), "{phased}");
+    assert!(phased.lines().skip(1).all(|l| l.starts_with("ellipsoids_aniso,") == l.ends_with(",VALID")), "{phased}");
+    // With an INFER subject, only it is scored, and nothing is said about falling back.
+    std::fs::write(&split, "subject_id,phase,fold\nmultilabel,TRAIN,\nellipsoids_aniso,INFER,\n").unwrap();
+    let out = niftyhost_tests::run(dir.path(), &["evaluation", "-c", c, "--json"]);
+    let (stdout, stderr) = niftyhost_tests::text(&out);
+    assert!(out.status.success() && !stderr.contains("falling back"), "{stderr}");
+    let phased = std::fs::read_to_string(eval.join("metrics.csv")).unwrap();
+    assert!(phased.lines().skip(1).all(|l| l.starts_with("ellipsoids_aniso,") && l.ends_with(",INFER")), "{phased}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["phases"], "1 INFER");
+    assert_eq!(report["rows"][0]["phase"], "INFER");
+    std::fs::remove_file(&split).unwrap();
+
     // Two folders, no config, from an empty folder: references paired with the
     // segmentations by name; with the config's labels, the same CSV.
     let refs = dir.path().join("refs");

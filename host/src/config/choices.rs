@@ -149,6 +149,9 @@ choices! {
         Balanced = "balanced",
         /// The whole volume, resized.
         Resize = "resize",
+        /// A share of each batch centred on labelled voxels, the rest uniform
+        /// (`network.foreground_oversample`).
+        Foreground = "foreground",
     }
 }
 

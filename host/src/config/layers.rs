@@ -370,7 +370,7 @@ mod tests {
             ("network", "foreground_type", "\"otsu2\"", "otsu, mean or threshold"),
             ("network", "norm_type", "\"decile\"", "percentile or quartile"),
             ("network", "volume_padding_mode", "\"wrap\"", "one of minimum, constant, edge, symmetric, reflect"),
-            ("network", "window_sampling", "\"random\"", "one of uniform, weighted, balanced, resize"),
+            ("network", "window_sampling", "\"random\"", "one of uniform, weighted, balanced, resize, foreground"),
             ("training", "optimiser", "\"adamm\"", "one of sgd, momentum, nesterov, adam, adamw, adagrad, rmsprop"),
             ("training", "lr_schedule", "\"linear\"", "one of constant, step, poly, cosine"),
             ("training", "mixed_precision", "\"fp8\"", "none, fp16 or bf16"),
@@ -493,5 +493,27 @@ mod tests {
             err.contains("`inference.overlap` must be in [0, 1), got 1.5 (in --set inference.overlap=1.5)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn foreground_oversample_and_the_loss_weight_section_are_checked() {
+        let (_d, path) = write(BASE, "toml");
+        for (set, expected) in [
+            (cli("network.foreground_oversample", "1.5"), "`network.foreground_oversample` must be in [0, 1], got 1.5"),
+            (
+                cli("network.foreground_oversample", "-0.1"),
+                "`network.foreground_oversample` must be in [0, 1], got -0.1",
+            ),
+            (cli("segmentation.weight", "\"w\""), "`segmentation.weight` names input section `w`"),
+        ] {
+            let o = Overrides { cli: vec![set], ..Default::default() };
+            let err = load(Some(&path), &o).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        for (key, v) in [("network.foreground_oversample", "0.0"), ("network.foreground_oversample", "1.0")] {
+            load(Some(&path), &Overrides { cli: vec![cli(key, v)], ..Default::default() }).unwrap();
+        }
+        let o = Overrides { cli: vec![cli("segmentation.weight", "\"label\"")], ..Default::default() };
+        assert_eq!(load(Some(&path), &o).unwrap().segmentation.weight, "label");
     }
 }

@@ -53,6 +53,7 @@ pub struct Segmentation {
     pub num_classes: usize,
     pub label_normalisation: bool,
     pub sampler: String,
+    pub weight: String,
 }
 
 /// `[network]`: the network component and its windows.
@@ -73,6 +74,7 @@ pub struct Network {
     pub volume_padding_size: Vec<usize>,
     pub volume_padding_mode: PaddingMode,
     pub window_sampling: WindowSampling,
+    pub foreground_oversample: f64,
     #[serde(default)]
     pub params: Map<String, Value>,
 }
@@ -418,6 +420,13 @@ impl Settings {
                 ),
             );
         }
+        if !(0.0..=1.0).contains(&n.foreground_oversample) {
+            return inconsistent(
+                &["network.foreground_oversample"],
+                format!("`network.foreground_oversample` must be in [0, 1], got {}", n.foreground_oversample),
+            );
+        }
+        self.validate_loss_weight()?;
         if !matches!(n.cutoff.as_slice(), [lo, hi] if 0.0 <= *lo && lo < hi && *hi <= 1.0) {
             return inconsistent(
                 &["network.cutoff"],
@@ -431,6 +440,31 @@ impl Settings {
                     "`network.volume_padding_size` must be three sizes (i, j, k) up to 4096, got {:?}",
                     n.volume_padding_size
                 ),
+            );
+        }
+        Ok(())
+    }
+
+    /// `segmentation.weight`: empty, or an input section; not with augmentation, whose
+    /// components transform images and labels only (a weight map would not follow them).
+    fn validate_loss_weight(&self) -> Result<(), Inconsistency> {
+        let weight = &self.segmentation.weight;
+        if weight.is_empty() {
+            return Ok(());
+        }
+        if !self.input.contains_key(weight) {
+            let have: Vec<&String> = self.input.keys().collect();
+            return inconsistent(
+                &["segmentation.weight"],
+                format!(
+                    "`segmentation.weight` names input section `{weight}` (the loss's weight maps), but the config defines only {have:?}"
+                ),
+            );
+        }
+        if !super::augmentation::chain(&self.training).is_empty() {
+            return inconsistent(
+                &["segmentation.weight", "training.augmentation"],
+                "`segmentation.weight` cannot be used with training augmentation (`training.augmentation` or NiftyNet's augmentation keys): augmentation components transform images and labels only, so a weight map would no longer match its window",
             );
         }
         Ok(())

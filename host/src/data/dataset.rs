@@ -59,6 +59,8 @@ pub struct Subject {
     pub label: Option<PathBuf>,
     /// The window-centre weight map, for the weighted sampler.
     pub weights: Option<PathBuf>,
+    /// The voxel weight map of the loss (`segmentation.weight`).
+    pub loss_weight: Option<PathBuf>,
 }
 
 /// Which files beyond the images a job needs.
@@ -68,12 +70,18 @@ pub struct Needs {
     pub labels: bool,
     /// The sampler's weight-map section.
     pub weights: bool,
+    /// The loss's weight-map section.
+    pub loss_weights: bool,
 }
 
 impl Needs {
     /// What training with `settings` needs.
     pub fn training(settings: &Settings) -> Needs {
-        Needs { labels: true, weights: settings.network.window_sampling == WindowSampling::Weighted }
+        Needs {
+            labels: true,
+            weights: settings.network.window_sampling == WindowSampling::Weighted,
+            loss_weights: !settings.segmentation.weight.is_empty(),
+        }
     }
 }
 
@@ -165,6 +173,9 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Resu
     if needs.weights {
         sections.push(&seg.sampler);
     }
+    if needs.loss_weights {
+        sections.push(&seg.weight);
+    }
     let found: Vec<(&String, BTreeMap<String, PathBuf>)> = sections
         .iter()
         .map(|name| Ok((*name, section_files(base_dir, name, &settings.input[name.as_str()])?)))
@@ -185,13 +196,16 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Resu
     }
     let file = |section: usize, id: &String| found[section].1[id].clone();
     let n_images = seg.image.len();
+    let (label_at, weights_at) = (n_images, n_images + usize::from(needs.labels));
+    let loss_weight_at = weights_at + usize::from(needs.weights);
     Ok(all_ids
         .into_iter()
         .map(|id| Subject {
             id: id.clone(),
             images: (0..n_images).map(|i| file(i, id)).collect(),
-            label: needs.labels.then(|| file(n_images, id)),
-            weights: needs.weights.then(|| file(n_images + usize::from(needs.labels), id)),
+            label: needs.labels.then(|| file(label_at, id)),
+            weights: needs.weights.then(|| file(weights_at, id)),
+            loss_weight: needs.loss_weights.then(|| file(loss_weight_at, id)),
         })
         .collect())
 }
@@ -215,6 +229,8 @@ pub struct SubjectVolumes {
     pub label: Option<Vec<Label>>,
     /// Window-centre weights `[k, j, i]`, when loaded.
     pub weights: Option<Vec<f32>>,
+    /// The loss's voxel weights `[k, j, i]`, when loaded.
+    pub loss_weight: Option<Vec<f32>>,
     /// The first image as read, without its voxels: header, geometry and file of the
     /// outputs written for this subject.
     pub reference: Volume,
@@ -225,7 +241,8 @@ pub struct SubjectVolumes {
 impl SubjectVolumes {
     /// Bytes held in memory.
     pub fn bytes(&self) -> usize {
-        4 * (self.image.len() + self.weights.as_ref().map_or(0, Vec::len)) + 2 * self.label.as_ref().map_or(0, Vec::len)
+        let maps = self.weights.as_ref().map_or(0, Vec::len) + self.loss_weight.as_ref().map_or(0, Vec::len);
+        4 * (self.image.len() + maps) + 2 * self.label.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -271,6 +288,7 @@ struct Read {
     images: Vec<Volume>,
     label: Option<Volume>,
     weights: Option<Volume>,
+    loss_weight: Option<Volume>,
 }
 
 /// Reads every file of a subject; unreadable files become problems.
@@ -280,12 +298,14 @@ fn read_all(subject: &Subject) -> (Option<Read>, Vec<String>) {
     let images: Vec<Option<Volume>> = subject.images.iter().map(&mut read).collect();
     let label = subject.label.as_ref().map(&mut read);
     let weights = subject.weights.as_ref().map(&mut read);
+    let loss_weight = subject.loss_weight.as_ref().map(&mut read);
     if !problems.is_empty() {
         return (None, problems);
     }
     let unwrap = |v: Option<Option<Volume>>| v.map(|v| v.expect("read without problems"));
     let images = images.into_iter().map(|v| v.expect("read without problems")).collect();
-    (Some(Read { images, label: unwrap(label), weights: unwrap(weights) }), problems)
+    let (label, weights, loss_weight) = (unwrap(label), unwrap(weights), unwrap(loss_weight));
+    (Some(Read { images, label, weights, loss_weight }), problems)
 }
 
 /// Every reason the files of one subject cannot be used together (empty if none).
@@ -350,6 +370,19 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
             problems.push(format!("weight map {} is zero everywhere", w.path.display()));
         }
     }
+    if let Some(w) = &read.loss_weight {
+        same_grid(w, "loss weight map", &mut problems);
+        if w.channels != 1 {
+            problems.push(format!("loss weight map {} has {} channels, expected 1", w.path.display(), w.channels));
+        }
+        let bad = w.data.iter().filter(|v| !v.is_finite() || **v < 0.0).count();
+        if bad > 0 {
+            problems.push(format!(
+                "loss weight map {} has {bad} negative or non-finite voxels, expected finite values >= 0 (segmentation.weight)",
+                w.path.display()
+            ));
+        }
+    }
     problems
 }
 
@@ -393,6 +426,11 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         read.label.map(|v| v.data),
         read.weights.map(|v| v.data),
     )?;
+    let loss_weight = read
+        .loss_weight
+        .map(|v| prepared.geometry.weight_map(v.data))
+        .transpose()
+        .map_err(|e| DataError::Invalid(vec![format!("subject `{}`: {e}", subject.id)]))?;
     Ok(SubjectVolumes {
         id: subject.id.clone(),
         channels,
@@ -403,6 +441,7 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         // Checked: integers in 0..num_classes (after the label map), and num_classes fits a Label.
         label: prepared.label.map(|l| l.iter().map(|&x| x as Label).collect()),
         weights: prepared.weights,
+        loss_weight,
     })
 }
 

@@ -20,5 +20,5 @@ pub use dataset::{
     check_subjects, find_subjects, load_subject, DataError, Label, LoadOptions, Needs, Subject, SubjectVolumes,
 };
 pub use loader::Loader;
-pub use sampler::{training_sampler, Batch, Prepared, WindowPlan, WindowSampler};
+pub use sampler::{foreground_windows, training_sampler, Batch, Prepared, WindowPlan, WindowSampler};
 pub use split::{Phase, Split, SplitSpec};

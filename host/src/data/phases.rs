@@ -98,18 +98,59 @@ pub fn training_subjects(settings: &Settings, base_dir: &Path) -> Result<Trainin
     Ok(TrainingSubjects { train, valid, checked: subjects.len(), channels })
 }
 
+/// A subject that inference segments or evaluation scores, with its phase in the split
+/// file (`None`: there is no split file, or the subject is not in it).
+#[derive(Debug, Clone)]
+pub struct HeldOutSubject {
+    /// The subject.
+    pub subject: Subject,
+    /// Its phase in the split.
+    pub phase: Option<Phase>,
+}
+
 /// The subjects to segment (images only) or evaluate (with labels): the INFER subjects
-/// of the split file when it exists and has any, else all.
+/// of the split file. When the split file is missing or marks no subject INFER, every
+/// subject, with a warning that names the phases fallen back to: figures measured on
+/// them are not held-out figures.
 ///
 /// # Errors
 /// Missing files, or a malformed split file.
-pub fn held_out_subjects(settings: &Settings, base_dir: &Path, with_labels: bool) -> Result<Vec<Subject>, DataError> {
-    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, weights: false })?;
+pub fn held_out_subjects(
+    settings: &Settings,
+    base_dir: &Path,
+    with_labels: bool,
+) -> Result<Vec<HeldOutSubject>, DataError> {
+    let job = if with_labels { "evaluation" } else { "inference" };
+    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, ..Needs::default() })?;
     let path = settings.split_file();
     if !path.exists() {
-        return Ok(subjects);
+        tracing::warn!(
+            "{job}: no split file {}: using all {} subjects, none known to be held out (train first, or write the split file)",
+            path.display(),
+            subjects.len()
+        );
+        return Ok(subjects.into_iter().map(|subject| HeldOutSubject { subject, phase: None }).collect());
     }
     let split = Split::read(&path, &split_spec(settings))?;
-    let infer: Vec<Subject> = subjects.iter().filter(|s| split.phase(&s.id) == Some(Phase::Infer)).cloned().collect();
-    Ok(if infer.is_empty() { subjects } else { infer })
+    let phased: Vec<HeldOutSubject> =
+        subjects.into_iter().map(|subject| HeldOutSubject { phase: split.phase(&subject.id), subject }).collect();
+    if phased.iter().any(|s| s.phase == Some(Phase::Infer)) {
+        return Ok(phased.into_iter().filter(|s| s.phase == Some(Phase::Infer)).collect());
+    }
+    tracing::warn!(
+        "{job}: split file {} marks no subject INFER: falling back to {}; these subjects are not held out",
+        path.display(),
+        phase_counts(phased.iter().map(|s| s.phase))
+    );
+    Ok(phased)
+}
+
+/// How many subjects each phase has, as `2 TRAIN, 1 VALID, 1 not in the split`.
+pub fn phase_counts(phases: impl Iterator<Item = Option<Phase>>) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for p in phases {
+        *counts.entry(p).or_insert(0usize) += 1;
+    }
+    let name = |p: &Option<Phase>| p.map_or("not in the split", Phase::as_str);
+    counts.iter().map(|(p, n)| format!("{n} {}", name(p))).collect::<Vec<_>>().join(", ")
 }

@@ -104,6 +104,15 @@ impl Geometry {
         Ok(pad(&data, channels, &self.resampled, &self.padding, mode)?.0)
     }
 
+    /// A weight map (one volume on the original grid) moved onto the prepared grid as the
+    /// samplers' and the loss's weight maps are: nearest neighbour, zero padding.
+    ///
+    /// # Errors
+    /// Data that does not fill the original grid.
+    pub fn weight_map(&self, data: Vec<f32>) -> Result<Vec<f32>, PreprocessError> {
+        self.forward(data, 1, Interp::Nearest, PadMode::Constant(0.0))
+    }
+
     /// Class probabilities `[K, prepared grid]` → `[K, reoriented grid]`: crop, then
     /// linear resampling.
     ///
@@ -326,7 +335,7 @@ impl Preparation {
             }
             None => None,
         };
-        let weights = weights.map(|w| geometry.forward(w, 1, Interp::Nearest, zero)).transpose().map_err(fail)?;
+        let weights = weights.map(|w| geometry.weight_map(w)).transpose().map_err(fail)?;
         Ok(PreparedVolumes { geometry, images, label, weights })
     }
 }

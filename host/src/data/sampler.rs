@@ -9,16 +9,26 @@
 //! - `weighted`: a centre voxel with probability proportional to the subject's weight map;
 //! - `balanced`: a label class uniformly among the classes present, then a centre voxel
 //!   uniformly among that class's voxels;
-//! - `resize`: the whole volume resized to the window (trilinear, labels nearest).
+//! - `resize`: the whole volume resized to the window (trilinear, labels nearest);
+//! - `foreground` (nnU-Net's oversampling): the last [`foreground_windows`] windows of
+//!   each iteration's batch are centred on a labelled voxel (label ≠ 0 after the label
+//!   map) drawn uniformly among them, the others placed as `uniform` places them (with
+//!   the same draws, so `foreground_oversample = 0` gives exactly `uniform`'s windows). A
+//!   subject without a labelled voxel gets uniform windows, with one warning naming it.
+//!   Under sharding the batch is the iteration's whole batch over every process, so the
+//!   ranks together draw what one process with the whole batch would.
 //!
-//! Voxels of a window outside the volume are 0 in images and labels.
+//! Voxels of a window outside the volume are 0 in images, labels and loss weights. The
+//! loss weight map (`segmentation.weight`), when loaded, is cut with the very same
+//! windows as the labels (resized nearest with `resize`).
 //!
 //! With an augmentation chain (training only), each window is cut with a margin of
 //! `training.augmentation_margin` × window on each side, augmented (see
 //! [`super::augment`]) and cropped back to its centre; `resize` windows are augmented
 //! without a margin.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use tch::{Kind, Tensor};
 
@@ -39,6 +49,8 @@ enum Centres {
     ByClass(Vec<Vec<u32>>),
     /// Sum of the weight map over each k-slice.
     WeightedSlices(Vec<f64>),
+    /// Voxel indices of the labelled (non-zero) voxels.
+    Foreground(Vec<u32>),
 }
 
 /// A subject ready for sampling: its volumes and its sampler's index.
@@ -57,22 +69,25 @@ impl Prepared {
     pub fn new(volumes: SubjectVolumes, sampling: WindowSampling, num_classes: usize) -> Result<Prepared, DataError> {
         let missing =
             |what: &str| DataError::Invalid(vec![format!("subject `{}` has no {what} for the sampler", volumes.id)]);
+        let indexed_label = || {
+            let label = volumes.label.as_ref().ok_or_else(|| missing("label"))?;
+            if label.len() > u32::MAX as usize {
+                return Err(DataError::Invalid(vec![format!("subject `{}` has more than 2^32 voxels", volumes.id)]));
+            }
+            Ok(label)
+        };
         let centres = match sampling {
             WindowSampling::Uniform | WindowSampling::Resize => Centres::Anywhere,
             WindowSampling::Balanced => {
-                let label = volumes.label.as_ref().ok_or_else(|| missing("label"))?;
-                if label.len() > u32::MAX as usize {
-                    return Err(DataError::Invalid(vec![format!(
-                        "subject `{}` has more than 2^32 voxels",
-                        volumes.id
-                    )]));
-                }
                 let mut by_class = vec![Vec::new(); num_classes];
-                for (i, &v) in label.iter().enumerate() {
+                for (i, &v) in indexed_label()?.iter().enumerate() {
                     by_class[v as usize].push(i as u32);
                 }
                 Centres::ByClass(by_class)
             }
+            WindowSampling::Foreground => Centres::Foreground(
+                indexed_label()?.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as u32).collect(),
+            ),
             WindowSampling::Weighted => {
                 let weights = volumes.weights.as_ref().ok_or_else(|| missing("weight map"))?;
                 let slice = volumes.dims[0] * volumes.dims[1];
@@ -89,6 +104,7 @@ impl CacheSize for Prepared {
             Centres::Anywhere => 0,
             Centres::ByClass(c) => c.iter().map(|v| 4 * v.len()).sum(),
             Centres::WeightedSlices(s) => 8 * s.len(),
+            Centres::Foreground(v) => 4 * v.len(),
         };
         self.volumes.bytes() + index
     }
@@ -101,6 +117,8 @@ pub struct Batch {
     pub images: Vec<f32>,
     /// `[N, 1, wk, wj, wi]` labels.
     pub labels: Vec<Label>,
+    /// `[N, 1, wk, wj, wi]` loss weights (`segmentation.weight`); empty without them.
+    pub loss_weights: Vec<f32>,
     /// Windows in the batch.
     pub size: usize,
     /// Image channels.
@@ -119,6 +137,26 @@ impl Batch {
         let labels = Tensor::from_slice(&self.labels).view([n, 1, wk, wj, wi]).to_kind(Kind::Int64);
         (images, labels)
     }
+
+    /// The loss weights as a `[N, 1, D, H, W]` float32 tensor, if the batch has them.
+    pub fn loss_weight_tensor(&self) -> Option<Tensor> {
+        if self.loss_weights.is_empty() {
+            return None;
+        }
+        let [wi, wj, wk] = self.window.map(|w| w as i64);
+        Some(Tensor::from_slice(&self.loss_weights).view([self.size as i64, 1, wk, wj, wi]))
+    }
+}
+
+/// How many of a batch of `batch` windows `foreground` sampling centres on a labelled
+/// voxel when `share` of them should be: `round(batch · share)` (halves away from 0),
+/// but at least one when `share > 0`, and at most `batch`. For `batch = 2` and the
+/// default `share = 0.33` that is 1.
+pub fn foreground_windows(batch: usize, share: f64) -> usize {
+    if share <= 0.0 || batch == 0 {
+        return 0;
+    }
+    ((batch as f64 * share).round() as usize).clamp(1, batch)
 }
 
 /// What a [`WindowSampler`] draws: the windows, how many per batch and per volume, and
@@ -135,6 +173,8 @@ pub struct WindowPlan {
     pub sample_per_volume: u64,
     /// How windows are placed in a volume.
     pub sampling: WindowSampling,
+    /// `foreground` sampling: the share of each batch centred on labelled voxels.
+    pub foreground_oversample: f64,
 }
 
 /// Draws batches of training windows.
@@ -146,6 +186,8 @@ pub struct WindowSampler {
     margin: [usize; 3],
     /// This process's share of each iteration's windows: `(rank, processes)`.
     shard: (u64, u64),
+    /// Subjects already warned about having no labelled voxel for `foreground` sampling.
+    warned_no_foreground: Mutex<BTreeSet<String>>,
 }
 
 /// Stream tags, so that draws of different purposes never share a stream.
@@ -156,7 +198,15 @@ impl WindowSampler {
     /// A sampler over `subjects` cached subjects.
     pub fn new(cache: Arc<VolumeCache<Prepared>>, subjects: usize, plan: WindowPlan) -> Self {
         let plan = WindowPlan { sample_per_volume: plan.sample_per_volume.max(1), ..plan };
-        WindowSampler { cache, subjects, plan, augment: None, margin: [0; 3], shard: (0, 1) }
+        WindowSampler {
+            cache,
+            subjects,
+            plan,
+            augment: None,
+            margin: [0; 3],
+            shard: (0, 1),
+            warned_no_foreground: Mutex::new(BTreeSet::new()),
+        }
     }
 
     /// Makes this sampler draw only rank `rank`'s share of a job of `processes`: every
@@ -228,15 +278,43 @@ impl WindowSampler {
         std::array::from_fn(|a| centre[a] as isize - (self.plan.window[a] / 2) as isize)
     }
 
+    /// A corner drawn uniformly among the placements inside a volume of `dims`.
+    fn uniform_corner(&self, dims: [usize; 3], rng: &mut Stream) -> [isize; 3] {
+        std::array::from_fn(|axis| {
+            let free = dims[axis] as isize - self.plan.window[axis] as isize;
+            let (lo, hi) = (free.min(0), free.max(0));
+            lo + rng.below((hi - lo + 1) as u64) as isize
+        })
+    }
+
+    /// Whether window `g` is one of its batch's [`foreground_windows`] (the last ones of
+    /// the iteration's whole batch over every process).
+    fn is_foreground_window(&self, g: u64) -> bool {
+        let whole = self.plan.batch_size * self.shard.1 as usize;
+        let position = (g % whole as u64) as usize;
+        position >= whole - foreground_windows(whole, self.plan.foreground_oversample)
+    }
+
     /// Where window `g` of subject `p` starts (voxel `(i, j, k)`, possibly outside).
-    fn corner(&self, p: &Prepared, rng: &mut Stream) -> [isize; 3] {
+    fn corner(&self, p: &Prepared, g: u64) -> [isize; 3] {
+        let rng = &mut Stream::new(&[self.plan.seed, PLACE, g]);
         let v = &p.volumes;
         match &p.centres {
-            Centres::Anywhere => std::array::from_fn(|axis| {
-                let free = v.dims[axis] as isize - self.plan.window[axis] as isize;
-                let (lo, hi) = (free.min(0), free.max(0));
-                lo + rng.below((hi - lo + 1) as u64) as isize
-            }),
+            Centres::Anywhere => self.uniform_corner(v.dims, rng),
+            Centres::Foreground(voxels) => {
+                if !self.is_foreground_window(g) {
+                    return self.uniform_corner(v.dims, rng);
+                }
+                if voxels.is_empty() {
+                    let mut warned = self.warned_no_foreground.lock().unwrap_or_else(|e| e.into_inner());
+                    if warned.insert(v.id.clone()) {
+                        tracing::warn!(subject = %v.id, "subject has no labelled voxel: its foreground windows are placed uniformly");
+                    }
+                    return self.uniform_corner(v.dims, rng);
+                }
+                let voxel = voxels[rng.below(voxels.len() as u64) as usize] as usize;
+                self.corner_from_centre(v.dims, voxel)
+            }
             Centres::ByClass(classes) => {
                 let present: Vec<&Vec<u32>> = classes.iter().filter(|c| !c.is_empty()).collect();
                 let class = present[rng.below(present.len() as u64) as usize];
@@ -267,17 +345,22 @@ impl WindowSampler {
         }
     }
 
-    /// Appends the whole volume resized to the window (images trilinear, labels nearest).
-    fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<Label>) {
+    /// Appends the whole volume resized to the window (images trilinear, labels and loss
+    /// weights nearest; loss weights only when the subject has them).
+    fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<Label>, loss_weights: &mut Vec<f32>) {
         let [di, dj, dk] = v.dims.map(|d| d as i64);
         let [wi, wj, wk] = self.plan.window.map(|w| w as i64);
         let image = Tensor::from_slice(&v.image).view([1, v.channels as i64, dk, dj, di]);
         let image = image.upsample_trilinear3d([wk, wj, wi], false, None, None, None);
         images.extend(Vec::<f32>::try_from(image.view([-1])).expect("float32 tensor"));
+        let nearest =
+            |t: Tensor| t.view([1, 1, dk, dj, di]).upsample_nearest3d([wk, wj, wi], None, None, None).view([-1]);
         let label = v.label.as_deref().expect("training subjects have labels");
-        let label = Tensor::from_slice(label).view([1, 1, dk, dj, di]).to_kind(Kind::Float);
-        let label = label.upsample_nearest3d([wk, wj, wi], None, None, None).to_kind(Kind::Int16);
-        labels.extend(Vec::<Label>::try_from(label.view([-1])).expect("int16 tensor"));
+        let label = nearest(Tensor::from_slice(label).to_kind(Kind::Float)).to_kind(Kind::Int16);
+        labels.extend(Vec::<Label>::try_from(label).expect("int16 tensor"));
+        if let Some(w) = &v.loss_weight {
+            loss_weights.extend(Vec::<f32>::try_from(nearest(Tensor::from_slice(w))).expect("float32 tensor"));
+        }
     }
 
     /// The batch of iteration `t`.
@@ -299,6 +382,7 @@ impl WindowSampler {
         let per = self.plan.window.iter().product::<usize>();
         batch.images.clear();
         batch.labels.clear();
+        batch.loss_weights.clear();
         batch.labels.reserve(self.plan.batch_size * per);
         for b in 0..self.plan.batch_size {
             let (rank, processes) = self.shard;
@@ -308,12 +392,18 @@ impl WindowSampler {
             batch.channels = v.channels;
             batch.images.reserve(self.plan.batch_size * v.channels * per);
             if let Some(chain) = &self.augment {
+                if v.loss_weight.is_some() {
+                    return Err(DataError::Invalid(vec![format!(
+                        "subject `{}`: loss weight maps (segmentation.weight) cannot follow augmented windows",
+                        v.id
+                    )]));
+                }
                 let (mut image, mut label) = (Vec::new(), Vec::new());
                 let margin = if self.plan.sampling == WindowSampling::Resize {
-                    self.resized(v, &mut image, &mut label);
+                    self.resized(v, &mut image, &mut label, &mut Vec::new());
                     [0; 3]
                 } else {
-                    let corner = self.corner(&p, &mut Stream::new(&[self.plan.seed, PLACE, g]));
+                    let corner = self.corner(&p, g);
                     let m = self.margin;
                     let corner: [isize; 3] = std::array::from_fn(|a| corner[a] - m[a] as isize);
                     let size: [usize; 3] = std::array::from_fn(|a| self.plan.window[a] + 2 * m[a]);
@@ -326,13 +416,16 @@ impl WindowSampler {
                 continue;
             }
             if self.plan.sampling == WindowSampling::Resize {
-                self.resized(v, &mut batch.images, &mut batch.labels);
+                self.resized(v, &mut batch.images, &mut batch.labels, &mut batch.loss_weights);
                 continue;
             }
-            let corner = self.corner(&p, &mut Stream::new(&[self.plan.seed, PLACE, g]));
+            let corner = self.corner(&p, g);
             extract(&v.image, v.dims, v.channels, corner, self.plan.window, 0.0, &mut batch.images);
             let label = v.label.as_deref().expect("training subjects have labels");
             extract(label, v.dims, 1, corner, self.plan.window, 0, &mut batch.labels);
+            if let Some(w) = &v.loss_weight {
+                extract(w, v.dims, 1, corner, self.plan.window, 0.0, &mut batch.loss_weights);
+            }
         }
         batch.size = self.plan.batch_size;
         batch.window = self.plan.window;
@@ -364,6 +457,7 @@ pub fn training_sampler(
         seed: settings.system.seed,
         sample_per_volume: settings.training.sample_per_volume,
         sampling,
+        foreground_oversample: settings.network.foreground_oversample,
     };
     Ok(WindowSampler::new(Arc::new(cache), n, plan))
 }

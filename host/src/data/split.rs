@@ -17,7 +17,8 @@ use crate::io::IoError;
 use crate::rng::Stream;
 
 /// The role of a subject in an experiment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Phase {
     /// Trained on.
     Train,
@@ -28,7 +29,8 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn as_str(self) -> &'static str {
+    /// The name the split file and the evaluation CSV use: `TRAIN`, `VALID` or `INFER`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Phase::Train => "TRAIN",
             Phase::Valid => "VALID",
@@ -36,13 +38,21 @@ impl Phase {
         }
     }
 
-    fn parse(s: &str) -> Option<Phase> {
+    /// Reads a phase name (case-insensitive; `TRAINING`, `VALIDATION` and `INFERENCE` too).
+    pub fn parse(s: &str) -> Option<Phase> {
         match s.trim().to_ascii_uppercase().as_str() {
             "TRAIN" | "TRAINING" => Some(Phase::Train),
             "VALID" | "VALIDATION" => Some(Phase::Valid),
             "INFER" | "INFERENCE" => Some(Phase::Infer),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    /// `TRAIN`, `VALID` or `INFER`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -8,7 +8,9 @@
 //! out. Each replica's loss is weighted by its share of the batch, so for losses that are
 //! means over windows the averaged gradient is the full batch's gradient. Losses that mix
 //! windows (e.g. Dice summed over the batch) are computed per replica, as NiftyNet's
-//! towers do.
+//! towers do. Loss weight maps (`segmentation.weight`) are split like the labels, and
+//! each replica's loss is given its chunk: a weighted mean `Σ w ℓ / Σ w` is then one per
+//! replica, combined by window share like the Dice losses.
 
 use std::time::Instant;
 
@@ -105,7 +107,7 @@ impl Replicas {
     /// their share of the batch, unscaled) and each replica's part.
     ///
     /// # Shapes
-    /// images `[N, C, D, H, W]`, labels `[N, 1, D, H, W]` (on the CPU)
+    /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]` (on the CPU)
     ///
     /// # Errors
     /// A plugin failure in any replica, naming the component.
@@ -113,6 +115,7 @@ impl Replicas {
         &mut self,
         images: &Tensor,
         labels: &Tensor,
+        loss_weights: Option<&Tensor>,
         loss_name: &str,
         loss_scale: f64,
     ) -> Result<StepOutcome, EngineError> {
@@ -129,10 +132,12 @@ impl Replicas {
             .map(|(((model, loss_fn), &device), &(start, len))| {
                 let x = images.narrow(0, start as i64, len as i64).to_device(device);
                 let y = labels.narrow(0, start as i64, len as i64).to_device(device);
-                (model, loss_fn, device, x, y, len)
+                let w = loss_weights.map(|w| w.narrow(0, start as i64, len as i64).to_device(device));
+                (model, loss_fn, device, (x, y, w), len)
             })
             .collect();
-        let run = |(model, loss_fn, device, x, y, len): (&mut Model, &mut LossBox, Device, Tensor, Tensor, usize)| {
+        type Job<'a> = (&'a mut Model, &'a mut LossBox, Device, (Tensor, Tensor, Option<Tensor>), usize);
+        let run = |(model, loss_fn, device, (x, y, w), len): Job| {
             let started = Instant::now();
             let share = len as f64 / n as f64;
             let autocast = precision.autocast(device);
@@ -140,11 +145,8 @@ impl Replicas {
                 context: format!("network `{}` forward on {device:?}", model.name),
                 error,
             })?;
-            let loss = loss_fn
-                .loss(&RTensor::from_tch(logits), &RTensor::from_tch(y), ROption::RNone)
-                .into_result()
-                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?
-                .into_tch();
+            let loss = call_loss(loss_fn, logits, y, w)
+                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?;
             drop(autocast);
             let value = loss.double_value(&[]);
             if value.is_finite() {
@@ -197,12 +199,16 @@ impl Replicas {
 
     /// Loss and logits of the primary replica in evaluation mode, without gradients.
     ///
+    /// # Shapes
+    /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]`
+    ///
     /// # Errors
     /// A plugin failure.
     pub fn evaluate(
         &mut self,
         images: &Tensor,
         labels: &Tensor,
+        loss_weights: Option<&Tensor>,
         loss_name: &str,
     ) -> Result<(f64, Tensor), EngineError> {
         let device = self.devices[0];
@@ -212,15 +218,9 @@ impl Replicas {
                 context: format!("network `{}` forward (validation)", model.name),
                 error,
             })?;
-            let loss = self.losses[0]
-                .loss(
-                    &RTensor::from_tch(logits.shallow_clone()),
-                    &RTensor::from_tch(labels.to_device(device)),
-                    ROption::RNone,
-                )
-                .into_result()
-                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })?
-                .into_tch();
+            let weights = loss_weights.map(|w| w.to_device(device));
+            let loss = call_loss(&self.losses[0], logits.shallow_clone(), labels.to_device(device), weights)
+                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })?;
             Ok((loss.double_value(&[]), logits.to_device(Device::Cpu)))
         })
     }
@@ -251,6 +251,24 @@ impl Replicas {
             }
         });
     }
+}
+
+/// `loss_fn` on `logits`, `labels` and, when given, the voxel weights.
+///
+/// # Errors
+/// The plugin's error.
+fn call_loss(
+    loss_fn: &LossBox,
+    logits: Tensor,
+    labels: Tensor,
+    weights: Option<Tensor>,
+) -> Result<Tensor, niftyhost_plugin_api::PluginError> {
+    let weights = weights.map(RTensor::from_tch);
+    let weights = match &weights {
+        Some(w) => ROption::RSome(w),
+        None => ROption::RNone,
+    };
+    loss_fn.loss(&RTensor::from_tch(logits), &RTensor::from_tch(labels), weights).into_result().map(RTensor::into_tch)
 }
 
 #[cfg(test)]

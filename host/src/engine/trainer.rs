@@ -434,9 +434,10 @@ impl<'a> TrainingRun<'a> {
             self.loader.next_batch().ok_or_else(|| EngineError::Other("the loader threads stopped early".into()))??;
         timer.parts.data_wait = timer.lap();
         let (images, labels) = batch.to_tensors();
+        let loss_weights = batch.loss_weight_tensor();
         self.loader.recycle(batch);
         timer.parts.batch_to_tensors = timer.lap();
-        let outcome = self.forward_backward(&images, &labels)?;
+        let outcome = self.forward_backward(&images, &labels, loss_weights.as_ref())?;
         timer.parts.plugin = outcome.replicas.iter().map(|r| r.seconds).fold(0.0, f64::max);
         timer.parts.dispatch_and_averaging = (timer.lap() - timer.parts.plugin).max(0.0);
         self.loss = self.average_across_processes(outcome.loss)?;
@@ -457,12 +458,17 @@ impl<'a> TrainingRun<'a> {
     /// Forward and backward of the batch on every replica, the loss scaled for fp16;
     /// with hooks in place, each gradient bucket's sum across processes starts during
     /// backward.
-    fn forward_backward(&mut self, images: &Tensor, labels: &Tensor) -> Result<StepOutcome, EngineError> {
+    fn forward_backward(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        weights: Option<&Tensor>,
+    ) -> Result<StepOutcome, EngineError> {
         let loss = &self.settings.training.loss;
         let scale = self.scaler.map_or(1.0, |s| s.scale);
         match &self.overlap {
-            Some(o) => o.backward(self.comm, || self.replicas.forward_backward(images, labels, loss, scale)),
-            None => self.replicas.forward_backward(images, labels, loss, scale),
+            Some(o) => o.backward(self.comm, || self.replicas.forward_backward(images, labels, weights, loss, scale)),
+            None => self.replicas.forward_backward(images, labels, weights, loss, scale),
         }
     }
 
@@ -539,7 +545,8 @@ impl<'a> TrainingRun<'a> {
             return Ok(());
         };
         let (image, label) = (step.images.narrow(0, 0, 1), step.labels.narrow(0, 0, 1));
-        let (_, logits) = self.replicas.evaluate(&image, &label, &t.loss)?;
+        // Only the prediction is shown: the loss (and so its weights) does not matter here.
+        let (_, logits) = self.replicas.evaluate(&image, &label, None, &t.loss)?;
         let prediction = logits.argmax(1, false).get(0);
         log.slices(
             done,

@@ -76,7 +76,7 @@ pub fn validate(
         let batch =
             loader.next_batch().ok_or_else(|| EngineError::Other("validation loader stopped early".into()))??;
         let (images, labels) = batch.to_tensors();
-        let (loss, logits) = replicas.evaluate(&images, &labels, loss_name)?;
+        let (loss, logits) = replicas.evaluate(&images, &labels, batch.loss_weight_tensor().as_ref(), loss_name)?;
         total += loss;
         let predicted: Vec<f32> = Vec::<f32>::try_from(logits.argmax(1, false).to_kind(Kind::Float).view([-1]))
             .map_err(|e| EngineError::Other(e.to_string()))?;

@@ -7,7 +7,10 @@
 //!   `subject,label,dice,jaccard,tp,fp,fn,tn,ref_voxels,seg_voxels`, then `unit`. A
 //!   label/foreground row leaves the component columns empty; a `cc` row leaves the voxel
 //!   overlap and distance columns empty. Undefined values are `NaN`, infinite distances
-//!   `inf` (see [`crate::metrics`] for the definitions and the empty cases).
+//!   `inf` (see [`crate::metrics`] for the definitions and the empty cases). The last
+//!   column, `phase`, is the subject's phase in the split (`INFER`, or `TRAIN` / `VALID`
+//!   when the split has no INFER subject and evaluation fell back to them; empty for
+//!   folders and without a split file).
 //! - `metrics_summary.csv`: per unit, label and metric over subjects: the number of
 //!   finite values, their mean, population standard deviation, median, min and max, and
 //!   how many values were NaN or infinite (those are left out of the statistics). Also
@@ -33,6 +36,7 @@ use serde::Serialize;
 
 use super::EngineError;
 use crate::config::{ConfigError, Settings};
+use crate::data::split::Phase;
 use crate::io::{read_volume, Volume};
 use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit, UnitResult};
 use crate::preprocess::{LabelMap, SavedModel};
@@ -57,13 +61,16 @@ pub struct MetricRow {
     pub metrics: Option<BinaryMetrics>,
     /// Components and their matching (cc unit).
     pub components: Option<ComponentSummary>,
+    /// The subject's phase in the split (`None` for folders, or without a split).
+    pub phase: Option<Phase>,
 }
 
 impl MetricRow {
     /// The row of one subject's unit result.
-    pub(crate) fn from_unit(subject: String, u: UnitResult) -> MetricRow {
+    pub(crate) fn from_unit(subject: String, phase: Option<Phase>, u: UnitResult) -> MetricRow {
         MetricRow {
             subject,
+            phase,
             label: u.target.to_string(),
             unit: u.unit,
             ref_voxels: u.ref_voxels,
@@ -89,6 +96,9 @@ pub struct EvaluationReport {
     pub summary_csv: PathBuf,
     /// The per-component CSV written (cc unit).
     pub components_csv: Option<PathBuf>,
+    /// The subjects scored per phase of the split, as `2 INFER` (`1 not in the split`
+    /// for subjects without a phase).
+    pub phases: String,
 }
 
 impl std::fmt::Display for EvaluationReport {
@@ -97,6 +107,7 @@ impl std::fmt::Display for EvaluationReport {
         for (label, dice) in &self.mean_dice {
             writeln!(f, "label {label}: mean Dice {dice:.4}")?;
         }
+        writeln!(f, "subjects: {}", self.phases)?;
         writeln!(f, "metrics: {}", self.csv.display())
     }
 }
@@ -203,7 +214,7 @@ fn score(pair: &Pair, options: &EvalOptions) -> Result<Vec<MetricRow>, EngineErr
     }
     Ok(evaluate_labels(&seg.data, &reference.data, seg.dims, spacing, options)
         .into_iter()
-        .map(|u| MetricRow::from_unit(pair.id.clone(), u))
+        .map(|u| MetricRow::from_unit(pair.id.clone(), pair.phase, u))
         .collect())
 }
 
@@ -277,7 +288,9 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
             (l, found.map_or(f64::NAN, |s| s.mean))
         })
         .collect();
+    let phases = crate::data::phases::phase_counts(pairs.iter().map(|p| p.phase));
     eprint!("{}", summary_table(&summary));
+    eprintln!("subjects scored: {phases}");
 
     let csv = settings.evaluation_csv();
     let beside = |suffix: &str| {
@@ -296,5 +309,5 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
         let _ = std::fs::remove_file(&components_path);
         None
     };
-    Ok(EvaluationReport { rows, mean_dice, summary, csv, summary_csv, components_csv })
+    Ok(EvaluationReport { rows, mean_dice, summary, csv, summary_csv, components_csv, phases })
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
 use crate::data::phases::held_out_subjects;
+use crate::data::split::Phase;
 use crate::engine::EngineError;
 
 /// One subject's segmentation and reference label files.
@@ -17,6 +18,8 @@ pub struct Pair {
     pub segmentation: PathBuf,
     /// The reference labels.
     pub reference: PathBuf,
+    /// The subject's phase in the split (`None` for folders, or without a split).
+    pub phase: Option<Phase>,
 }
 
 const EXTENSIONS: [&str; 2] = [".nii.gz", ".nii"];
@@ -36,10 +39,13 @@ pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Res
     let postfix = &settings.inference.output_postfix;
     let mut pairs = Vec::new();
     let mut missing = Vec::new();
-    for s in subjects {
+    for held in subjects {
+        let s = held.subject;
         let segmentation = seg_dir.join(format!("{}{postfix}.nii.gz", s.id));
         match s.label {
-            Some(reference) if segmentation.is_file() => pairs.push(Pair { id: s.id, segmentation, reference }),
+            Some(reference) if segmentation.is_file() => {
+                pairs.push(Pair { id: s.id, segmentation, reference, phase: held.phase })
+            }
             _ => missing.push(format!("`{}`: expected {}", s.id, segmentation.display())),
         }
     }
@@ -84,7 +90,9 @@ pub fn from_folders(seg_dir: &Path, ref_dir: &Path, postfix: &str) -> Result<Vec
         let found =
             segmentations.iter().find(|(s, _)| *s == wanted).or_else(|| segmentations.iter().find(|(s, _)| *s == id));
         match found {
-            Some((_, segmentation)) => pairs.push(Pair { id, segmentation: segmentation.clone(), reference }),
+            Some((_, segmentation)) => {
+                pairs.push(Pair { id, segmentation: segmentation.clone(), reference, phase: None })
+            }
             None => missing.push(format!("`{id}`: expected {}/{wanted}.nii[.gz]", seg_dir.display())),
         }
     }

@@ -92,6 +92,7 @@ pub fn column_names() -> Vec<&'static str> {
             names.push("unit");
         }
     }
+    names.push("phase");
     names
 }
 
@@ -134,7 +135,7 @@ fn format_cell(c: Cell) -> String {
     }
 }
 
-/// The metrics CSV: `subject,label,dice,…,seg_voxels,unit,…`.
+/// The metrics CSV: `subject,label,dice,…,seg_voxels,unit,…,phase`.
 pub(super) fn metrics_csv(rows: &[MetricRow]) -> String {
     let mut text = column_names().join(",");
     text.push('\n');
@@ -148,6 +149,8 @@ pub(super) fn metrics_csv(rows: &[MetricRow]) -> String {
                 text.push_str(r.unit.name());
             }
         }
+        text.push(',');
+        text.push_str(r.phase.map_or("", |p| p.as_str()));
         text.push('\n');
     }
     text
@@ -327,11 +330,13 @@ pub(super) fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::split::Phase;
     use crate::metrics::{evaluate_labels, EvalOptions};
 
     #[test]
     fn the_historical_columns_come_first_then_unit() {
-        assert_eq!(column_names().len(), COLUMNS.len() + 3);
+        assert_eq!(column_names().len(), COLUMNS.len() + 4);
+        assert_eq!(column_names().last(), Some(&"phase"));
         let csv = metrics_csv(&[]);
         assert!(csv.starts_with("subject,label,dice,jaccard,tp,fp,fn,tn,ref_voxels,seg_voxels,unit,"), "{csv}");
     }
@@ -347,7 +352,7 @@ mod tests {
         let mut rows = Vec::new();
         for (n, (s, r)) in pairs.iter().enumerate() {
             for u in evaluate_labels(s, r, [4, 1, 1], [1.0; 3], &options) {
-                rows.push(MetricRow::from_unit(format!("s{n}"), u));
+                rows.push(MetricRow::from_unit(format!("s{n}"), (n == 0).then_some(Phase::Infer), u));
             }
         }
         let summary = summarise(&rows);
@@ -368,6 +373,7 @@ mod tests {
         let csv = metrics_csv(&rows);
         assert_eq!(csv.lines().count(), 1 + 3 * 4);
         assert!(csv.lines().nth(3).unwrap().starts_with("s0,1,,,,,,,1,2,cc,"), "{csv}");
+        assert!(csv.lines().nth(3).unwrap().ends_with(",INFER") && csv.lines().nth(5).unwrap().ends_with(','), "{csv}");
         assert!(components_csv_text(&rows).contains("s2,1,reference,1,1,0.000,0.000,0.000,0,missed,0.000000,"));
     }
 }

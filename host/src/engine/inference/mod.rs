@@ -287,7 +287,7 @@ pub fn infer_files(
         .and_then(|n| n.to_str())
         .map(|n| n.trim_end_matches(".gz").trim_end_matches(".nii").to_owned())
         .unwrap_or_else(|| "image".into());
-    let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None };
+    let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None, loss_weight: None };
     let mut load = LoadOptions::new(settings, preparation);
     load.channels = channels;
     let v = load_subject(&subject, &load)?;
@@ -309,7 +309,7 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let device = crate::torch::single_device(&settings.device_names())?;
     let options = InferenceOptions::from_settings(settings)?;
     let mut predictor = predictor(settings, registry, device)?;
-    let cohort = held_out_subjects(settings, base_dir, false)?;
+    let cohort: Vec<_> = held_out_subjects(settings, base_dir, false)?.into_iter().map(|h| h.subject).collect();
     let total = cohort.len();
     let subjects = shard.select(cohort, |s| s.id.as_str());
     if subjects.is_empty() && total > 0 {
