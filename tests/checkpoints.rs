@@ -1,12 +1,18 @@
 //! Checkpoints: a save/load round trip, refusal of a checkpoint that does not fit, and
 //! resuming a run from the latest complete checkpoint.
 
-use niftyhost::config::{load, Overrides};
+use niftyhost::config::{load, Overrides, Settings};
+use niftyhost::data::ChannelLayout;
 use niftyhost::engine::checkpoint::{self, CheckpointMeta};
 use niftyhost::engine::Model;
 use niftyhost::plugins::{Registry, SearchPath};
 use niftyhost_tests::{logged_losses, plugin_dir, run, text, tissue_config, workspace_plugin};
 use tch::{Device, Kind, Tensor};
+
+/// One channel per image section: the tissue task's one 3D T1.
+fn one_per_section(settings: &Settings) -> ChannelLayout {
+    ChannelLayout::one_per_section(&settings.segmentation.image)
+}
 
 fn meta(iteration: u64) -> CheckpointMeta {
     CheckpointMeta {
@@ -16,6 +22,7 @@ fn meta(iteration: u64) -> CheckpointMeta {
         plugins: Vec::new(),
         torch_abi_tag: niftyhost_plugin_api::sdk::TORCH_ABI_TAG.to_owned(),
         config: serde_json::json!({}),
+        image_channels: vec![1],
         loss_scaler: None,
     }
 }
@@ -28,7 +35,7 @@ fn saved_weights_load_back_exactly_and_give_the_same_outputs() {
     let settings = load(Some(&config), &Overrides::default()).unwrap();
     let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
     tch::manual_seed(11);
-    let mut a = Model::build(&reg, &settings, Device::Cpu).unwrap();
+    let mut a = Model::build(&reg, &settings, one_per_section(&settings), Device::Cpu).unwrap();
     assert!(!a.buffers.is_empty(), "batch norm has running statistics");
     // Move the running statistics away from their initial values.
     let x = Tensor::randn([2, 1, 8, 8, 8], (Kind::Float, Device::Cpu));
@@ -39,7 +46,7 @@ fn saved_weights_load_back_exactly_and_give_the_same_outputs() {
     assert_eq!(checkpoint::read_meta(&weights).unwrap(), meta(7));
 
     tch::manual_seed(12);
-    let mut b = Model::build(&reg, &settings, Device::Cpu).unwrap();
+    let mut b = Model::build(&reg, &settings, one_per_section(&settings), Device::Cpu).unwrap();
     let differs = a.params.iter().zip(&b.params).any(|((_, p), (_, q))| !p.equal(q));
     assert!(differs, "another seed gives other initial weights");
     checkpoint::load_weights(&weights, &mut b).unwrap();
@@ -57,14 +64,43 @@ fn a_checkpoint_of_another_architecture_is_refused_by_name() {
     let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
     let small = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4");
     let small = load(Some(&small), &Overrides::default()).unwrap();
-    let model = Model::build(&reg, &small, Device::Cpu).unwrap();
+    let model = Model::build(&reg, &small, one_per_section(&small), Device::Cpu).unwrap();
     let weights = checkpoint::save(&dir.path().join("c"), &model, &[], &meta(1)).unwrap();
     let wide = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 6");
     let wide = load(Some(&wide), &Overrides::default()).unwrap();
-    let mut other = Model::build(&reg, &wide, Device::Cpu).unwrap();
+    let mut other = Model::build(&reg, &wide, one_per_section(&wide), Device::Cpu).unwrap();
     let err = checkpoint::load_weights(&weights, &mut other).unwrap_err().to_string();
     assert!(err.contains("the network expects"), "{err}");
     assert!(err.starts_with(&format!("checkpoint {}: tensor `", weights.display())), "{err}");
+}
+
+#[test]
+fn checkpoints_record_the_image_channels_and_an_ensemble_must_agree_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("toynet")], dirs: vec![] });
+    let config = tissue_config(dir.path(), "toynet", "");
+    let settings = load(Some(&config), &Overrides::default()).unwrap();
+    let sections = &settings.segmentation.image;
+    let two = ChannelLayout::recorded(sections, &[2]).unwrap();
+    let model = Model::build(&reg, &settings, two.clone(), Device::Cpu).unwrap();
+    // The model's channels are recorded, whatever the metadata given says.
+    let four_d = checkpoint::save(&dir.path().join("a"), &model, &[], &meta(1)).unwrap();
+    assert_eq!(checkpoint::read_meta(&four_d).unwrap().image_channels, vec![2]);
+    assert_eq!(checkpoint::recorded_channels(std::slice::from_ref(&four_d), sections).unwrap(), two);
+    let one = Model::build(&reg, &settings, one_per_section(&settings), Device::Cpu).unwrap();
+    let three_d = checkpoint::save(&dir.path().join("b"), &one, &[], &meta(1)).unwrap();
+    let err = checkpoint::recorded_channels(&[three_d.clone(), four_d.clone()], sections).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("checkpoint {}: takes image channels t1: 2", four_d.display())), "{err}");
+    assert!(err.contains(&format!("checkpoint {} takes t1: 1", three_d.display())), "{err}");
+    // A checkpoint written before channels were recorded, or without metadata: one per section.
+    let json = three_d.with_extension("json");
+    let mut old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("image_channels");
+    std::fs::write(&json, old.to_string()).unwrap();
+    assert_eq!(checkpoint::read_meta(&three_d).unwrap().image_channels, Vec::<usize>::new());
+    assert_eq!(checkpoint::recorded_channels(&[three_d.clone()], sections).unwrap(), one_per_section(&settings));
+    std::fs::remove_file(&json).unwrap();
+    assert_eq!(checkpoint::recorded_channels(&[three_d], sections).unwrap(), one_per_section(&settings));
 }
 
 #[test]
@@ -178,7 +214,7 @@ fn a_run_killed_while_checkpointing_leaves_the_latest_complete_checkpoint_usable
         drop(child);
         let (iteration, weights) = checkpoint::list(&ckpt).last().cloned().expect("a complete checkpoint survives");
         assert_eq!(checkpoint::read_meta(&weights).unwrap().iteration, iteration);
-        let mut model = Model::build(&reg, &settings, Device::Cpu).unwrap();
+        let mut model = Model::build(&reg, &settings, one_per_section(&settings), Device::Cpu).unwrap();
         checkpoint::load_weights(&weights, &mut model).unwrap();
         assert!(checkpoint::read_optimiser(&weights).unwrap().is_some());
     }
@@ -189,7 +225,8 @@ fn a_save_that_fails_part_way_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
     let small = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4");
-    let model = Model::build(&reg, &load(Some(&small), &Overrides::default()).unwrap(), Device::Cpu).unwrap();
+    let small_settings = load(Some(&small), &Overrides::default()).unwrap();
+    let model = Model::build(&reg, &small_settings, one_per_section(&small_settings), Device::Cpu).unwrap();
     let optimiser = vec![("step".to_owned(), Tensor::from_slice(&[3.0f32]))];
     let ckpt = dir.path().join("c");
     checkpoint::save(&ckpt, &model, &optimiser, &meta(1)).unwrap();
@@ -218,7 +255,8 @@ fn leftovers_of_a_crashed_save_are_removed_and_complete_checkpoints_kept() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("unet3d")], dirs: vec![] });
     let small = tissue_config(dir.path(), "unet3d", "[network.params]\nbase_channels = 4");
-    let model = Model::build(&reg, &load(Some(&small), &Overrides::default()).unwrap(), Device::Cpu).unwrap();
+    let small_settings = load(Some(&small), &Overrides::default()).unwrap();
+    let model = Model::build(&reg, &small_settings, one_per_section(&small_settings), Device::Cpu).unwrap();
     let ckpt = dir.path().join("c");
     let complete = checkpoint::save(&ckpt, &model, &[], &meta(1)).unwrap();
     // What a process killed during the save of iteration 2 leaves: weights renamed, the

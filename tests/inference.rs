@@ -2,6 +2,7 @@
 //! test-time mirroring with a mirror-symmetric network, and label postprocessing.
 
 use niftyhost::config::{load, Blending, Overrides, PaddingMode};
+use niftyhost::data::ChannelLayout;
 use niftyhost::engine::inference::output::OutputKind;
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::{
@@ -70,7 +71,7 @@ fn toynet(dir: &std::path::Path) -> Model {
     let config = tissue_config(dir, "toynet", "[network.params]\nchannels = 4");
     let settings = load(Some(&config), &Overrides::default()).unwrap();
     let reg = Registry::load(&SearchPath { files: vec![workspace_plugin("toynet")], dirs: vec![] });
-    Model::build(&reg, &settings, Device::Cpu).unwrap()
+    Model::build(&reg, &settings, ChannelLayout::one_per_section(&settings.segmentation.image), Device::Cpu).unwrap()
 }
 
 #[test]

@@ -542,12 +542,17 @@ fn scaling_and_shape_problems_are_errors() {
         &nii(&h, 8),
         &["scl_slope is 2 but scl_inter is NaN, expected a finite intercept"],
     );
-    // A 5D image with a non-trivial 5th dimension cannot be a volume (but is an image).
+    // A 5D image with non-trivial 4th and 5th dimensions cannot be a volume (but is an image).
     let path = dir.path().join("five.nii");
-    std::fs::write(&path, nii(&header(&[2, 2, 2, 1, 3], 2, 8), 24)).unwrap();
+    std::fs::write(&path, nii(&header(&[2, 2, 2, 2, 3], 2, 8), 48)).unwrap();
     let e = read_volume(&path).unwrap_err();
-    assert!(e.message.contains("expected a 3D or 4D image") && e.message.contains("2x2x2x1x3"), "{e}");
-    assert_eq!(read_image(&path).unwrap().shape, vec![2, 2, 2, 1, 3]);
+    assert!(e.message.contains("expected a 3D or 4D image") && e.message.contains("2x2x2x2x3"), "{e}");
+    assert_eq!(read_image(&path).unwrap().shape, vec![2, 2, 2, 2, 3]);
+    // NIfTI's vector layout X×Y×Z×1×C is a volume of C channels.
+    let path = dir.path().join("vector.nii");
+    std::fs::write(&path, nii(&header(&[2, 2, 2, 1, 3], 2, 8), 24)).unwrap();
+    let v = read_volume(&path).unwrap();
+    assert_eq!((v.dims, v.channels), ([2, 2, 2], 3));
     // 5D with trailing 1s is a volume.
     let path = dir.path().join("five_ones.nii");
     std::fs::write(&path, nii(&header(&[2, 2, 2, 3, 1], 2, 8), 24)).unwrap();

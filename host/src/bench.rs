@@ -476,10 +476,12 @@ pub fn run_inference(opts: &BenchOptions, registry: &Registry) -> Result<Inferen
     )?;
     // The crop changes which windows run, not the models: one predictor serves both.
     let options = InferenceOptions::from_settings(&s)?;
+    // The benchmark image is one 3D T1.
+    let channels = crate::data::ChannelLayout::one_per_section(&s.segmentation.image);
     let mut sets = (0..options.workers.max(1))
         .map(|_| {
             tch::manual_seed(s.system.seed as i64);
-            Model::build(registry, &s, tch::Device::Cpu).map(|m| vec![m])
+            Model::build(registry, &s, channels.clone(), tch::Device::Cpu).map(|m| vec![m])
         })
         .collect::<Result<Vec<_>, _>>()?;
     let models = sets.remove(0);

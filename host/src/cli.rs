@@ -65,7 +65,8 @@ pub struct InferenceArgs {
     /// bundles that share their input spec and preprocessing.
     #[arg(long = "model", value_name = "FILE")]
     pub models: Vec<PathBuf>,
-    /// An image to segment, one per modality in the model's order (repeatable); needs `--out`.
+    /// An image to segment, one per image section in the model's order (a 4D file gives its
+    /// channels; repeatable); needs `--out`.
     #[arg(long = "image", value_name = "FILE")]
     pub images: Vec<PathBuf>,
     /// The output file for `--image` (.nii or .nii.gz).

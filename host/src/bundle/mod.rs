@@ -13,8 +13,8 @@
 //! ```
 //! The manifest ([`Manifest`]) names the format and version, the network and its
 //! plugin library (name, version, file), the host's libtorch ABI tag and plugin-api
-//! version, the input spec (modalities, voxel size, axis codes, window, classes) and
-//! `files`: path → sha256 of every file but itself.
+//! version, the input spec (modalities and the channels of each, voxel size, axis codes,
+//! window, classes) and `files`: path → sha256 of every file but itself.
 //!
 //! # Opening
 //! [`open`] unpacks into a fresh folder, refusing links, absolute paths and `..`
@@ -35,6 +35,7 @@ use niftyhost_plugin_api::{ComponentKind, PluginModule_Ref};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, Overrides, Settings};
+use crate::data::ChannelLayout;
 use crate::engine::inference::checkpoints_for_inference;
 use crate::engine::{checkpoint, Model};
 use crate::plugins::{Registry, SearchPath};
@@ -127,6 +128,10 @@ pub struct BundledPlugin {
 pub struct InputSpec {
     /// The image modalities (config sections), in channel order: one `--image` each.
     pub modalities: Vec<String>,
+    /// The channels of each modality (a 4D image gives several; `in_channels` is their
+    /// total). Empty in bundles written before it was recorded: one each.
+    #[serde(default)]
+    pub channels: Vec<usize>,
     /// Voxel size images are resampled to, mm (empty: kept).
     pub pixdim: Vec<f64>,
     /// Axis codes images are reoriented to (empty: kept).
@@ -178,11 +183,12 @@ pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
     crate::io::digest::sha256_file(path).map_err(|e| BundleError::Io { path: path.to_owned(), message: e.to_string() })
 }
 
-/// The input spec of a configuration.
-pub fn input_spec(settings: &Settings) -> InputSpec {
+/// The input spec of a configuration whose network takes images with `channels`.
+pub fn input_spec(settings: &Settings, channels: &ChannelLayout) -> InputSpec {
     let first = &settings.input[&settings.segmentation.image[0]];
     InputSpec {
         modalities: settings.segmentation.image.clone(),
+        channels: channels.counts().to_vec(),
         pixdim: first.pixdim.clone(),
         axcodes: first.axcodes.map(|codes| codes.to_string()).unwrap_or_default(),
         window: settings.inference_window(),
@@ -228,8 +234,11 @@ pub fn export(settings: &Settings, registry: &Registry, out: &Path) -> Result<Ex
     let fail = |m: String| BundleError::Export(m);
     let checkpoints = checkpoints_for_inference(settings).map_err(|e| fail(e.to_string()))?;
     let (lib, _) = registry.find(ComponentKind::Network, &settings.network.name).map_err(|e| fail(e.to_string()))?;
+    let channels =
+        checkpoint::recorded_channels(&checkpoints, &settings.segmentation.image).map_err(|e| fail(e.to_string()))?;
     // Every checkpoint must load into the network, as inference will do.
-    let mut model = Model::build(registry, settings, tch::Device::Cpu).map_err(|e| fail(e.to_string()))?;
+    let mut model =
+        Model::build(registry, settings, channels.clone(), tch::Device::Cpu).map_err(|e| fail(e.to_string()))?;
     for c in &checkpoints {
         checkpoint::load_weights(c, &mut model).map_err(|e| fail(e.to_string()))?;
     }
@@ -293,7 +302,7 @@ pub fn export(settings: &Settings, registry: &Registry, out: &Path) -> Result<Ex
         }],
         weights,
         preprocessing,
-        input: input_spec(settings),
+        input: input_spec(settings, &channels),
         files: sums,
     };
     let manifest_path = staging.path.join(MANIFEST);
@@ -452,6 +461,19 @@ impl Bundle {
             return Err(BundleError::Incompatible { bundle: self.source.clone(), message: f.to_string() });
         }
         Ok(registry)
+    }
+
+    /// The channels of each modality the bundled network takes.
+    ///
+    /// # Errors
+    /// [`BundleError::Tampered`]: a manifest whose channel counts do not fit its
+    /// modalities.
+    pub fn channels(&self) -> Result<ChannelLayout, BundleError> {
+        let input = &self.manifest.input;
+        ChannelLayout::recorded(&input.modalities, &input.channels).map_err(|m| BundleError::Tampered {
+            bundle: self.source.clone(),
+            message: format!("{MANIFEST}'s input {m}"),
+        })
     }
 
     /// What must agree for bundles to be ensembled: input spec and learned preprocessing.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::channels::ChannelLayout;
 use super::prepare::{Geometry, Preparation};
 use crate::config::{InputSection, Settings, WindowSampling};
 use crate::io::{read_volume, IoError, Volume};
@@ -254,6 +255,11 @@ pub struct LoadOptions {
     pub label_normalisation: bool,
     /// Geometry and intensity preparation.
     pub preparation: Preparation,
+    /// The image sections, in `segmentation.image` order.
+    pub image_sections: Vec<String>,
+    /// The channels each image section must have (the model's, for inference); `None`
+    /// takes them from the data.
+    pub channels: Option<ChannelLayout>,
 }
 
 impl LoadOptions {
@@ -263,6 +269,8 @@ impl LoadOptions {
             num_classes: settings.segmentation.num_classes,
             label_normalisation: settings.segmentation.label_normalisation,
             preparation,
+            image_sections: settings.segmentation.image.clone(),
+            channels: None,
         }
     }
 
@@ -381,12 +389,22 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
 /// Reads a subject's files, checks that they agree and prepares the images.
 ///
 /// # Errors
-/// [`DataError::Invalid`] with every problem of the subject: unreadable files, NaN/Inf
-/// in images, shape mismatches, labels outside `0..num_classes` or not integral.
+/// [`DataError::Invalid`] with every problem of the subject: images without the
+/// channels of `options.channels` (found from their headers, before any voxel is read),
+/// unreadable files, NaN/Inf in images, shape mismatches, labels outside
+/// `0..num_classes` or not integral.
 pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectVolumes, DataError> {
     let tag = |problems: Vec<String>| {
         DataError::Invalid(problems.into_iter().map(|p| format!("subject `{}`: {p}", subject.id)).collect())
     };
+    if let Some(expected) = &options.channels {
+        let found =
+            ChannelLayout::of_subject(&options.image_sections, subject).map_err(|e| tag(vec![e.to_string()]))?;
+        let differences = expected.differences(&found, &subject.images, "the model's input");
+        if !differences.is_empty() {
+            return Err(tag(differences));
+        }
+    }
     let (read, problems) = read_all(subject);
     let read = read.ok_or_else(|| tag(problems))?;
     let problems = problems_of(&read, options);
@@ -428,24 +446,62 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
 }
 
 /// Checks every subject (in parallel) and lists every problem found; nothing is kept.
+/// Returns the channel layout every subject has: `options.channels` when set, else the
+/// one most subjects have (the first subject's among equals), every other one being a
+/// problem.
 ///
 /// # Errors
 /// [`DataError::Invalid`] listing all problems of all subjects.
-pub fn check_subjects(subjects: &[Subject], options: &LoadOptions) -> Result<(), DataError> {
+pub fn check_subjects(subjects: &[Subject], options: &LoadOptions) -> Result<ChannelLayout, DataError> {
     use rayon::prelude::*;
-    let problems: Vec<String> = subjects
+    let checked: Vec<(Option<ChannelLayout>, Vec<String>)> = subjects
         .par_iter()
-        .flat_map_iter(|s| {
+        .map(|s| {
+            // An unreadable header is a problem read_all reports.
+            let layout = ChannelLayout::of_subject(&options.image_sections, s).ok();
             let problems = match read_all(s) {
                 (Some(read), _) => problems_of(&read, options),
                 (None, problems) => problems,
             };
+            (layout, problems)
+        })
+        .collect();
+    let expected = match &options.channels {
+        Some(layout) => layout.clone(),
+        None => most_common(checked.iter().filter_map(|(l, _)| l.as_ref()))
+            .unwrap_or_else(|| ChannelLayout::one_per_section(&options.image_sections)),
+    };
+    let agreeing = checked.iter().filter(|(l, _)| l.as_ref() == Some(&expected)).count();
+    let why = match &options.channels {
+        Some(_) => "the model's input".to_owned(),
+        None => format!("as {agreeing} of the {} subjects have", subjects.len()),
+    };
+    let problems: Vec<String> = subjects
+        .iter()
+        .zip(checked)
+        .flat_map(|(s, (layout, mut problems))| {
+            if let Some(found) = layout {
+                problems.splice(0..0, expected.differences(&found, &s.images, &why));
+            }
             problems.into_iter().map(|p| format!("subject `{}`: {p}", s.id)).collect::<Vec<_>>()
         })
         .collect();
     if problems.is_empty() {
-        Ok(())
+        Ok(expected)
     } else {
         Err(DataError::Invalid(problems))
     }
+}
+
+/// The layout that occurs most often in `layouts`, the first among equals.
+fn most_common<'a>(layouts: impl Iterator<Item = &'a ChannelLayout>) -> Option<ChannelLayout> {
+    let mut counts: Vec<(&ChannelLayout, usize)> = Vec::new();
+    for layout in layouts {
+        match counts.iter_mut().find(|(l, _)| *l == layout) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((layout, 1)),
+        }
+    }
+    // max_by_key keeps the last of equals: scan in reverse to keep the first.
+    counts.into_iter().rev().max_by_key(|(_, n)| *n).map(|(l, _)| l.clone())
 }

@@ -1,9 +1,10 @@
-//! Data: subjects from the config's input sections and their split, volumes prepared
-//! and cached for sampling, training windows, loader threads, and the grid of inference
-//! windows.
+//! Data: subjects from the config's input sections and their split, the channels their
+//! images give the network, volumes prepared and cached for sampling, training windows,
+//! loader threads, and the grid of inference windows.
 
 pub mod augment;
 pub mod cache;
+pub mod channels;
 pub mod dataset;
 pub mod grid;
 pub mod loader;
@@ -14,6 +15,7 @@ pub mod split;
 pub mod window;
 
 pub use augment::AugmentationChain;
+pub use channels::ChannelLayout;
 pub use dataset::{
     check_subjects, find_subjects, load_subject, DataError, Label, LoadOptions, Needs, Subject, SubjectVolumes,
 };

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::split::{Phase, Split, SplitSpec};
-use super::{check_subjects, find_subjects, DataError, LoadOptions, Needs, Subject};
+use super::{check_subjects, find_subjects, ChannelLayout, DataError, LoadOptions, Needs, Subject};
 use crate::config::Settings;
 
 /// The split parameters of `settings`.
@@ -31,6 +31,8 @@ pub struct CheckReport {
     pub valid: usize,
     /// The split file used (made if it was missing).
     pub split: std::path::PathBuf,
+    /// The channels of each image section, as training builds the network with.
+    pub channels: ChannelLayout,
 }
 
 impl std::fmt::Display for CheckReport {
@@ -41,7 +43,8 @@ impl std::fmt::Display for CheckReport {
             "{} subjects: every file readable, images and labels agree (split: {})",
             self.subjects,
             self.split.display()
-        )
+        )?;
+        writeln!(f, "image channels: {}", self.channels)
     }
 }
 
@@ -57,6 +60,7 @@ pub fn check(settings: &Settings, base_dir: &Path) -> Result<CheckReport, DataEr
         train: subjects.train.len(),
         valid: subjects.valid.len(),
         split: settings.split_file(),
+        channels: subjects.channels,
     })
 }
 
@@ -69,6 +73,8 @@ pub struct TrainingSubjects {
     pub valid: Vec<Subject>,
     /// Subjects checked (all phases).
     pub checked: usize,
+    /// The channels of each image section, the same for every subject.
+    pub channels: ChannelLayout,
 }
 
 /// Subjects of a training run, after checking every subject's files (all problems are
@@ -78,7 +84,7 @@ pub struct TrainingSubjects {
 /// Problems in the data, a malformed split file, or no TRAIN subject.
 pub fn training_subjects(settings: &Settings, base_dir: &Path) -> Result<TrainingSubjects, DataError> {
     let subjects = find_subjects(settings, base_dir, Needs::training(settings))?;
-    check_subjects(&subjects, &LoadOptions::for_checking(settings))?;
+    let channels = check_subjects(&subjects, &LoadOptions::for_checking(settings))?;
     let ids: Vec<String> = subjects.iter().map(|s| s.id.clone()).collect();
     let path = settings.split_file();
     let split = Split::load_or_make(&path, &ids, &split_spec(settings))?;
@@ -89,7 +95,7 @@ pub fn training_subjects(settings: &Settings, base_dir: &Path) -> Result<Trainin
     if train.is_empty() {
         return Err(DataError::Split { path, message: "marks no subject TRAIN".into() });
     }
-    Ok(TrainingSubjects { train, valid, checked: subjects.len() })
+    Ok(TrainingSubjects { train, valid, checked: subjects.len(), channels })
 }
 
 /// A subject that inference segments or evaluation scores, with its phase in the split

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::Model;
+use crate::data::ChannelLayout;
 
 /// A plugin a checkpoint depends on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +43,10 @@ pub struct CheckpointMeta {
     pub torch_abi_tag: String,
     /// The whole configuration.
     pub config: serde_json::Value,
+    /// The channels of each image section the network takes (`in_channels` is their
+    /// total); empty in checkpoints written before it was recorded: one per section.
+    #[serde(default)]
+    pub image_channels: Vec<usize>,
     /// The fp16 loss scaler's state, when mixed precision scales the loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scaler: Option<super::precision::LossScaler>,
@@ -80,9 +85,10 @@ fn sync_rename(tmp: &Path, dst: &Path) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Writes a checkpoint atomically and returns its weights file. A save that fails part-way
-/// removes what it wrote (temporary files, and weights already renamed whose JSON was not
-/// written), so a failed save leaves the folder as it was.
+/// Writes a checkpoint atomically and returns its weights file; the metadata records the
+/// model's image channels (whatever `meta.image_channels` says). A save that fails
+/// part-way removes what it wrote (temporary files, and weights already renamed whose
+/// JSON was not written), so a failed save leaves the folder as it was.
 ///
 /// # Errors
 /// The file that could not be written and why.
@@ -94,7 +100,8 @@ pub fn save(
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     let (weights, json) = paths(dir, meta.iteration);
-    let written = write_files(&weights, &json, model, optimiser, meta);
+    let meta = CheckpointMeta { image_channels: model.channels.counts().to_vec(), ..meta.clone() };
+    let written = write_files(&weights, &json, model, optimiser, &meta);
     if written.is_err() {
         for file in [
             weights.with_extension("tmp"),
@@ -207,6 +214,39 @@ pub fn read_meta(weights: &Path) -> Result<CheckpointMeta, CheckpointError> {
     let json = weights.with_extension("json");
     let text = std::fs::read_to_string(&json).map_err(|e| err(&json, e))?;
     serde_json::from_str(&text).map_err(|e| err(&json, e))
+}
+
+/// The channels of each image section (`sections`) the network of the checkpoints
+/// `weights` takes, the same for all: what their metadata records, or one channel per
+/// section for a checkpoint recorded before layouts were or without metadata.
+///
+/// # Errors
+/// Malformed metadata, a record that does not fit `sections`, or checkpoints that
+/// record different layouts.
+pub fn recorded_channels(weights: &[PathBuf], sections: &[String]) -> Result<ChannelLayout, CheckpointError> {
+    let mut first: Option<(&PathBuf, ChannelLayout)> = None;
+    for w in weights {
+        let layout = if w.with_extension("json").exists() {
+            let meta = read_meta(w)?;
+            ChannelLayout::recorded(sections, &meta.image_channels).map_err(|m| err(&w.with_extension("json"), m))?
+        } else {
+            ChannelLayout::one_per_section(sections)
+        };
+        match &first {
+            None => first = Some((w, layout)),
+            Some((f, l)) if *l != layout => {
+                return Err(err(
+                    w,
+                    format!(
+                        "takes image channels {layout}, but checkpoint {} takes {l}: an ensemble's models must take the same",
+                        f.display()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map_or_else(|| ChannelLayout::one_per_section(sections), |(_, l)| l))
 }
 
 /// Copies saved tensors into the model's parameters and buffers, by name.

@@ -5,6 +5,7 @@ use niftyhost_plugin_api::{NamedTensor, NetworkBox, PluginError, RTensor};
 use tch::{Device, Tensor};
 
 use crate::config::Settings;
+use crate::data::ChannelLayout;
 use crate::plugins::{Registry, RegistryError};
 
 /// A network instance and shallow clones of its parameters and buffers (sharing storage
@@ -17,6 +18,9 @@ pub struct Model {
     pub params: Vec<(String, Tensor)>,
     /// Non-trainable state, sorted by name.
     pub buffers: Vec<(String, Tensor)>,
+    /// The channels of each image section the network takes (`in_channels` is their
+    /// total); checkpoints and bundles record it.
+    pub channels: ChannelLayout,
 }
 
 fn named(list: abi_stable::std_types::RVec<NamedTensor>) -> Vec<(String, Tensor)> {
@@ -24,13 +28,19 @@ fn named(list: abi_stable::std_types::RVec<NamedTensor>) -> Vec<(String, Tensor)
 }
 
 impl Model {
-    /// Builds the configured network through the registry, on `device`.
+    /// Builds the configured network through the registry, on `device`, for images with
+    /// the channels of `channels`.
     ///
     /// # Errors
     /// The network is not found, or the plugin refuses its parameters or the device.
-    pub fn build(registry: &Registry, settings: &Settings, device: Device) -> Result<Model, RegistryError> {
+    pub fn build(
+        registry: &Registry,
+        settings: &Settings,
+        channels: ChannelLayout,
+        device: Device,
+    ) -> Result<Model, RegistryError> {
         let name = settings.network.name.clone();
-        let net = registry.new_network(&name, &Model::network_config(settings))?;
+        let net = registry.new_network(&name, &Model::network_config(settings, channels.total()))?;
         let plugin_error = |error: PluginError| RegistryError::Plugin {
             kind: "network",
             name: name.clone(),
@@ -40,7 +50,7 @@ impl Model {
                 .unwrap_or_default(),
             error,
         };
-        let mut model = Model { name: name.clone(), net, params: Vec::new(), buffers: Vec::new() };
+        let mut model = Model { name: name.clone(), net, params: Vec::new(), buffers: Vec::new(), channels };
         let device_name = match device {
             Device::Cuda(i) => format!("cuda:{i}"),
             Device::Mps => "mps".to_owned(),
@@ -51,11 +61,11 @@ impl Model {
         Ok(model)
     }
 
-    /// The parameters the network plugin is built with: `[network.params]` and the
-    /// channel and class counts of the data.
-    pub fn network_config(settings: &Settings) -> serde_json::Value {
+    /// The parameters the network plugin is built with: `[network.params]`, the input
+    /// channels (`in_channels`: the total of a [`ChannelLayout`]) and the class count.
+    pub fn network_config(settings: &Settings, in_channels: usize) -> serde_json::Value {
         let mut config = serde_json::Value::Object(settings.network.params.clone());
-        config["in_channels"] = serde_json::json!(settings.segmentation.image.len());
+        config["in_channels"] = serde_json::json!(in_channels);
         config["num_classes"] = serde_json::json!(settings.segmentation.num_classes);
         config["spatial_dims"] = serde_json::json!(3);
         config

@@ -21,6 +21,7 @@ use tch::{Device, Tensor};
 use super::precision::MixedPrecision;
 use super::{EngineError, Model};
 use crate::config::Settings;
+use crate::data::ChannelLayout;
 use crate::plugins::Registry;
 use crate::runlog::records::ReplicaStep;
 
@@ -56,17 +57,22 @@ pub fn split(n: usize, replicas: usize) -> Vec<(usize, usize)> {
 }
 
 impl Replicas {
-    /// Builds one network and one loss per device through the plugins, all replicas
-    /// starting from the first one's weights.
+    /// Builds one network (for images with `channels`) and one loss per device through
+    /// the plugins, all replicas starting from the first one's weights.
     ///
     /// # Errors
     /// A missing component or a plugin refusing its parameters or device.
-    pub fn build(registry: &Registry, settings: &Settings, devices: &[Device]) -> Result<Replicas, EngineError> {
+    pub fn build(
+        registry: &Registry,
+        settings: &Settings,
+        channels: ChannelLayout,
+        devices: &[Device],
+    ) -> Result<Replicas, EngineError> {
         let loss_config = serde_json::Value::Object(settings.training.loss_params.clone());
         let mut models = Vec::with_capacity(devices.len());
         let mut losses = Vec::with_capacity(devices.len());
         for &device in devices {
-            models.push(Model::build(registry, settings, device)?);
+            models.push(Model::build(registry, settings, channels.clone(), device)?);
             losses.push(registry.new_loss(&settings.training.loss, &loss_config)?);
         }
         let precision = settings.training.mixed_precision.on(devices);

@@ -21,7 +21,7 @@ use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::phases::training_subjects;
 use crate::data::prepare::Preparation;
-use crate::data::{training_sampler, AugmentationChain, Loader, WindowSampler};
+use crate::data::{training_sampler, AugmentationChain, ChannelLayout, Loader, WindowSampler};
 use crate::distributed::buckets::{self, Buckets};
 use crate::distributed::overlap::Overlap;
 use crate::distributed::{self, Communicator};
@@ -226,6 +226,14 @@ fn restore(
             )))
         }
     };
+    let saved = checkpoint::recorded_channels(std::slice::from_ref(&chosen.1), &settings.segmentation.image)?;
+    if saved != model.channels {
+        return Err(EngineError::Other(format!(
+            "checkpoint {} was trained on image channels {saved}, the data has {}: resume with the same inputs, or start afresh (`training.starting_iter = 0` in another `system.model_dir`)",
+            chosen.1.display(),
+            model.channels
+        )));
+    }
     checkpoint::load_weights(&chosen.1, model)?;
     match checkpoint::read_optimiser(&chosen.1)? {
         Some(state) => optimiser.load_state(state, &model.params).map_err(|e| {
@@ -253,7 +261,8 @@ fn restore(
 /// process that died or hung.
 pub fn train(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<TrainReport, EngineError> {
     let world = distributed::launch::from_env().map_err(distributed::CommError::from)?;
-    let devices = super::preflight::check(settings, registry, &distributed::local_device_names(settings, &world))?;
+    let devices =
+        super::preflight::check(settings, registry, base_dir, &distributed::local_device_names(settings, &world))?;
     let mut comm = distributed::connect(settings, world, &devices)?;
     let result = train_with(settings, registry, base_dir, &devices, comm.as_mut());
     if let Err(e) = &result {
@@ -382,14 +391,16 @@ impl<'a> TrainingRun<'a> {
         let model_folder = if primary { Some(hold_model_folder(settings)?) } else { None };
         crate::torch::set_intra_op_threads(settings.system.torch_threads);
         tch::manual_seed(settings.system.seed as i64);
-        let (sampler, validation_sampler, subjects) = samplers(settings, registry, base_dir, comm)?;
+        let (sampler, validation_sampler, subjects, channels) = samplers(settings, registry, base_dir, comm)?;
         let t = &settings.training;
         let early = EarlyStopping::new(t.early_stopping_mode, t.patience);
-        let (mut replicas, optimiser, start, saved_scaler) = ready_replicas(settings, registry, devices, comm)?;
+        let (mut replicas, optimiser, start, saved_scaler) =
+            ready_replicas(settings, registry, devices, channels, comm)?;
         let schedule = Schedule::from_training(t);
         let (name, parameters) = (replicas.primary().name.clone(), replicas.primary().parameter_count());
         let (rank, processes) = (comm.world().rank, comm.world().size);
-        tracing::info!(network = %name, parameters, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
+        let in_channels = replicas.primary().channels.to_string();
+        tracing::info!(network = %name, parameters, image_channels = %in_channels, devices = ?devices, rank, processes, backend = comm.backend(), "model ready");
         let (gradient_buckets, overlap) = gradient_averaging(settings, &mut replicas, comm)?;
         let scaler = (replicas.precision() == MixedPrecision::Fp16).then(|| saved_scaler.unwrap_or_default());
         let loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
@@ -655,10 +666,10 @@ impl<'a> TrainingRun<'a> {
 }
 
 /// The training windows (this rank's shard, augmented), when validation is on the
-/// validation windows, and the subjects' ids. Rank 0 writes the split file and learns the
-/// preprocessing (in k-fold cross-validation from every TRAIN and VALID subject, so that
-/// every fold shares it and folds can be ensembled); the others wait for it, then read
-/// them.
+/// validation windows, the subjects' ids and the channels of their image sections. Rank 0
+/// writes the split file and learns the preprocessing (in k-fold cross-validation from
+/// every TRAIN and VALID subject, so that every fold shares it and folds can be
+/// ensembled); the others wait for it, then read them.
 ///
 /// # Errors
 /// Bad data or configuration, or a peer process that died or hung.
@@ -667,14 +678,15 @@ fn samplers(
     registry: &Registry,
     base_dir: &Path,
     comm: &mut dyn Communicator,
-) -> Result<(Arc<WindowSampler>, Option<Arc<WindowSampler>>, SubjectIds), EngineError> {
+) -> Result<(Arc<WindowSampler>, Option<Arc<WindowSampler>>, SubjectIds, ChannelLayout), EngineError> {
     let (rank, processes) = (comm.world().rank, comm.world().size);
     let primary = comm.world().is_primary();
     if !primary {
         comm.barrier()?;
     }
     let subjects = training_subjects(settings, base_dir)?;
-    tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), "training data checked");
+    let channels = subjects.channels.clone();
+    tracing::info!(train = subjects.train.len(), valid = subjects.valid.len(), image_channels = %channels, "training data checked");
     if settings.training.k_folds > 1 {
         let all = [subjects.train.as_slice(), subjects.valid.as_slice()].concat();
         Preparation::learn_or_load(settings, &all)?;
@@ -699,7 +711,7 @@ fn samplers(
     if primary {
         comm.barrier()?;
     }
-    Ok((sampler, validation_sampler, ids))
+    Ok((sampler, validation_sampler, ids, channels))
 }
 
 /// Takes the lock on the run's folder (`system.model_dir`, or its fold's folder: one
@@ -717,10 +729,10 @@ fn hold_model_folder(settings: &Settings) -> Result<FolderLock, EngineError> {
     Ok(lock)
 }
 
-/// One replica per device and the optimiser, resumed from a checkpoint or fresh (with
-/// transfer-learning weights copied in), every rank holding rank 0's weights, and the
-/// frozen parameters set. Also the iteration to start from and the checkpoint's fp16
-/// loss scaler.
+/// One replica per device (networks for images with `channels`) and the optimiser,
+/// resumed from a checkpoint or fresh (with transfer-learning weights copied in), every
+/// rank holding rank 0's weights, and the frozen parameters set. Also the iteration to
+/// start from and the checkpoint's fp16 loss scaler.
 ///
 /// # Errors
 /// A missing component, a plugin failure, an unreadable checkpoint, a bad regex, or a
@@ -729,10 +741,11 @@ fn ready_replicas(
     settings: &Settings,
     registry: &Registry,
     devices: &[tch::Device],
+    channels: ChannelLayout,
     comm: &mut dyn Communicator,
 ) -> Result<(Replicas, Optimiser, u64, Option<LossScaler>), EngineError> {
     let t = &settings.training;
-    let mut replicas = Replicas::build(registry, settings, devices)?;
+    let mut replicas = Replicas::build(registry, settings, channels, devices)?;
     let model = replicas.primary();
     let mut optimiser = Optimiser::new(OptimiserConfig::from_training(t), &model.params);
     let (start, saved_scaler) = restore(settings, model, &mut optimiser)?;
@@ -813,6 +826,8 @@ impl Checkpoints {
             plugins: plugin_refs(registry, settings),
             torch_abi_tag: TORCH_ABI_TAG.to_owned(),
             config: serde_json::to_value(settings).unwrap_or_default(),
+            // checkpoint::save records the model's.
+            image_channels: Vec::new(),
             loss_scaler: scaler,
         };
         let last = checkpoint::list(&dir).last().map(|(_, p)| p.clone());

@@ -144,7 +144,8 @@ impl InferenceJob {
             }
             let bs = b.settings(overrides)?;
             let registry = b.registry()?;
-            let models = worker_models(&bs, &registry, device, &bs.inference.checkpoints, options.workers)?;
+            let channels = b.channels()?;
+            let models = worker_models(&bs, &registry, device, &channels, &bs.inference.checkpoints, options.workers)?;
             for (set, models) in sets.iter_mut().zip(models) {
                 set.extend(models);
             }

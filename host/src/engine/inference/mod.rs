@@ -256,10 +256,12 @@ pub fn segment_subject(
     Ok((windows, network_seconds))
 }
 
-/// Segments one subject given by its image files (one per modality) and writes `out`.
+/// Segments one subject given by its image files (one per modality; a 4D file gives
+/// its channels) and writes `out`.
 ///
 /// # Errors
-/// Unreadable images, a plugin failure, an unwritable output.
+/// Unreadable images, images without the channels the predictor's models take (before
+/// the network runs), a plugin failure, an unwritable output.
 pub fn infer_files(
     settings: &Settings,
     predictor: &mut Predictor,
@@ -270,11 +272,12 @@ pub fn infer_files(
 ) -> Result<Segmented, EngineError> {
     let options = InferenceOptions::from_settings(settings)?;
     let modalities = &settings.segmentation.image;
+    let channels = predictor.channels().cloned();
     if images.len() != modalities.len() {
         return Err(EngineError::Config(ConfigError::Invalid(format!(
             "the model takes {} image(s) ({}), got {} --image",
             modalities.len(),
-            modalities.join(", "),
+            channels.map_or_else(|| modalities.join(", "), |c| format!("channels {c}")),
             images.len()
         ))));
     }
@@ -285,7 +288,8 @@ pub fn infer_files(
         .map(|n| n.trim_end_matches(".gz").trim_end_matches(".nii").to_owned())
         .unwrap_or_else(|| "image".into());
     let subject = Subject { id: id.clone(), images: images.to_vec(), label: None, weights: None, loss_weight: None };
-    let load = LoadOptions::new(settings, preparation);
+    let mut load = LoadOptions::new(settings, preparation);
+    load.channels = channels;
     let v = load_subject(&subject, &load)?;
     tracing::debug!(subject = %id, seconds = format!("{:.2}", started.elapsed().as_secs_f64()), "read and prepared");
     let (windows, network_seconds) = segment_subject(predictor, v, &options, &load.preparation, out, device)?;
@@ -298,7 +302,8 @@ pub fn infer_files(
 /// any), or those of shard `inference.shard`, and writes `<id><postfix>.nii.gz`.
 ///
 /// # Errors
-/// Bad data, no checkpoint, a plugin failure, or an unwritable output.
+/// Bad data (images without the channels the checkpoints record included), no
+/// checkpoint, a plugin failure, or an unwritable output.
 pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
     let shard = settings.inference.shard.unwrap_or(Shard::ALL);
     let device = crate::torch::single_device(&settings.device_names())?;
@@ -312,7 +317,8 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     } else if !shard.is_all() {
         tracing::info!(%shard, subjects = subjects.len(), cohort = total, "segmenting this shard's subjects");
     }
-    let load = LoadOptions::new(settings, Preparation::saved(settings)?);
+    let mut load = LoadOptions::new(settings, Preparation::saved(settings)?);
+    load.channels = predictor.channels().cloned();
     let out_dir = settings.inference_dir();
     let progress = Progress::new(0, subjects.len() as u64, "infer");
     let mut out = Vec::new();

@@ -14,6 +14,7 @@ use super::output::OutputKind;
 use super::tta::mirrorings;
 use super::InferenceOptions;
 use crate::config::Settings;
+use crate::data::ChannelLayout;
 use crate::plugins::Registry;
 
 /// Several models and mirrorings whose outputs are averaged.
@@ -73,6 +74,11 @@ impl Predictor {
             .collect();
         self.worker_threads = threads;
         self
+    }
+
+    /// The channels of each image section the models take (`None` without a model).
+    pub fn channels(&self) -> Option<&ChannelLayout> {
+        self.models.first().map(|m| &m.channels)
     }
 
     /// Number of forward passes per batch.
@@ -170,7 +176,7 @@ fn warn_if_plugins_differ(registry: &Registry, weights: &Path) {
     }
 }
 
-/// Builds the network and restores one checkpoint file.
+/// Builds the network for images with `channels` and restores one checkpoint file.
 ///
 /// # Errors
 /// A checkpoint that does not fit the network.
@@ -178,15 +184,17 @@ pub fn model_from_checkpoint(
     settings: &Settings,
     registry: &Registry,
     device: Device,
+    channels: &ChannelLayout,
     weights: &Path,
 ) -> Result<Model, EngineError> {
-    let mut model = Model::build(registry, settings, device)?;
+    let mut model = Model::build(registry, settings, channels.clone(), device)?;
     checkpoint::load_weights(weights, &mut model)?;
     Ok(model)
 }
 
-/// One model per checkpoint for each of `workers` workers, after one warning per
-/// checkpoint trained with other plugin libraries than `registry`'s.
+/// One model per checkpoint (each taking images with `channels`) for each of `workers`
+/// workers, after one warning per checkpoint trained with other plugin libraries than
+/// `registry`'s.
 ///
 /// # Errors
 /// As [`model_from_checkpoint`].
@@ -194,6 +202,7 @@ pub fn worker_models(
     settings: &Settings,
     registry: &Registry,
     device: Device,
+    channels: &ChannelLayout,
     checkpoints: &[PathBuf],
     workers: usize,
 ) -> Result<Vec<Vec<Model>>, EngineError> {
@@ -201,7 +210,7 @@ pub fn worker_models(
         warn_if_plugins_differ(registry, weights);
     }
     (0..workers.max(1))
-        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, w)).collect())
+        .map(|_| checkpoints.iter().map(|w| model_from_checkpoint(settings, registry, device, channels, w)).collect())
         .collect()
 }
 
@@ -237,17 +246,20 @@ pub fn checkpoints_for_inference(settings: &Settings) -> Result<Vec<PathBuf>, En
     Ok(vec![weights])
 }
 
-/// The predictor of a config: one model per checkpoint, the configured mirrorings.
+/// The predictor of a config: one model per checkpoint, each taking the image channels
+/// the checkpoints record, the configured mirrorings.
 ///
 /// # Errors
-/// Bad options, no checkpoint, a network or checkpoint that cannot be loaded.
+/// Bad options, no checkpoint, checkpoints that record different channels, a network or
+/// checkpoint that cannot be loaded.
 pub fn predictor(settings: &Settings, registry: &Registry, device: Device) -> Result<Predictor, EngineError> {
     let options = InferenceOptions::from_settings(settings)?;
     let checkpoints = checkpoints_for_inference(settings)?;
     for weights in &checkpoints {
         tracing::info!(checkpoint = %weights.display(), "segmenting with");
     }
-    let mut sets = worker_models(settings, registry, device, &checkpoints, options.workers)?;
+    let channels = checkpoint::recorded_channels(&checkpoints, &settings.segmentation.image)?;
+    let mut sets = worker_models(settings, registry, device, &channels, &checkpoints, options.workers)?;
     let models = sets.remove(0);
     with_options(models, sets, &options)
 }

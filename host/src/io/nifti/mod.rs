@@ -75,26 +75,34 @@ impl Volume {
     }
 }
 
-/// Splits a shape into `(i, j, k)` and channels: up to 4 dimensions, or more when the
-/// extra ones are all 1.
+/// Splits a shape into `(i, j, k)` and channels: the channels are the 4th dimension, or
+/// the 5th in NIfTI's vector layout `X×Y×Z×1×C`; any further dimensions must be 1.
 fn volume_shape(shape: &[usize]) -> Result<([usize; 3], usize), String> {
-    if shape.len() > 4 && shape[4..].iter().any(|&d| d != 1) {
-        let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "expected a 3D or 4D image (4th dimension = channels; further dimensions of size 1), header says {}",
-            dims.join("x")
-        ));
-    }
     let at = |i: usize| shape.get(i).copied().unwrap_or(1);
-    Ok(([at(0), at(1), at(2)], at(3)))
+    let channels = match (at(3), at(4)) {
+        (c, 1) | (1, c) => Some(c),
+        _ => None,
+    };
+    match channels {
+        Some(c) if shape.iter().skip(5).all(|&d| d == 1) => Ok(([at(0), at(1), at(2)], c)),
+        _ => {
+            let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+            Err(format!(
+                "expected a 3D or 4D image (4th dimension = channels, or NIfTI's vector layout X×Y×Z×1×C; \
+                 further dimensions of size 1), header says {}",
+                dims.join("x")
+            ))
+        }
+    }
 }
 
 /// Reads a `.nii`, `.nii.gz`, `.hdr`/`.img` (each optionally `.gz`) NIfTI-1, NIfTI-2 or
-/// Analyze 7.5 volume as `f32` (3D, or 4D as channels).
+/// Analyze 7.5 volume as `f32` (3D, or 4D as channels, or NIfTI's vector layout
+/// `X×Y×Z×1×C` as C channels).
 ///
 /// # Errors
 /// A missing or unreadable file; a header that is not NIfTI/Analyze or states sizes,
-/// types, offsets or scaling it cannot hold; more than 4 non-trivial dimensions; data
+/// types, offsets or scaling it cannot hold; a shape that is not a volume (see above); data
 /// shorter than stated; a corrupt or truncated gzip stream. Each names the file.
 pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
     let d = read::read_decoded::<f32>(path, &|layout| volume_shape(&layout.shape).map(|_| ()))?;
@@ -111,6 +119,18 @@ pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
     })
 }
 
+/// The channels of an image (its 4th dimension, as [`read_volume`] counts them) from its
+/// header alone, without reading a voxel.
+///
+/// # Errors
+/// As [`read_header`], or a shape [`read_volume`] refuses; each names the file.
+pub fn read_channels(path: &Path) -> Result<usize, IoError> {
+    let header = read_header(path)?;
+    let layout = header.layout().map_err(|m| io_error(path, m))?;
+    let (_, channels) = volume_shape(&layout.shape).map_err(|m| io_error(path, m))?;
+    Ok(channels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,7 +140,11 @@ mod tests {
         assert_eq!(volume_shape(&[4, 5]), Ok(([4, 5, 1], 1)));
         assert_eq!(volume_shape(&[4, 5, 6, 2]), Ok(([4, 5, 6], 2)));
         assert_eq!(volume_shape(&[4, 5, 6, 2, 1, 1]), Ok(([4, 5, 6], 2)));
-        assert!(volume_shape(&[4, 5, 6, 1, 3]).unwrap_err().contains("4x5x6x1x3"));
+        // NIfTI's vector layout: the 5th dimension holds the channels.
+        assert_eq!(volume_shape(&[4, 5, 6, 1, 3]), Ok(([4, 5, 6], 3)));
+        assert_eq!(volume_shape(&[4, 5, 6, 1, 3, 1]), Ok(([4, 5, 6], 3)));
+        assert!(volume_shape(&[4, 5, 6, 2, 3]).unwrap_err().contains("4x5x6x2x3"));
+        assert!(volume_shape(&[4, 5, 6, 1, 3, 2]).unwrap_err().contains("4x5x6x1x3x2"));
     }
 
     #[test]
@@ -140,6 +164,7 @@ mod tests {
             write_image(&path, &reference, [3, 4, 5], 2, &values, &WriteOptions::default()).unwrap();
             let v = read_volume(&path).unwrap();
             assert_eq!((v.dims, v.channels), ([3, 4, 5], 2));
+            assert_eq!(read_channels(&path).unwrap(), 2);
             assert_eq!(v.data, values);
             assert_eq!(v.affine, best_affine(&reference).0);
             assert_eq!(v.axcodes(), "LAS");
