@@ -1,6 +1,7 @@
 //! Reading and writing images.
 
 pub mod digest;
+pub mod file_kind;
 pub mod info;
 pub mod nifti;
 

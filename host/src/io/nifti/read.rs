@@ -50,8 +50,11 @@ fn pair_stem(path: &Path) -> Option<(String, &'static str, bool)> {
 /// given) form a pair; anything else is a single file.
 ///
 /// # Errors
-/// A pair whose other half does not exist, naming the files looked for.
+/// A path that does not exist or is not a regular file (a FIFO, socket, device or
+/// folder, refused before it is opened); a pair whose other half does not exist, naming
+/// the files looked for.
 pub fn locate(path: &Path) -> Result<Files, IoError> {
+    crate::io::file_kind::regular_file(path).map_err(|m| io_error(path, m))?;
     let Some((stem, kind, gz)) = pair_stem(path) else {
         return Ok(Files { header: path.to_owned(), image: path.to_owned() });
     };
@@ -64,10 +67,9 @@ pub fn locate(path: &Path) -> Result<Files, IoError> {
     let dir = path.parent().unwrap_or(Path::new(""));
     let candidates: Vec<PathBuf> =
         [gz, !gz].iter().map(|&z| dir.join(format!("{stem}.{other}{}", if z { ".gz" } else { "" }))).collect();
-    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
-        if !path.is_file() {
-            return Err(io_error(path, "no such file"));
-        }
+    // Any kind of file counts as the other half here; opening it refuses what is not a
+    // regular file, by name.
+    let Some(found) = candidates.iter().find(|p| p.exists()) else {
         return Err(io_error(
             path,
             format!(

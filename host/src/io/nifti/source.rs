@@ -39,16 +39,14 @@ impl Source {
     /// Opens a file; gzip when it starts with `1f 8b`.
     ///
     /// # Errors
-    /// The file cannot be opened or read, with the system's reason.
+    /// The file cannot be opened or read, with the system's reason; a FIFO, socket,
+    /// device or folder is refused before it is opened.
     pub fn open(path: &Path) -> Result<Source, String> {
         let describe = |e: io::Error| match e.kind() {
             io::ErrorKind::NotFound => "no such file".to_owned(),
             _ => format!("cannot read: {e}"),
         };
-        let meta = std::fs::metadata(path).map_err(describe)?;
-        if meta.is_dir() {
-            return Err("is a folder, expected a NIfTI file".to_owned());
-        }
+        let meta = crate::io::file_kind::regular_file(path)?;
         let mut file = File::open(path).map_err(describe)?;
         let file_len = meta.len();
         let mut magic = [0u8; 2];
