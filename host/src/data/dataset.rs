@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::channels::ChannelLayout;
 use super::prepare::{Geometry, Preparation};
 use crate::config::{InputSection, Settings, WindowSampling};
+use crate::io::nifti::affine::nonfinite_affine;
 use crate::io::{read_volume, IoError, Volume};
 
 /// Data that cannot be used; names the file, section or subject.
@@ -109,6 +110,7 @@ fn subject_id(stem: &str, section: &InputSection) -> String {
 }
 
 fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
+    crate::io::file_kind::regular_file(path).map_err(|message| IoError { path: path.to_owned(), message })?;
     let text = std::fs::read_to_string(path).map_err(|e| IoError { path: path.to_owned(), message: e.to_string() })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files = BTreeMap::new();
@@ -322,10 +324,18 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
                 first.dims
             ));
         }
-        let gap =
-            (0..3).flat_map(|r| (0..4).map(move |c| (r, c))).map(|(r, c)| (v.affine[r][c] - first.affine[r][c]).abs());
-        let gap = gap.fold(0.0f64, f64::max);
-        if gap > AFFINE_TOLERANCE_MM {
+        // NaN when either affine has a NaN or an infinity: a mismatch, never a match.
+        let gap = (0..3)
+            .flat_map(|r| (0..4).map(move |c| (r, c)))
+            .map(|(r, c)| (v.affine[r][c] - first.affine[r][c]).abs())
+            .fold(0.0f64, |worst, g| if g.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(g) });
+        if gap.is_nan() {
+            problems.push(format!(
+                "{what} {} and image {} have affines that cannot be compared (non-finite entries)",
+                v.path.display(),
+                first.path.display()
+            ));
+        } else if gap > AFFINE_TOLERANCE_MM {
             problems.push(format!(
                 "{what} {} and image {} have affines differing by up to {gap:.4} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
                 v.path.display(),
@@ -333,6 +343,16 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
             ));
         }
     };
+    let volumes = read.images.iter().map(|v| ("image", v)).chain(
+        [("label", &read.label), ("weight map", &read.weights), ("loss weight map", &read.loss_weight)]
+            .into_iter()
+            .filter_map(|(what, v)| v.as_ref().map(|v| (what, v))),
+    );
+    for (what, v) in volumes {
+        if let Some(problem) = nonfinite_affine(&v.header) {
+            problems.push(format!("{what} {}: {problem}", v.path.display()));
+        }
+    }
     for v in &read.images[1..] {
         same_grid(v, "image", &mut problems);
     }
@@ -391,7 +411,8 @@ fn problems_of(read: &Read, options: &LoadOptions) -> Vec<String> {
 /// # Errors
 /// [`DataError::Invalid`] with every problem of the subject: images without the
 /// channels of `options.channels` (found from their headers, before any voxel is read),
-/// unreadable files, NaN/Inf in images, shape mismatches, labels outside
+/// unreadable files, NaN/Inf in images or in an affine (the file and the header field
+/// named), shape or affine mismatches, labels outside
 /// `0..num_classes` or not integral.
 pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectVolumes, DataError> {
     let tag = |problems: Vec<String>| {

@@ -62,6 +62,57 @@ pub fn best_affine(h: &NiftiHeader) -> (Affine, AffineSource) {
     }
 }
 
+/// The header fields the affine of `source` is computed from, by name, with their values.
+fn affine_fields(h: &NiftiHeader, source: AffineSource) -> Vec<(String, f64)> {
+    let mut fields = Vec::new();
+    match source {
+        AffineSource::Sform => {
+            for (row, values) in [("srow_x", h.srow_x), ("srow_y", h.srow_y), ("srow_z", h.srow_z)] {
+                fields.extend(values.iter().enumerate().map(|(c, &v)| (format!("{row}[{c}]"), v)));
+            }
+        }
+        AffineSource::Qform => {
+            fields.extend(
+                [
+                    ("quatern_b", h.quatern_b),
+                    ("quatern_c", h.quatern_c),
+                    ("quatern_d", h.quatern_d),
+                    ("qoffset_x", h.qoffset_x),
+                    ("qoffset_y", h.qoffset_y),
+                    ("qoffset_z", h.qoffset_z),
+                ]
+                .map(|(name, v)| (name.to_owned(), v)),
+            );
+            fields.extend((1..=3).map(|i| (format!("pixdim[{i}]"), h.pixdim[i])));
+        }
+        AffineSource::Pixdim => {
+            let ndim = h.dim[0].clamp(0, 3) as usize;
+            fields.extend((1..=ndim).map(|i| (format!("pixdim[{i}]"), h.pixdim[i])));
+        }
+    }
+    fields
+}
+
+/// Why the affine nibabel would use for this header (see [`best_affine`]) cannot be
+/// used: the fields it comes from that are NaN or infinite, named with their values
+/// (`"the sform is not finite: srow_x[0] = NaN (expected finite values)"`), or an
+/// affine that overflows from finite fields. `None` when it is finite.
+pub fn nonfinite_affine(h: &NiftiHeader) -> Option<String> {
+    let (affine, source) = best_affine(h);
+    let bad: Vec<String> = affine_fields(h, source)
+        .into_iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(name, v)| format!("{name} = {}", if v.is_nan() { "NaN".to_owned() } else { v.to_string() }))
+        .collect();
+    if !bad.is_empty() {
+        return Some(format!("the {source} is not finite: {} (expected finite values)", bad.join(", ")));
+    }
+    if affine.iter().flatten().any(|v| !v.is_finite()) {
+        return Some(format!("the affine computed from the {source} overflows to non-finite values: {affine:?}"));
+    }
+    None
+}
+
 /// The sform rows as an affine (whatever sform_code says).
 pub fn sform(h: &NiftiHeader) -> Affine {
     [h.srow_x, h.srow_y, h.srow_z, [0.0, 0.0, 0.0, 1.0]]
@@ -365,6 +416,53 @@ mod tests {
 
     fn close(a: &Affine, b: &Affine, tol: f64) -> bool {
         a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    fn header_with(edit: impl FnOnce(&mut NiftiHeader)) -> NiftiHeader {
+        let mut h = NiftiHeader::default();
+        h.dim = [3, 4, 4, 4, 1, 1, 1, 1];
+        h.pixdim = [1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0];
+        edit(&mut h);
+        h
+    }
+
+    #[test]
+    fn a_nonfinite_field_of_the_chosen_affine_is_named() {
+        let finite = header_with(|h| {
+            h.sform_code = 1;
+            h.srow_x = [2.0, 0.0, 0.0, 1.0];
+            h.srow_y = [0.0, 2.0, 0.0, 1.0];
+            h.srow_z = [0.0, 0.0, 2.0, 1.0];
+        });
+        assert_eq!(nonfinite_affine(&finite), None);
+        let mut nan = finite.clone();
+        nan.srow_x[0] = f64::NAN;
+        nan.srow_z[3] = f64::NEG_INFINITY;
+        assert_eq!(
+            nonfinite_affine(&nan).unwrap(),
+            "the sform is not finite: srow_x[0] = NaN, srow_z[3] = -inf (expected finite values)"
+        );
+        // A field the chosen affine does not use is not a problem.
+        let mut unused = finite.clone();
+        unused.quatern_b = f64::NAN;
+        assert_eq!(nonfinite_affine(&unused), None);
+        let qform = header_with(|h| {
+            h.qform_code = 1;
+            h.quatern_b = f64::NAN;
+            h.qoffset_y = f64::INFINITY;
+        });
+        assert_eq!(
+            nonfinite_affine(&qform).unwrap(),
+            "the qform is not finite: quatern_b = NaN, qoffset_y = inf (expected finite values)"
+        );
+        let pixdim = header_with(|h| h.pixdim[2] = f64::NAN);
+        assert_eq!(
+            nonfinite_affine(&pixdim).unwrap(),
+            "the pixdim is not finite: pixdim[2] = NaN (expected finite values)"
+        );
+        // The origin at the array centre, 1.5 voxels of f64::MAX mm, is infinite.
+        let overflow = header_with(|h| h.pixdim[1] = f64::MAX);
+        assert!(nonfinite_affine(&overflow).unwrap().contains("overflows"), "{:?}", nonfinite_affine(&overflow));
     }
 
     #[test]
