@@ -116,13 +116,20 @@ fn missing_plugin_names_places_searched_and_suggests_a_near_name() {
     let dir = tempfile::tempdir().unwrap();
     plugin_dir(dir.path(), &[workspace_plugin("unet3d")]);
     let out = run(dir.path(), &["list-plugins", "--plugin", "plugins/libunet3e.so"]);
-    assert_eq!(out.status.code(), Some(1));
+    // A `--plugin` path that does not exist is a usage error.
+    assert_eq!(out.status.code(), Some(2));
     let (stdout, _) = text(&out);
     let line = stdout.lines().find(|l| l.contains("libunet3e.so")).expect("a row for the missing file");
     assert!(line.contains("not found (plugin folders searched: plugins"), "{line}");
     assert!(line.contains("did you mean plugins/libunet3d.so?"), "{line}");
     // The good plugin is still listed as usable.
     assert!(stdout.lines().any(|l| l.starts_with("unet3d") && l.ends_with("ok")), "{stdout}");
+    // A file that exists but is no plugin is not a usage error: exit code 1.
+    std::fs::write(dir.path().join("plugins/libnotes.so"), "notes").unwrap();
+    let out = run(dir.path(), &["list-plugins", "--plugin", "plugins/libnotes.so"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: plugin plugins/libnotes.so: not a niftyhost plugin"), "{stderr}");
 }
 
 #[test]

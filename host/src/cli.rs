@@ -12,7 +12,14 @@ use crate::plugins::SearchPath;
 
 /// Deep learning on 3D medical images, with networks and losses as plugins.
 #[derive(Debug, Parser)]
-#[command(name = "niftyhost", version, propagate_version = true)]
+#[command(
+    name = "niftyhost",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success; 2 a usage or configuration error (a bad flag or key, an unknown \
+                  component, a parameter a plugin refuses, a device that is not one or cannot be had, a \
+                  --plugin file that does not exist); 1 anything else (bad data, a failed job)."
+)]
 pub struct Cli {
     /// The job to run.
     #[command(subcommand)]

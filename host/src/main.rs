@@ -1,6 +1,7 @@
 //! `niftyhost`: parse the command line, set up logging, run the command (a library call
 //! of [`niftyhost::commands`]), print its report (text on stderr, or JSON on stdout with
-//! `--json`), map errors to exit codes (2: usage or configuration, 1: everything else).
+//! `--json`), map errors to exit codes (0: success, 2: usage or configuration, 1: everything
+//! else).
 
 use std::ffi::OsString;
 use std::fmt::Display;
@@ -12,7 +13,8 @@ use niftyhost::cli::{Cli, Command};
 use niftyhost::commands;
 use niftyhost::config::ConfigError;
 use niftyhost::engine::EngineError;
-use niftyhost::plugins::Registry;
+use niftyhost::plugins::{ExplicitFailures, Registry, RegistryError};
+use niftyhost::torch::DeviceError;
 use niftyhost::{help, memory, telemetry};
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -65,9 +67,7 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!("no plugins found in: {}", dirs.join(", "));
                 }
             }
-            if reg.explicit_failures(&search).next().is_some() {
-                std::process::exit(1);
-            }
+            reg.check_explicit(&search)?;
         }
         Command::Config(args) => {
             let config = commands::config(&args)?;
@@ -92,11 +92,18 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The exit code of a failed command: 2 for a usage or configuration error anywhere in
+/// the error's chain, 1 for anything else (clap's own usage errors exit 2 too; success is
+/// 0).
 fn exit_code(err: &anyhow::Error) -> u8 {
-    let is_config = err.chain().any(|e| {
-        e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<EngineError>().is_some_and(EngineError::is_usage)
+    let is_usage = err.chain().any(|e| {
+        e.downcast_ref::<ConfigError>().is_some()
+            || e.downcast_ref::<DeviceError>().is_some()
+            || e.downcast_ref::<EngineError>().is_some_and(EngineError::is_usage)
+            || e.downcast_ref::<RegistryError>().is_some_and(RegistryError::is_usage)
+            || e.downcast_ref::<ExplicitFailures>().is_some_and(ExplicitFailures::is_usage)
     });
-    if is_config {
+    if is_usage {
         2
     } else {
         1

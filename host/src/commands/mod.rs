@@ -66,10 +66,7 @@ fn chosen_folds(s: &Settings, args: &FoldsArgs) -> Result<Option<Vec<usize>>, Co
 pub fn registry(args: &PluginArgs) -> Result<Registry> {
     let search = args.search_path();
     let registry = Registry::load(&search);
-    let explicit: Vec<String> = registry.explicit_failures(&search).map(ToString::to_string).collect();
-    if !explicit.is_empty() {
-        anyhow::bail!("{}", explicit.join("\n"));
-    }
+    registry.check_explicit(&search)?;
     Ok(registry)
 }
 

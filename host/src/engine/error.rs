@@ -69,13 +69,18 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// Whether the job was asked for something it cannot do as asked (a bad configuration
-    /// or component parameter, a missing device, a model folder in use by another run):
-    /// exit code 2, like a usage error.
+    /// Whether the job was asked for something it cannot do as asked (a bad configuration,
+    /// an unknown component or a parameter its plugin refuses, a device that is not one or
+    /// cannot be had, a model folder in use by another run): exit code 2, like a usage
+    /// error.
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Config(_) | EngineError::Preflight(_) | EngineError::FolderLock(FolderLockError::Busy { .. })
-        )
+        match self {
+            EngineError::Config(_)
+            | EngineError::Preflight(_)
+            | EngineError::Device(_)
+            | EngineError::FolderLock(FolderLockError::Busy { .. }) => true,
+            EngineError::Registry(e) => e.is_usage(),
+            _ => false,
+        }
     }
 }

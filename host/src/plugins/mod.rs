@@ -13,4 +13,4 @@ pub use discover::{Candidate, SearchPath};
 pub use info::{Component, LibraryInfo, Parameter};
 pub use listing::{ListingRow, ListingTable};
 pub use load::{LoadError, LoadErrorKind, LoadedLibrary};
-pub use registry::{Registry, RegistryError};
+pub use registry::{ExplicitFailures, Registry, RegistryError};

@@ -43,6 +43,39 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// Whether the configuration asked for something no plugin gives as asked: an unknown
+    /// component, or parameters the plugin refused (not a panic while building it). Exit
+    /// code 2, like a usage error.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            RegistryError::NotFound { .. } => true,
+            RegistryError::Plugin { error, .. } => !error.panicked,
+        }
+    }
+}
+
+/// Libraries named with `--plugin` that could not be loaded, one per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplicitFailures(pub Vec<LoadError>);
+
+impl std::fmt::Display for ExplicitFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ExplicitFailures {}
+
+impl ExplicitFailures {
+    /// Whether every failure is a `--plugin` path that does not exist (a usage error, exit
+    /// code 2); a library that exists but cannot be used is not.
+    pub fn is_usage(&self) -> bool {
+        self.0.iter().all(|f| matches!(f.kind, LoadErrorKind::NotFound { .. }))
+    }
+}
+
 /// Every library found, loaded or failed.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -82,6 +115,19 @@ impl Registry {
     /// Failures of explicitly requested (`--plugin`) libraries: these end a run.
     pub fn explicit_failures<'a>(&'a self, search: &'a SearchPath) -> impl Iterator<Item = &'a LoadError> + 'a {
         self.failures.iter().filter(move |f| search.files.contains(&f.path))
+    }
+
+    /// Whether every explicitly requested (`--plugin`) library loaded.
+    ///
+    /// # Errors
+    /// [`ExplicitFailures`] listing those that did not.
+    pub fn check_explicit(&self, search: &SearchPath) -> Result<(), ExplicitFailures> {
+        let failed: Vec<LoadError> = self.explicit_failures(search).cloned().collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(ExplicitFailures(failed))
+        }
     }
 
     /// All components of a kind, with their library (the first library wins a name).
