@@ -1,13 +1,16 @@
 //! Hardening against odd input (issue 19): paths that are not regular files are refused
 //! before they are opened (a FIFO does not hang), NaN or infinite affines are refused by
-//! `check`, training and inference naming the file and the field, and the exit codes
-//! follow one contract (0 success, 2 usage or configuration, 1 anything else).
+//! `check`, training and inference naming the file and the field, what a plugin returns
+//! is checked (a loss that is no scalar or has no gradient, a network output of another
+//! shape: an error naming the plugin, no panic), and the exit codes follow one contract
+//! (0 success, 2 usage or configuration, 1 anything else).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use niftyhost::io::nifti::{reference_for_affine, write_image, write_labels, WriteOptions};
+use niftyhost_tests::fixtures::sdk_fixture;
 use niftyhost_tests::{cohort_config, niftyhost_bin, plugin_dir, run, text, workspace_plugin};
 
 const N: usize = 16;
@@ -89,12 +92,19 @@ fn patch(path: &Path, fields: &[Field]) {
 /// A folder with the toynet and seglosses plugins, subjects `a` and `b` in `data/`, and
 /// a config training toynet on them for one iteration.
 fn workspace(dir: &Path) -> PathBuf {
-    plugin_dir(dir, &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    workspace_with(dir, &[], "toynet", "")
+}
+
+/// As [`workspace`], with more plugin files, another network and more `[training]` keys.
+fn workspace_with(dir: &Path, plugins: &[PathBuf], network: &str, training: &str) -> PathBuf {
+    plugin_dir(dir, &[&[workspace_plugin("toynet"), workspace_plugin("seglosses")], plugins].concat());
     let data = dir.join("data");
     cohort(&data, &["a", "b"]);
-    let extra = "batch_size = 1\nspatial_window_size = [16, 16, 16]\n[training]\nmax_iter = 1\n\
-                 exclude_fraction_for_validation = 0.0\nexclude_fraction_for_inference = 0.0";
-    cohort_config(dir, &data, "toynet", extra)
+    let extra = format!(
+        "batch_size = 2\nspatial_window_size = [16, 16, 16]\n[training]\nmax_iter = 1\n\
+         exclude_fraction_for_validation = 0.0\nexclude_fraction_for_inference = 0.0\n{training}"
+    );
+    cohort_config(dir, &data, network, &extra)
 }
 
 #[test]
@@ -230,4 +240,27 @@ fn unknown_components_refused_parameters_and_bad_devices_exit_2_in_inference_too
     let out = run(d, &["--help"]);
     let stdout = text(&out).0;
     assert!(stdout.contains("Exit codes: 0 success; 2 a usage or configuration error"), "{stdout}");
+}
+
+#[test]
+fn unusable_plugin_outputs_are_errors_naming_the_plugin_not_panics() {
+    for (network, training, said) in [
+        (
+            "toynet",
+            "loss = \"per_window_loss\"",
+            "loss `per_window_loss` returned: a tensor of shape [2], expected a scalar (0-dim or one element)",
+        ),
+        ("toynet", "loss = \"detached_loss\"", "loss `detached_loss` returned: a loss without gradient"),
+        ("extra_class", "", "network `extra_class` forward on Cpu: returned a tensor of shape [2, 4, 16, 16, 16]"),
+        ("flat_output", "", "network `flat_output` forward on Cpu: returned a tensor of shape [24576]"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = workspace_with(d, &[sdk_fixture("badoutput")], network, training);
+        let out = run(d, &["train", "-c", config.to_str().unwrap()]);
+        let stderr = text(&out).1;
+        assert_eq!(out.status.code(), Some(1), "{network} {training}: {stderr}");
+        assert!(stderr.contains(said), "{network} {training}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{network} {training}: {stderr}");
+    }
 }

@@ -1,7 +1,8 @@
 //! Fixture plugins, built outside the host's build into `target/fixtures`:
 //! - `tests/fixtures` (a workspace of its own): `dropnet` (a user's network), `dropaug` (a
-//!   user's augmentations) and
-//!   `panicky` (components that panic);
+//!   user's augmentations),
+//!   `panicky` (components that panic) and `badoutput` (components whose outputs the host
+//!   must refuse);
 //! - variants of `tests/fixtures/versioned` built against a generated copy of
 //!   plugin-api with another version number, a changed method signature, the root module of
 //!   plugin-api 1.0, or fields appended as a newer minor version would.
@@ -31,7 +32,7 @@ fn cargo_build(manifest: &Path, env: &[(&str, &str)]) {
     assert!(status.success(), "building fixture {} failed", manifest.display());
 }
 
-/// A library of the `tests/fixtures` workspace (`dropnet`, `dropaug`, `panicky`), built once.
+/// A library of the `tests/fixtures` workspace (`dropnet`, `dropaug`, `panicky`, `badoutput`), built once.
 pub fn sdk_fixture(lib: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| cargo_build(&repo_root().join("tests/fixtures/Cargo.toml"), &[]));

@@ -12,6 +12,7 @@ pub mod optim;
 pub mod precision;
 pub mod preflight;
 pub mod replicas;
+pub mod tensors;
 pub mod trainer;
 pub mod validation;
 

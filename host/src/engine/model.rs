@@ -21,6 +21,8 @@ pub struct Model {
     /// The channels of each image section the network takes (`in_channels` is their
     /// total); checkpoints and bundles record it.
     pub channels: ChannelLayout,
+    /// The classes its outputs must have (`segmentation.num_classes`).
+    pub num_classes: usize,
 }
 
 fn named(list: abi_stable::std_types::RVec<NamedTensor>) -> Vec<(String, Tensor)> {
@@ -50,7 +52,9 @@ impl Model {
                 .unwrap_or_default(),
             error,
         };
-        let mut model = Model { name: name.clone(), net, params: Vec::new(), buffers: Vec::new(), channels };
+        let num_classes = settings.segmentation.num_classes;
+        let mut model =
+            Model { name: name.clone(), net, params: Vec::new(), buffers: Vec::new(), channels, num_classes };
         let device_name = match device {
             Device::Cuda(i) => format!("cuda:{i}"),
             Device::Mps => "mps".to_owned(),
@@ -81,16 +85,29 @@ impl Model {
         Ok(())
     }
 
-    /// Runs the network.
+    /// Runs the network and checks that its output has the input's batch size and
+    /// [`Model::num_classes`] classes on five axes.
     ///
     /// # Shapes
     /// `[N, C, D, H, W]` → `[N, K, D, H, W]`
     ///
     /// # Errors
-    /// The plugin's error, e.g. an input size the architecture cannot take.
+    /// The plugin's error, e.g. an input size the architecture cannot take, or an output
+    /// of another shape (both sizes named).
     pub fn forward(&mut self, input: &Tensor, train: bool) -> Result<Tensor, PluginError> {
         let x = RTensor::from_tch(input.shallow_clone());
-        self.net.forward(&x, train).into_result().map(RTensor::into_tch)
+        let out = self.net.forward(&x, train).into_result().map(RTensor::into_tch)?;
+        let size = out.size();
+        let batch = input.size().first().copied().unwrap_or(0);
+        if size.len() != 5 || size[0] != batch || size[1] != self.num_classes as i64 {
+            return Err(PluginError::new(format!(
+                "returned a tensor of shape {size:?} for an input of {:?}: expected [N, K, D, H, W] with N = {batch} \
+                 windows and K = {} classes (segmentation.num_classes)",
+                input.size(),
+                self.num_classes
+            )));
+        }
+        Ok(out)
     }
 
     /// Class probabilities without gradients (softmax over the class axis).
@@ -102,7 +119,7 @@ impl Model {
     /// The plugin's error.
     pub fn probabilities(&mut self, input: &Tensor) -> Result<Tensor, PluginError> {
         let logits = tch::no_grad(|| self.forward(input, false))?;
-        Ok(logits.softmax(1, tch::Kind::Float))
+        logits.f_softmax(1, tch::Kind::Float).map_err(|e| PluginError::new(format!("softmax of the output: {e}")))
     }
 
     /// Number of trainable scalars.

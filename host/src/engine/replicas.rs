@@ -19,6 +19,7 @@ use niftyhost_plugin_api::{LossBox, RTensor};
 use tch::{Device, Tensor};
 
 use super::precision::MixedPrecision;
+use super::tensors::{backward, loss_value, to_device, torch_error};
 use super::{EngineError, Model};
 use crate::config::Settings;
 use crate::data::ChannelLayout;
@@ -61,7 +62,8 @@ impl Replicas {
     /// the plugins, all replicas starting from the first one's weights.
     ///
     /// # Errors
-    /// A missing component or a plugin refusing its parameters or device.
+    /// A missing component or a plugin refusing its parameters or device; the weights
+    /// cannot be copied to a device.
     pub fn build(
         registry: &Registry,
         settings: &Settings,
@@ -77,7 +79,7 @@ impl Replicas {
         }
         let precision = settings.training.mixed_precision.on(devices);
         let mut replicas = Replicas { models, losses, devices: devices.to_vec(), precision };
-        replicas.broadcast();
+        replicas.broadcast()?;
         Ok(replicas)
     }
 
@@ -110,7 +112,8 @@ impl Replicas {
     /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]` (on the CPU)
     ///
     /// # Errors
-    /// A plugin failure in any replica, naming the component.
+    /// A plugin failure in any replica, naming the component; a loss that is not a scalar
+    /// or carries no gradient; a batch or gradient that cannot be moved to its device.
     pub fn forward_backward(
         &mut self,
         images: &Tensor,
@@ -130,12 +133,13 @@ impl Replicas {
             .zip(&chunks)
             .filter(|(_, &(_, len))| len > 0)
             .map(|(((model, loss_fn), &device), &(start, len))| {
-                let x = images.narrow(0, start as i64, len as i64).to_device(device);
-                let y = labels.narrow(0, start as i64, len as i64).to_device(device);
-                let w = loss_weights.map(|w| w.narrow(0, start as i64, len as i64).to_device(device));
-                (model, loss_fn, device, (x, y, w), len)
+                let chunk = |t: &Tensor, what: &str| to_device(&t.narrow(0, start as i64, len as i64), device, what);
+                let x = chunk(images, "the batch's images")?;
+                let y = chunk(labels, "the batch's labels")?;
+                let w = loss_weights.map(|w| chunk(w, "the batch's loss weights")).transpose()?;
+                Ok((model, loss_fn, device, (x, y, w), len))
             })
-            .collect();
+            .collect::<Result<_, EngineError>>()?;
         type Job<'a> = (&'a mut Model, &'a mut LossBox, Device, (Tensor, Tensor, Option<Tensor>), usize);
         let run = |(model, loss_fn, device, (x, y, w), len): Job| {
             let started = Instant::now();
@@ -148,9 +152,9 @@ impl Replicas {
             let loss = call_loss(loss_fn, logits, y, w)
                 .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?;
             drop(autocast);
-            let value = loss.double_value(&[]);
+            let value = loss_value(&loss, loss_name, true)?;
             if value.is_finite() {
-                (loss * (share * loss_scale)).backward();
+                backward(&loss, share * loss_scale, loss_name)?;
             }
             let seconds = started.elapsed().as_secs_f64();
             Ok(ReplicaStep { device: format!("{device:?}"), windows: len, loss: value, seconds })
@@ -170,12 +174,15 @@ impl Replicas {
         };
         let replicas = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         let loss = replicas.iter().map(|r| r.loss * r.windows as f64 / n as f64).sum();
-        self.gather_gradients();
+        self.gather_gradients()?;
         Ok(StepOutcome { loss, replicas })
     }
 
     /// Sums every replica's gradients into the primary's (each is already weighted).
-    fn gather_gradients(&mut self) {
+    ///
+    /// # Errors
+    /// A gradient that cannot be moved to the primary's device or added there.
+    fn gather_gradients(&mut self) -> Result<(), EngineError> {
         let (primary, others) = self.models.split_first_mut().expect("at least one replica");
         let device = self.devices[0];
         tch::no_grad(|| {
@@ -189,12 +196,14 @@ impl Replicas {
                     // parameter another replica's does.
                     let mut pg = p.grad();
                     if pg.defined() {
-                        let _ = pg.g_add_(&g.to_device(device));
+                        let g = to_device(&g, device, "a replica's gradients")?;
+                        let _ = pg.f_add_(&g).map_err(torch_error("adding a replica's gradients"))?;
                     }
                     q.zero_grad();
                 }
             }
-        });
+            Ok(())
+        })
     }
 
     /// Loss and logits of the primary replica in evaluation mode, without gradients.
@@ -203,7 +212,8 @@ impl Replicas {
     /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]`
     ///
     /// # Errors
-    /// A plugin failure.
+    /// A plugin failure, a loss that is not a scalar, or data that cannot be moved
+    /// between devices.
     pub fn evaluate(
         &mut self,
         images: &Tensor,
@@ -214,14 +224,17 @@ impl Replicas {
         let device = self.devices[0];
         let model = &mut self.models[0];
         tch::no_grad(|| {
-            let logits = model.forward(&images.to_device(device), false).map_err(|error| EngineError::Plugin {
+            let images = to_device(images, device, "the batch's images")?;
+            let logits = model.forward(&images, false).map_err(|error| EngineError::Plugin {
                 context: format!("network `{}` forward (validation)", model.name),
                 error,
             })?;
-            let weights = loss_weights.map(|w| w.to_device(device));
-            let loss = call_loss(&self.losses[0], logits.shallow_clone(), labels.to_device(device), weights)
+            let weights = loss_weights.map(|w| to_device(w, device, "the batch's loss weights")).transpose()?;
+            let labels = to_device(labels, device, "the batch's labels")?;
+            let loss = call_loss(&self.losses[0], logits.shallow_clone(), labels, weights)
                 .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })?;
-            Ok((loss.double_value(&[]), logits.to_device(Device::Cpu)))
+            let value = loss_value(&loss, loss_name, false)?;
+            Ok((value, to_device(&logits, Device::Cpu, &format!("network `{}`'s output", model.name))?))
         })
     }
 
@@ -240,16 +253,24 @@ impl Replicas {
     }
 
     /// Copies the primary's parameters and buffers to every other replica.
-    pub fn broadcast(&mut self) {
+    ///
+    /// # Errors
+    /// A tensor that cannot be copied (another shape, or a device out of memory), named.
+    pub fn broadcast(&mut self) -> Result<(), EngineError> {
         let (primary, others) = self.models.split_first_mut().expect("at least one replica");
         tch::no_grad(|| {
             for other in others.iter_mut() {
-                for ((_, src), (_, dst)) in primary.state().zip(other.params.iter_mut().chain(other.buffers.iter_mut()))
+                for ((name, src), (_, dst)) in
+                    primary.state().zip(other.params.iter_mut().chain(other.buffers.iter_mut()))
                 {
-                    dst.copy_(src);
+                    dst.f_copy_(src).map_err(torch_error(format_args!(
+                        "copying `{name}` of network `{}` to a replica",
+                        other.name
+                    )))?;
                 }
             }
-        });
+            Ok(())
+        })
     }
 }
 

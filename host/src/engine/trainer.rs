@@ -464,7 +464,7 @@ impl<'a> TrainingRun<'a> {
         let lr = self.schedule.lr(iteration);
         let grad_norm = self.optimiser_step(lr);
         timer.parts.optimiser = timer.lap();
-        self.replicas.broadcast();
+        self.replicas.broadcast()?;
         timer.parts.broadcast = timer.lap();
         let (done, loss, replicas) = (iteration + 1, self.loss, outcome.replicas);
         Ok(TrainedStep { done, images, labels, loss, lr, grad_norm, replicas })
@@ -562,7 +562,10 @@ impl<'a> TrainingRun<'a> {
         let (image, label) = (step.images.narrow(0, 0, 1), step.labels.narrow(0, 0, 1));
         // Only the prediction is shown: the loss (and so its weights) does not matter here.
         let (_, logits) = self.replicas.evaluate(&image, &label, None, &t.loss)?;
-        let prediction = logits.argmax(1, false).get(0);
+        let prediction =
+            logits.f_argmax(1, false).and_then(|p| p.f_get(0)).map_err(crate::engine::tensors::torch_error(
+                format_args!("the prediction of network `{}`", self.settings.network.name),
+            ))?;
         log.slices(
             done,
             &image.get(0).get(0),
@@ -761,7 +764,7 @@ fn ready_replicas(
         0,
         comm,
     )?;
-    replicas.broadcast();
+    replicas.broadcast()?;
     if !t.vars_to_freeze.is_empty() {
         let names = regex::Regex::new(&t.vars_to_freeze).map_err(|e| EngineError::Other(e.to_string()))?;
         let frozen = replicas.freeze(&names);

@@ -5,6 +5,7 @@
 use tch::Kind;
 
 use super::replicas::Replicas;
+use super::tensors::torch_error;
 use super::EngineError;
 use crate::config::EarlyStoppingMode;
 use crate::data::{Loader, WindowSampler};
@@ -78,8 +79,12 @@ pub fn validate(
         let (images, labels) = batch.to_tensors();
         let (loss, logits) = replicas.evaluate(&images, &labels, batch.loss_weight_tensor().as_ref(), loss_name)?;
         total += loss;
-        let predicted: Vec<f32> = Vec::<f32>::try_from(logits.argmax(1, false).to_kind(Kind::Float).view([-1]))
-            .map_err(|e| EngineError::Other(e.to_string()))?;
+        let predicted = logits
+            .f_argmax(1, false)
+            .and_then(|p| p.f_to_kind(Kind::Float))
+            .and_then(|p| p.f_view([-1]))
+            .and_then(|p| Vec::<f32>::try_from(p))
+            .map_err(torch_error("the validation prediction (the arg-max of the network's output)"))?;
         let reference: Vec<f32> = batch.labels.iter().map(|&l| f32::from(l)).collect();
         for (sum, c) in counts.iter_mut().zip(confusion(&predicted, &reference, classes as u32)) {
             *sum = crate::metrics::LabelOverlap {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use tch::{Device, Tensor};
 
+use super::super::tensors::{to_device, torch_error};
 use super::super::EngineError;
 use super::aggregate::Aggregator;
 use super::predictor::Predictor;
@@ -210,13 +211,16 @@ fn run_batch(
     shape: [i64; 5],
     target: Target,
 ) -> Result<(Vec<f32>, Duration), EngineError> {
-    let x = Tensor::from_slice(input).view(shape).to_device(target.device);
+    let x = Tensor::from_slice(input).f_view(shape).map_err(torch_error("shaping a batch of windows"))?;
+    let x = to_device(&x, target.device, "a batch of windows")?;
     let started = std::time::Instant::now();
     let out = predictor.predict(&x)?;
     let elapsed = started.elapsed();
     check_output(&out.size(), &shape, target.num_classes)?;
-    let values =
-        Vec::<f32>::try_from(out.view([-1])).map_err(|e| EngineError::Other(format!("network output: {e}")))?;
+    let values = out
+        .f_view([-1])
+        .and_then(|v| Vec::<f32>::try_from(v))
+        .map_err(|e| EngineError::Other(format!("network output: {e}")))?;
     Ok((values, elapsed))
 }
 

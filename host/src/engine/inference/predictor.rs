@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use niftyhost_plugin_api::ComponentKind;
 use tch::{Device, Kind, Tensor};
 
+use super::super::tensors::{to_device, torch_error};
 use super::super::{checkpoint, EngineError, Model};
 use super::compute::{Compute, InferencePrecision};
 use super::output::OutputKind;
@@ -121,7 +122,10 @@ impl Predictor {
         let mut sum: Option<Tensor> = None;
         for model in &mut self.models {
             for dims in mirrorings {
-                let x = if dims.is_empty() { input.shallow_clone() } else { input.flip(dims.as_slice()) };
+                let flip = |t: &Tensor, what: &str| {
+                    t.f_flip(dims.as_slice()).map_err(torch_error(format_args!("mirroring {what} along {dims:?}")))
+                };
+                let x = if dims.is_empty() { input.shallow_clone() } else { flip(&input, "the windows")? };
                 let y = tch::no_grad(|| model.forward(&x, false)).map_err(|error| EngineError::Plugin {
                     context: match self.compute.precision {
                         InferencePrecision::Bf16 | InferencePrecision::Auto => format!(
@@ -135,8 +139,9 @@ impl Predictor {
                 // Back to the default layout while the maps are still narrow (bf16), so
                 // that the float32 result needs no copy of its own.
                 let y = y.contiguous();
-                let y = if self.logits { y.to_kind(Kind::Float) } else { y.softmax(1, Kind::Float) };
-                let y = if dims.is_empty() { y } else { y.flip(dims.as_slice()) };
+                let y = if self.logits { y.f_to_kind(Kind::Float) } else { y.f_softmax(1, Kind::Float) }
+                    .map_err(torch_error(format_args!("the class probabilities of network `{}`", model.name)))?;
+                let y = if dims.is_empty() { y } else { flip(&y, &format!("network `{}`'s output", model.name))? };
                 sum = Some(match sum {
                     None => y,
                     Some(s) if s.size() == y.size() => s + y,
@@ -153,7 +158,8 @@ impl Predictor {
         }
         let sum = sum.ok_or_else(|| EngineError::Other("no model to predict with".into()))?;
         let mean = if self.passes() == 1 { sum } else { sum / (self.passes() as f64) };
-        Ok(mean.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous())
+        let mean = to_device(&mean, tch::Device::Cpu, "the network's output")?;
+        Ok(mean.f_to_kind(Kind::Float).map_err(torch_error("the network's output as float32"))?.contiguous())
     }
 }
 
