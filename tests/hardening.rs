@@ -264,3 +264,59 @@ fn unusable_plugin_outputs_are_errors_naming_the_plugin_not_panics() {
         assert!(!stderr.contains("panicked"), "{network} {training}: {stderr}");
     }
 }
+
+#[test]
+fn csv_file_paths_are_relative_to_the_csv_and_quoted_paths_may_hold_commas() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    cohort(&data, &["a", "b"]);
+    std::fs::create_dir_all(data.join("with,comma")).unwrap();
+    std::fs::rename(data.join("t1_b.nii"), data.join("with,comma/t1_b.nii")).unwrap();
+    let lists = d.join("lists/deep");
+    std::fs::create_dir_all(&lists).unwrap();
+    // Relative to the CSV's folder; from the working directory (`elsewhere`) they would
+    // name nothing.
+    let images = lists.join("t1.csv");
+    std::fs::write(&images, "subject_id,path\na, ../../data/t1_a.nii\n\"b\",\"../../data/with,comma/t1_b.nii\"\r\n")
+        .unwrap();
+    let labels = lists.join("labels.csv");
+    std::fs::write(&labels, "a,../../data/tissue_a.nii\nb,../../data/tissue_b.nii\n").unwrap();
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let config = d.join("config.toml");
+    let write_config = |images: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "[system]\nmodel_dir = \"{m}\"\n[input.t1]\ncsv_file = \"{i}\"\n[input.label]\ncsv_file = \"{l}\"\n\
+                 [segmentation]\nimage = [\"t1\"]\nlabel = \"label\"\nnum_classes = 3\n",
+                m = d.join("model").display(),
+                i = images.display(),
+                l = labels.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&images);
+    let out = run(&elsewhere, &["check", "-c", config.to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 subjects: every file readable"), "{stderr}");
+    // `check` wrote the split file into model_dir, as it says.
+    assert!(d.join("model/dataset_split.csv").is_file());
+    let help = text(&run(d, &["check", "--help"])).0.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("it writes the split file"), "{help}");
+
+    // An unquoted comma makes a third field: refused with the line.
+    let bad = lists.join("bad.csv");
+    std::fs::write(&bad, "a,../../data/t1_a.nii\nb,../../data/with,comma/t1_b.nii\n").unwrap();
+    write_config(&bad);
+    let out = run(&elsewhere, &["check", "-c", config.to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.csv:2: expected 2 fields `subject_id,path`, got 3 (quote a path that holds a comma)"),
+        "{stderr}"
+    );
+}

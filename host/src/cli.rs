@@ -48,6 +48,8 @@ pub enum Command {
     /// held-out subjects, or two folders (`--seg-dir S --ref-dir R`, no config needed).
     Evaluation(EvaluationArgs),
     /// Check that every subject's files are readable and agree, listing every problem.
+    /// Like training, it writes the split file (`system.dataset_split_file`, default
+    /// `<model_dir>/dataset_split.csv`) when it is missing.
     Check(JobArgs),
     /// Measure the data pipeline (NIfTI decoding, sampler throughput and the data-wait
     /// share of a training loop) on the 1 mm MNI152 task, or with `--inference`

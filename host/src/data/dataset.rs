@@ -109,19 +109,33 @@ fn subject_id(stem: &str, section: &InputSection) -> String {
     }
 }
 
+/// The files a `csv_file` lists (`subject_id,path` records, an optional
+/// `subject_id,...` header line, RFC 4180 quoting): relative paths are taken from the
+/// CSV's own folder.
 fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
     crate::io::file_kind::regular_file(path).map_err(|message| IoError { path: path.to_owned(), message })?;
     let text = std::fs::read_to_string(path).map_err(|e| IoError { path: path.to_owned(), message: e.to_string() })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files = BTreeMap::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let csv_error =
-            |message: &str| DataError::Csv { path: path.to_owned(), line: n + 1, message: message.to_owned() };
-        let (id, file) = line.split_once(',').ok_or_else(|| csv_error("expected `subject_id,path`"))?;
-        if n == 0 && id.trim() == "subject_id" {
+        let csv_error = |message: String| DataError::Csv { path: path.to_owned(), line: n + 1, message };
+        let record = super::csv::fields(line).map_err(csv_error)?;
+        let [id, file] = record.as_slice() else {
+            return Err(csv_error(format!(
+                "expected 2 fields `subject_id,path`, got {} (quote a path that holds a comma)",
+                record.len()
+            )));
+        };
+        if n == 0 && id == "subject_id" {
             continue;
         }
-        files.insert(id.trim().to_owned(), base.join(file.trim()));
+        if id.is_empty() || file.is_empty() {
+            return Err(csv_error("expected a subject id and a path, got an empty field".to_owned()));
+        }
+        if files.insert(id.clone(), base.join(file)).is_some() {
+            return Err(csv_error(format!("subject `{id}` is listed a second time, expected one path per subject")));
+        }
     }
     Ok(files)
 }

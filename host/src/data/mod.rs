@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod cache;
 pub mod channels;
+pub mod csv;
 pub mod dataset;
 pub mod grid;
 pub mod loader;
