@@ -107,18 +107,7 @@ class GpuMemory:
         self.proc, self.peaks, self.thread = None, {}, None
 
     def query(self):
-        if not self.available:
-            return {}
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            return {}
-        return parse_memory_lines(out.splitlines())
+        return parse_memory_lines(nvidia_smi_query("index,memory.used")) if self.available else {}
 
     def start(self):
         if not self.available:
@@ -153,6 +142,19 @@ class GpuMemory:
         return dict(self.peaks)
 
 
+def nvidia_smi_query(fields):
+    """The lines of `nvidia-smi --query-gpu=FIELDS` (one per GPU); none if it fails."""
+    try:
+        return subprocess.run(
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
 def parse_memory_lines(lines):
     out = {}
     for line in lines:
@@ -183,6 +185,7 @@ class Check:
         self.started = time.time()
         self.deadline = self.started + self.s["budget_s"]
         self.steps = {}
+        self.aborted = None
         self.nvidia_smi = shutil.which("nvidia-smi") is not None
         self.gpu_memory = GpuMemory(self.nvidia_smi and not args.cpu)
         self.gpus = self.list_gpus()
@@ -194,17 +197,8 @@ class Check:
     def list_gpus(self):
         if not self.nvidia_smi:
             return []
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            return []
         gpus = []
-        for line in out.splitlines():
+        for line in nvidia_smi_query("index,name,memory.total,driver_version"):
             parts = [p.strip() for p in line.split(",")]
             if len(parts) == 4:
                 gpus.append({"index": parts[0], "name": parts[1], "memory_mib": parts[2], "driver": parts[3]})
@@ -658,6 +652,8 @@ class Check:
 
     def write(self):
         failed = [n for n, r in self.steps.items() if r["status"] == "failed"]
+        if self.aborted:
+            failed.append(f"aborted ({self.aborted})")
         report = {
             "check": "niftyhost GPU check (issue 20)",
             "mode": self.s["mode"],
@@ -789,7 +785,10 @@ def main():
     args = ap.parse_args()
     check = Check(args)
     try:
-        check.all_steps()
+        try:
+            check.all_steps()
+        except BaseException as e:  # interrupted (Ctrl-C, a closed stdout): the report says how far it got
+            check.aborted = f"{type(e).__name__}: {e}"
         report = check.write()
     finally:
         if not args.work and not args.keep_work:
