@@ -401,8 +401,8 @@ class Check:
         return name, fn
 
     def losses_step(self, limit):
-        """The first losses of fp32 on the device against a reference run: on the CPU
-        (GPU mode), or on the CPU with another thread count (CPU mode)."""
+        """The first losses of fp32 on the device against a reference run with the same
+        seed: on the CPU (GPU mode), or with other loader threads (CPU mode)."""
         device_run = self.ok(f"train_fp32_b{self.s['batch']}")
         if device_run is None:
             raise StepFailed(f"needs train_fp32_b{self.s['batch']}, which did not run")
