@@ -327,3 +327,87 @@ fn inference_bench_times_the_volume_with_and_without_the_crop() {
     assert!(report["peak_rss_mb"].as_f64().unwrap() > 10.0, "{report}");
     assert!(stderr.contains("crop_to_foreground = true: 36 windows"), "{stderr}");
 }
+
+/// NiftyNet 0.1's command line, with no config file: train from an image and a label
+/// folder paired by file name, then segment a folder of new images into `--save_seg_dir`.
+#[test]
+fn niftynet_01_command_line_trains_and_segments_without_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses")]);
+    let staging = dir.path().join("staging");
+    niftyhost_tests::tissue_cohort(&staging, &["a", "b", "c", "d"]);
+    for (folder, prefix, ids) in
+        [("T1", "t1_", &["a", "b", "c"][..]), ("Label", "tissue_", &["a", "b", "c"]), ("New", "t1_", &["d"])]
+    {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        for id in ids {
+            let from = staging.join(format!("{prefix}{id}.nii.gz"));
+            std::fs::copy(from, dir.path().join(folder).join(format!("{id}.nii.gz"))).unwrap();
+        }
+    }
+    let train = [
+        "train",
+        "--net_name",
+        "toynet",
+        "--train_image_dir",
+        "T1",
+        "--train_label_dir",
+        "Label",
+        "--image_size",
+        "16",
+        "--label_size",
+        "16",
+        "--batch_size",
+        "1",
+        "--max_iter",
+        "2",
+        "--num_classes",
+        "3",
+        "--num_gpus",
+        "0",
+    ];
+    let out = run(dir.path(), &train);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("train=3"), "the three image/label pairs train:\n{stderr}");
+    let inference = [
+        "inference",
+        "--net_name",
+        "toynet",
+        "--eval_image_dir",
+        "New",
+        "--save_seg_dir",
+        "segs",
+        "--image_size",
+        "32",
+        "--label_size",
+        "32",
+        "--batch_size",
+        "2",
+        "--num_classes",
+        "3",
+    ];
+    let out = run(dir.path(), &inference);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("falling back"), "new subjects are held out:\n{stderr}");
+    let seg = niftyhost::io::read_volume(&dir.path().join("segs/d_seg.nii.gz")).unwrap();
+    assert_eq!(seg.dims, [64, 72, 56]);
+
+    // A label window other than the image window is refused by name, before any work.
+    let mut border = train.to_vec();
+    border[10] = "12";
+    let out = run(dir.path(), &border);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("`--label_size 12` with `--image_size 16`"), "{}", text(&out).1);
+    // A label file without its image is named.
+    std::fs::copy(dir.path().join("Label/a.nii.gz"), dir.path().join("Label/z.nii.gz")).unwrap();
+    let out =
+        run(dir.path(), &["check", "--train_image_dir", "T1", "--train_label_dir", "Label", "--num_classes", "3"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("`z`"), "{stderr}");
+    // `train -h` lists the flags in their own group.
+    let help = text(&run(dir.path(), &["train", "-h"])).0;
+    let group = help.find("NiftyNet 0.1 command line").expect("the NiftyNet group");
+    assert!(help[group..].contains("--train_image_dir <DIR>") && help[group..].contains("--num_gpus <N>"), "{help}");
+}

@@ -2,6 +2,8 @@
 //! check | bench | list-plugins | config | info`. What each command does is in
 //! [`crate::commands`].
 
+pub mod niftynet;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -262,14 +264,14 @@ pub struct JobArgs {
     /// Set any key: `--set training.lr=0.01` (repeatable; values are TOML literals).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Shortcut for `network.batch_size`.
-    #[arg(long)]
+    /// Shortcut for `network.batch_size` (NiftyNet's `--batch_size` too).
+    #[arg(long, alias = "batch_size")]
     pub batch_size: Option<usize>,
     /// Shortcut for `training.lr`.
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Shortcut for `training.max_iter`.
-    #[arg(long)]
+    /// Shortcut for `training.max_iter` (NiftyNet's `--max_iter` too).
+    #[arg(long, alias = "max_iter")]
     pub max_iter: Option<u64>,
     /// Shortcut for `training.starting_iter` (-1 resumes from the latest checkpoint).
     #[arg(long, allow_negative_numbers = true)]
@@ -290,15 +292,18 @@ pub struct JobArgs {
     /// Plugins.
     #[command(flatten)]
     pub plugins: PluginArgs,
+    /// NiftyNet 0.1's flags.
+    #[command(flatten)]
+    pub niftynet: niftynet::NiftyNetArgs,
 }
 
 impl JobArgs {
     /// Flags and `--set` as config overrides, flags first so `--set` wins.
     ///
     /// # Errors
-    /// A `--set` without `=`.
+    /// A `--set` without `=`, or NiftyNet flags that cannot be honoured.
     pub fn overrides(&self) -> Result<Overrides, ConfigError> {
-        let mut cli: Vec<(String, String, String)> = Vec::new();
+        let mut cli: Vec<(String, String, String)> = self.niftynet.overrides()?;
         let mut flag = |name: &str, key: &str, value: String| cli.push((format!("--{name}"), key.to_owned(), value));
         if let Some(v) = self.batch_size {
             flag("batch-size", "network.batch_size", v.to_string());

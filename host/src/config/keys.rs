@@ -39,7 +39,7 @@ pub const KEYS: &[KeySpec] = &[
     k("system.comm_timeout_s", "300.0", "seconds a collective may wait for the other processes before the run ends"),
     k("system.bucket_mb", "25.0", "size of the gradient buckets all-reduced across processes, MiB"),
     k("segmentation.image", "[\"image\"]", "input sections stacked as image channels, in order"),
-    k("segmentation.label", "\"label\"", "input section holding the labels"),
+    k("segmentation.label", "\"label\"", "input section holding the labels (\"\" = images only: inference of new images)"),
     k("segmentation.num_classes", "2", "number of label classes (labels 0..num_classes-1)"),
     k(
         "segmentation.label_normalisation",

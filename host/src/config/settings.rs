@@ -472,7 +472,9 @@ impl Settings {
 
     /// The input sections `[segmentation]` names: defined, on one grid.
     fn validate_inputs(&self) -> Result<(), Inconsistency> {
-        let used: Vec<&String> = self.segmentation.image.iter().chain([&self.segmentation.label]).collect();
+        // An empty label section: images only (inference of new images).
+        let label = Some(&self.segmentation.label).filter(|l| !l.is_empty());
+        let used: Vec<&String> = self.segmentation.image.iter().chain(label).collect();
         for name in &used {
             if !self.input.contains_key(*name) {
                 let have: Vec<&String> = self.input.keys().collect();

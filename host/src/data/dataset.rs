@@ -179,11 +179,17 @@ fn section_files(
 /// `needs` says) by subject id. Relative paths are taken from `base_dir`.
 ///
 /// # Errors
-/// A section without files, or subjects missing from sections (all of them listed).
+/// Labels needed while `segmentation.label` is empty, a section without files, or
+/// subjects missing from sections (all of them listed).
 pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Result<Vec<Subject>, DataError> {
     let seg = &settings.segmentation;
     let mut sections: Vec<&String> = seg.image.iter().collect();
     if needs.labels {
+        if seg.label.is_empty() {
+            return Err(DataError::Invalid(vec![
+                "this job needs labels, but `segmentation.label` is empty (images only): name the input section of the labels".into(),
+            ]));
+        }
         sections.push(&seg.label);
     }
     if needs.weights {

@@ -109,9 +109,9 @@ pub struct HeldOutSubject {
 }
 
 /// The subjects to segment (images only) or evaluate (with labels): the INFER subjects
-/// of the split file. When the split file is missing or marks no subject INFER, every
-/// subject, with a warning that names the phases fallen back to: figures measured on
-/// them are not held-out figures.
+/// of the split file, and the subjects it does not hold (new data). When the split file
+/// is missing, or every subject is TRAIN or VALID, every subject, with a warning that
+/// names the phases fallen back to: figures measured on them are not held-out figures.
 ///
 /// # Errors
 /// Missing files, or a malformed split file.
@@ -134,8 +134,11 @@ pub fn held_out_subjects(
     let split = Split::read(&path, &split_spec(settings))?;
     let phased: Vec<HeldOutSubject> =
         subjects.into_iter().map(|subject| HeldOutSubject { phase: split.phase(&subject.id), subject }).collect();
-    if phased.iter().any(|s| s.phase == Some(Phase::Infer)) {
-        return Ok(phased.into_iter().filter(|s| s.phase == Some(Phase::Infer)).collect());
+    // Subjects the split does not hold were never trained or validated on: new data,
+    // held out as the INFER ones are.
+    let held_out = |s: &HeldOutSubject| matches!(s.phase, Some(Phase::Infer) | None);
+    if phased.iter().any(held_out) {
+        return Ok(phased.into_iter().filter(held_out).collect());
     }
     tracing::warn!(
         "{job}: split file {} marks no subject INFER: falling back to {}; these subjects are not held out",

@@ -1,0 +1,166 @@
+//! NiftyNet 0.1's command line, which needed no config file:
+//! `train --net_name N --train_image_dir D --train_label_dir D --image_size s ...` and
+//! `inference --net_name N --eval_image_dir D --save_seg_dir D ...`. Each flag is a
+//! shortcut for configuration keys (see [`NiftyNetArgs::overrides`]); every other key
+//! still comes from the defaults, a `-c` file or `--set`, which wins.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::config::ConfigError;
+
+/// The input section the image folder flags define.
+pub const IMAGE_SECTION: &str = "image";
+/// The input section `--train_label_dir` defines.
+pub const LABEL_SECTION: &str = "label";
+
+/// NiftyNet 0.1's flags.
+#[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "NiftyNet 0.1 command line (no config file needed)")]
+pub struct NiftyNetArgs {
+    /// Shortcut for `network.name`.
+    #[arg(long = "net_name", value_name = "NAME")]
+    pub net_name: Option<String>,
+    /// Training images: input section `image` reads every NIfTI file of DIR (one subject
+    /// per file; `segmentation.image = ["image"]`).
+    #[arg(long = "train_image_dir", value_name = "DIR", conflicts_with = "eval_image_dir")]
+    pub train_image_dir: Option<PathBuf>,
+    /// Training labels: input section `label` reads DIR; a label file pairs with the image
+    /// of the same file name (`T1/sub01.nii.gz` with `Label/sub01.nii.gz`).
+    #[arg(long = "train_label_dir", value_name = "DIR")]
+    pub train_label_dir: Option<PathBuf>,
+    /// Images to segment: input section `image` reads every NIfTI file of DIR, without
+    /// labels (subjects the split file does not hold are new, so all are segmented).
+    #[arg(long = "eval_image_dir", value_name = "DIR")]
+    pub eval_image_dir: Option<PathBuf>,
+    /// Shortcut for `inference.output_dir`: where segmentations are written.
+    #[arg(long = "save_seg_dir", value_name = "DIR")]
+    pub save_seg_dir: Option<PathBuf>,
+    /// Window edge in voxels: `network.spatial_window_size` and
+    /// `inference.spatial_window_size` = [s, s, s].
+    #[arg(long = "image_size", value_name = "S")]
+    pub image_size: Option<usize>,
+    /// The label window's edge: the same as `--image_size` (a smaller label window, the
+    /// border of valid-convolution networks, is not supported yet and is refused).
+    #[arg(long = "label_size", value_name = "S")]
+    pub label_size: Option<usize>,
+    /// Shortcut for `segmentation.num_classes`.
+    #[arg(long = "num_classes", value_name = "K")]
+    pub num_classes: Option<usize>,
+    /// GPUs to train on (`system.num_gpus`): n is `cuda:0` to `cuda:<n-1>`, 0 the CPU
+    /// (`system.devices = ["cpu"]`).
+    #[arg(long = "num_gpus", value_name = "N")]
+    pub num_gpus: Option<usize>,
+}
+
+/// A path as a TOML string literal.
+fn path_value(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
+}
+
+/// A list of strings as a TOML array literal.
+fn strings_value<S: AsRef<str>>(items: &[S]) -> String {
+    toml::Value::Array(items.iter().map(|s| toml::Value::String(s.as_ref().to_owned())).collect()).to_string()
+}
+
+impl NiftyNetArgs {
+    /// The keys these flags set, as `(flag, key, TOML value)`, in flag order.
+    ///
+    /// # Errors
+    /// `--label_size` other than `--image_size`, or without it.
+    pub fn overrides(&self) -> Result<Vec<(String, String, String)>, ConfigError> {
+        let mut out = Vec::new();
+        let mut set = |flag: &str, key: String, value: String| out.push((format!("--{flag}"), key, value));
+        if let Some(name) = &self.net_name {
+            set("net_name", "network.name".into(), toml::Value::String(name.clone()).to_string());
+        }
+        for (flag, dir) in [("train_image_dir", &self.train_image_dir), ("eval_image_dir", &self.eval_image_dir)] {
+            if let Some(dir) = dir {
+                set(flag, format!("input.{IMAGE_SECTION}.path_to_search"), path_value(dir));
+                set(flag, "segmentation.image".into(), strings_value(&[IMAGE_SECTION]));
+            }
+        }
+        if self.eval_image_dir.is_some() && self.train_label_dir.is_none() {
+            // Images only: no label section is needed to segment them.
+            set("eval_image_dir", "segmentation.label".into(), "\"\"".into());
+        }
+        if let Some(dir) = &self.train_label_dir {
+            set("train_label_dir", format!("input.{LABEL_SECTION}.path_to_search"), path_value(dir));
+            set("train_label_dir", "segmentation.label".into(), toml::Value::String(LABEL_SECTION.into()).to_string());
+        }
+        if let Some(dir) = &self.save_seg_dir {
+            set("save_seg_dir", "inference.output_dir".into(), path_value(dir));
+        }
+        match (self.image_size, self.label_size) {
+            (_, Some(l)) if self.image_size != Some(l) => {
+                let image = self.image_size.map_or("no `--image_size`".to_owned(), |s| format!("`--image_size {s}`"));
+                return Err(ConfigError::Invalid(format!(
+                    "`--label_size {l}` with {image}: a label window other than the image window (NiftyNet's border \
+                     for valid convolutions) is not supported yet; give the same size to both, or leave `--label_size` out"
+                )));
+            }
+            _ => {}
+        }
+        if let Some(s) = self.image_size {
+            let window = format!("[{s}, {s}, {s}]");
+            set("image_size", "network.spatial_window_size".into(), window.clone());
+            set("image_size", "inference.spatial_window_size".into(), window);
+        }
+        if let Some(k) = self.num_classes {
+            set("num_classes", "segmentation.num_classes".into(), k.to_string());
+        }
+        if let Some(n) = self.num_gpus {
+            set("num_gpus", "system.num_gpus".into(), n.to_string());
+            if n == 0 {
+                // NiftyNet's 0 is the CPU, whatever the config's devices.
+                set("num_gpus", "system.devices".into(), strings_value(&["cpu"]));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_flag_sets_its_keys_in_order() {
+        let args = NiftyNetArgs {
+            net_name: Some("toynet".into()),
+            train_image_dir: Some("./T1".into()),
+            train_label_dir: Some("./Label".into()),
+            image_size: Some(42),
+            label_size: Some(42),
+            num_gpus: Some(2),
+            ..NiftyNetArgs::default()
+        };
+        let keys: Vec<(String, String)> = args.overrides().unwrap().into_iter().map(|(_, k, v)| (k, v)).collect();
+        let expected = [
+            ("network.name", "\"toynet\""),
+            ("input.image.path_to_search", "\"./T1\""),
+            ("segmentation.image", "[\"image\"]"),
+            ("input.label.path_to_search", "\"./Label\""),
+            ("segmentation.label", "\"label\""),
+            ("network.spatial_window_size", "[42, 42, 42]"),
+            ("inference.spatial_window_size", "[42, 42, 42]"),
+            ("system.num_gpus", "2"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(keys, expected);
+        let cpu = NiftyNetArgs { num_gpus: Some(0), ..NiftyNetArgs::default() }.overrides().unwrap();
+        let cpu: Vec<(&str, &str)> = cpu.iter().map(|(_, k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(cpu, [("system.num_gpus", "0"), ("system.devices", "[\"cpu\"]")]);
+        assert!(NiftyNetArgs::default().overrides().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_label_window_other_than_the_image_window_is_refused_by_name() {
+        let args = NiftyNetArgs { image_size: Some(42), label_size: Some(36), ..NiftyNetArgs::default() };
+        let err = args.overrides().unwrap_err().to_string();
+        assert!(err.contains("`--label_size 36` with `--image_size 42`") && err.contains("not supported yet"), "{err}");
+        let alone = NiftyNetArgs { label_size: Some(36), ..NiftyNetArgs::default() }.overrides().unwrap_err();
+        assert!(alone.to_string().contains("with no `--image_size`"), "{alone}");
+    }
+}
