@@ -405,7 +405,7 @@ impl<'a> TrainingRun<'a> {
         let scaler = (replicas.precision() == MixedPrecision::Fp16).then(|| saved_scaler.unwrap_or_default());
         let loader = Loader::spawn(sampler, start, t.max_iter, settings.system.loader_threads, t.queue_length);
         let log = open_log(settings, start, primary)?;
-        let checkpoints = Checkpoints::new(settings, registry, start, scaler);
+        let checkpoints = Checkpoints::new(settings, registry, start, scaler)?;
         Ok(TrainingRun {
             settings,
             comm,
@@ -820,21 +820,33 @@ struct Checkpoints {
 impl Checkpoints {
     /// The checkpoints of a run starting at `start`, with the plugins and settings each
     /// records.
-    fn new(settings: &Settings, registry: &Registry, start: u64, scaler: Option<LossScaler>) -> Checkpoints {
+    ///
+    /// # Errors
+    /// Settings that cannot be written as JSON: a checkpoint must record its config
+    /// (bundles and inference read it back).
+    fn new(
+        settings: &Settings,
+        registry: &Registry,
+        start: u64,
+        scaler: Option<LossScaler>,
+    ) -> Result<Checkpoints, EngineError> {
         let dir = settings.checkpoint_dir();
+        let config = serde_json::to_value(settings).map_err(|e| {
+            EngineError::Other(format!("the configuration cannot be recorded in checkpoints as JSON: {e}"))
+        })?;
         let meta = CheckpointMeta {
             iteration: start,
             seed: settings.system.seed,
             loss: f64::NAN,
             plugins: plugin_refs(registry, settings),
             torch_abi_tag: TORCH_ABI_TAG.to_owned(),
-            config: serde_json::to_value(settings).unwrap_or_default(),
+            config,
             // checkpoint::save records the model's.
             image_channels: Vec::new(),
             loss_scaler: scaler,
         };
         let last = checkpoint::list(&dir).last().map(|(_, p)| p.clone());
-        Checkpoints { dir, meta, last }
+        Ok(Checkpoints { dir, meta, last })
     }
 
     /// Saves `model` and its optimiser state as the checkpoint of iteration `done`,
