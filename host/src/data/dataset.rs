@@ -113,21 +113,17 @@ fn subject_id(stem: &str, section: &InputSection) -> String {
 /// `subject_id,...` header line, RFC 4180 quoting): relative paths are taken from the
 /// CSV's own folder.
 fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
-    crate::io::file_kind::regular_file(path).map_err(|message| IoError { path: path.to_owned(), message })?;
-    let text = std::fs::read_to_string(path).map_err(|e| IoError { path: path.to_owned(), message: e.to_string() })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files = BTreeMap::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let csv_error = |message: String| DataError::Csv { path: path.to_owned(), line: n + 1, message };
-        let record = super::csv::fields(line).map_err(csv_error)?;
-        let [id, file] = record.as_slice() else {
+    for record in super::csv::read_records(path)? {
+        let csv_error = |message: String| DataError::Csv { path: path.to_owned(), line: record.line, message };
+        let [id, file] = record.fields.as_slice() else {
             return Err(csv_error(format!(
                 "expected 2 fields `subject_id,path`, got {} (quote a path that holds a comma)",
-                record.len()
+                record.fields.len()
             )));
         };
-        if n == 0 && id == "subject_id" {
+        if record.line == 1 && id == "subject_id" {
             continue;
         }
         if id.is_empty() || file.is_empty() {

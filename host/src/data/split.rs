@@ -106,22 +106,22 @@ impl Split {
         Split { rows }
     }
 
-    /// Reads a split file, taking VALID from the `fold` column when `k_folds > 1`.
+    /// Reads a split file (CSV, quoted fields as [`super::csv`] reads them), taking VALID
+    /// from the `fold` column when `k_folds > 1`.
     ///
     /// # Errors
-    /// An unreadable file, or a line that is not `subject_id,phase[,fold]`.
+    /// A path that is not a readable regular file, or a line that is not
+    /// `subject_id,phase[,fold]`.
     pub fn read(path: &Path, spec: &SplitSpec) -> Result<Split, DataError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| IoError { path: path.to_owned(), message: e.to_string() })?;
         let mut rows = BTreeMap::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let bad = |message: String| DataError::Csv { path: path.to_owned(), line: n + 1, message };
-            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            if n == 0 && fields[0] == "subject_id" {
+        for record in super::csv::read_records(path)? {
+            let bad = |message: String| DataError::Csv { path: path.to_owned(), line: record.line, message };
+            let fields = &record.fields;
+            if record.line == 1 && fields[0] == "subject_id" {
                 continue;
             }
             let (id, phase) = match fields.as_slice() {
-                [id, phase, ..] => (*id, Phase::parse(phase)),
+                [id, phase, ..] => (id, Phase::parse(phase)),
                 _ => return Err(bad("expected `subject_id,phase[,fold]`".into())),
             };
             let phase =
@@ -147,19 +147,20 @@ impl Split {
                 }
                 (phase, _) => phase,
             };
-            rows.insert(id.to_owned(), (phase, fold));
+            rows.insert(id.clone(), (phase, fold));
         }
         Ok(Split { rows })
     }
 
-    /// Writes the split as `subject_id,phase,fold`.
+    /// Writes the split as `subject_id,phase,fold` (an id with a comma or quote quoted).
     ///
     /// # Errors
     /// The file cannot be written.
     pub fn write(&self, path: &Path) -> Result<(), DataError> {
         let mut text = String::from("subject_id,phase,fold\n");
         for (id, (phase, fold)) in &self.rows {
-            let _ = writeln!(text, "{id},{},{}", phase.as_str(), fold.map(|f| f.to_string()).unwrap_or_default());
+            let fold = fold.map(|f| f.to_string()).unwrap_or_default();
+            let _ = writeln!(text, "{},{},{fold}", super::csv::field(id), phase.as_str());
         }
         let fail = |e: std::io::Error| DataError::Io(IoError { path: path.to_owned(), message: e.to_string() });
         if let Some(dir) = path.parent() {
@@ -251,6 +252,12 @@ mod tests {
             ),
             "{err}"
         );
+        // Ids that need quoting in CSV (file names may hold commas) read back as written.
+        let odd: Vec<String> = vec!["a,b".into(), "say \"hi\"".into(), "plain".into()];
+        let made = Split::make(&odd, &spec(0.0, 0.0, 0, 0));
+        made.write(&path).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("\"a,b\",TRAIN,"));
+        assert_eq!(Split::read(&path, &spec(0.0, 0.0, 0, 0)).unwrap(), made);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -29,8 +29,9 @@ fn expected_in_channels(settings: &Settings, base_dir: &Path) -> usize {
 }
 
 /// The devices of `device_names`, once the devices and the components of `settings`
-/// (data paths relative to `base_dir`) have been checked. Builds each component once (on the CPU) and drops it; call it
-/// before seeding libtorch, since building a network draws its initial weights.
+/// (data paths relative to `base_dir`) have been checked. Builds each component once
+/// (on the CPU) and drops it; call it before seeding libtorch, since building a network
+/// draws its initial weights.
 ///
 /// # Errors
 /// [`EngineError::Preflight`] listing every problem found: a device that cannot be used,
