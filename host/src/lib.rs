@@ -5,6 +5,11 @@
 //! inference, evaluation metrics, checkpoints, logs and progress. Networks, losses and
 //! augmentations are plugins (see the `niftyhost-plugin-api` crate).
 //!
+//! What needs no libtorch (I/O, configuration, preprocessing, datasets, metrics and
+//! evaluation, the command line) is the `niftyhost-core` crate, re-exported here under the
+//! same paths; this crate builds the `niftyhost-engine` binary, which the torch-free
+//! `niftyhost` front binary runs for every command but `evaluation`, `info` and `check`.
+//!
 //! # Axis convention
 //! NIfTI stores voxels with the first index `i` (x) fastest. Volumes are kept in that
 //! memory order and viewed by torch as C-order `[z, y, x]`, so tensors are
@@ -13,19 +18,14 @@
 
 pub mod bench;
 pub mod bundle;
-pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod data;
 pub mod distributed;
 pub mod engine;
 pub mod help;
-pub mod io;
-pub mod memory;
-pub mod metrics;
 pub mod plugins;
-pub mod preprocess;
-pub mod rng;
 pub mod runlog;
-pub mod telemetry;
 pub mod torch;
+
+// The torch-free modules, under the paths they always had.
+pub use niftyhost_core::{cli, config, io, memory, metrics, preprocess, rng, telemetry};

@@ -12,6 +12,7 @@ use clap::FromArgMatches;
 use niftyhost::cli::{Cli, Command};
 use niftyhost::commands;
 use niftyhost::config::ConfigError;
+use niftyhost::engine::evaluation::EvaluationError;
 use niftyhost::engine::EngineError;
 use niftyhost::plugins::{ExplicitFailures, Registry, RegistryError};
 use niftyhost::torch::DeviceError;
@@ -100,6 +101,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         e.downcast_ref::<ConfigError>().is_some()
             || e.downcast_ref::<DeviceError>().is_some()
             || e.downcast_ref::<EngineError>().is_some_and(EngineError::is_usage)
+            || e.downcast_ref::<EvaluationError>().is_some_and(EvaluationError::is_usage)
             || e.downcast_ref::<RegistryError>().is_some_and(RegistryError::is_usage)
             || e.downcast_ref::<ExplicitFailures>().is_some_and(ExplicitFailures::is_usage)
     });

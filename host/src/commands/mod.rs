@@ -7,57 +7,20 @@
 //! is run. A library user sets the process's allocator as the binary does with
 //! [`crate::memory`].
 
-pub mod info;
-
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
-pub use self::info::{info, InfoReport};
+pub use niftyhost_core::commands::{check, evaluation, here, info, settings, InfoReport};
+use niftyhost_core::commands::{chosen_folds, load};
+
 use crate::bench::{self, BenchOptions, BenchReport};
 use crate::bundle::{self, Exported};
-use crate::cli::{BenchArgs, EvaluationArgs, ExportArgs, FoldsArgs, InferenceArgs, JobArgs, PluginArgs, TrainArgs};
-use crate::config::{self, ConfigError, Overrides, Settings};
-use crate::data::phases::{self, CheckReport};
-use crate::engine::evaluation::{self, EvaluationReport};
+use crate::cli::{BenchArgs, ExportArgs, InferenceArgs, JobArgs, PluginArgs, TrainArgs};
+use crate::config::{ConfigError, Settings};
 use crate::engine::folds::{self, FoldsReport};
 use crate::engine::inference::job::{ImageFiles, InferenceJob, InferenceReport};
 use crate::engine::trainer::{self, TrainReport};
 use crate::help;
 use crate::plugins::Registry;
-
-/// The folder a configuration's relative paths are read from.
-fn here() -> &'static Path {
-    Path::new(".")
-}
-
-/// The configuration of a job's arguments: file, environment and flags.
-///
-/// # Errors
-/// A bad `--set`, or a configuration that does not load.
-pub fn settings(args: &JobArgs) -> Result<Settings, ConfigError> {
-    load(args, &args.overrides()?)
-}
-
-/// The configuration of a job's config file under `overrides`.
-///
-/// # Errors
-/// A configuration that does not load, or `--fold` without k-fold cross-validation.
-fn load(args: &JobArgs, overrides: &Overrides) -> Result<Settings, ConfigError> {
-    let s = config::load(args.config.as_deref(), overrides)?;
-    if args.fold.is_some() {
-        folds::require_folds(&s, "--fold")?;
-    }
-    Ok(s)
-}
-
-/// The folds `--folds` names in `s`, if it is given.
-///
-/// # Errors
-/// As [`folds::FoldSelection::resolve`].
-fn chosen_folds(s: &Settings, args: &FoldsArgs) -> Result<Option<Vec<usize>>, ConfigError> {
-    args.folds.as_ref().map(|f| f.resolve(s)).transpose()
-}
 
 /// Loads plugins; a library named with `--plugin` that fails ends the run.
 ///
@@ -142,27 +105,6 @@ pub fn export(args: &ExportArgs) -> Result<Exported> {
     }
     let reg = registry(&args.job.plugins)?;
     bundle::export(&s, &reg, &args.out).context("export failed")
-}
-
-/// `niftyhost evaluation`.
-///
-/// # Errors
-/// A bad configuration, a failing evaluation.
-pub fn evaluation(args: &EvaluationArgs) -> Result<EvaluationReport> {
-    let mut s = load(&args.job, &args.overrides()?)?;
-    if let Some(chosen) = chosen_folds(&s, &args.folds)? {
-        s = folds::with_ensemble_outputs(s, &chosen);
-    }
-    evaluation::evaluate(&s, here()).context("evaluation failed")
-}
-
-/// `niftyhost check`.
-///
-/// # Errors
-/// A bad configuration, or every problem with the data found.
-pub fn check(args: &JobArgs) -> Result<CheckReport> {
-    let s = settings(args)?;
-    Ok(phases::check(&s, here())?)
 }
 
 /// The benchmark options of `bench`'s arguments, with a scratch folder of this process

@@ -15,7 +15,6 @@
 //! ends the run with an error naming the operation, instead of a hang.
 
 pub mod buckets;
-pub mod launch;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod nccl;
@@ -27,6 +26,7 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 pub use launch::{LaunchError, Launcher, World};
+pub use niftyhost_core::launch;
 
 use crate::config::{Distributed, Settings};
 

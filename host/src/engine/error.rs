@@ -31,6 +31,9 @@ pub enum EngineError {
     /// The model folder is another process's, or cannot be locked.
     #[error(transparent)]
     FolderLock(#[from] FolderLockError),
+    /// An evaluation failed.
+    #[error(transparent)]
+    Evaluation(#[from] niftyhost_core::evaluation::EvaluationError),
     /// A device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
@@ -80,6 +83,7 @@ impl EngineError {
             | EngineError::Device(_)
             | EngineError::FolderLock(FolderLockError::Busy { .. }) => true,
             EngineError::Registry(e) => e.is_usage(),
+            EngineError::Evaluation(e) => e.is_usage(),
             _ => false,
         }
     }

@@ -1,9 +1,8 @@
 //! The engine: a network instance on the host side, optimisers, checkpoints, the trainer,
-//! sliding-window inference and evaluation.
+//! sliding-window inference and evaluation (`niftyhost_core::evaluation`, re-exported).
 
 pub mod checkpoint;
 mod error;
-pub mod evaluation;
 pub mod folder_lock;
 pub mod folds;
 pub mod inference;
@@ -18,3 +17,4 @@ pub mod validation;
 
 pub use error::EngineError;
 pub use model::Model;
+pub use niftyhost_core::evaluation;

@@ -9,15 +9,13 @@ use tch::{Kind, Tensor};
 
 use crate::config::{LrSchedule, OptimiserRule, Training};
 
-impl OptimiserRule {
-    /// State tensors kept per parameter.
-    fn slots(self) -> &'static [&'static str] {
-        match self {
-            OptimiserRule::Sgd => &[],
-            OptimiserRule::Momentum | OptimiserRule::Nesterov => &["velocity"],
-            OptimiserRule::Adam | OptimiserRule::AdamW => &["m", "v"],
-            OptimiserRule::Adagrad | OptimiserRule::RmsProp => &["square_avg"],
-        }
+/// State tensors kept per parameter by `rule`.
+fn slots(rule: OptimiserRule) -> &'static [&'static str] {
+    match rule {
+        OptimiserRule::Sgd => &[],
+        OptimiserRule::Momentum | OptimiserRule::Nesterov => &["velocity"],
+        OptimiserRule::Adam | OptimiserRule::AdamW => &["m", "v"],
+        OptimiserRule::Adagrad | OptimiserRule::RmsProp => &["square_avg"],
     }
 }
 
@@ -60,7 +58,7 @@ const RMS_RHO: f64 = 0.99;
 impl Optimiser {
     /// A fresh optimiser for `params`.
     pub fn new(config: OptimiserConfig, params: &[(String, Tensor)]) -> Optimiser {
-        let slots = config.rule.slots().iter().map(|_| params.iter().map(|(_, p)| p.zeros_like()).collect()).collect();
+        let slots = slots(config.rule).iter().map(|_| params.iter().map(|(_, p)| p.zeros_like()).collect()).collect();
         Optimiser { config, slots, steps: 0 }
     }
 
@@ -128,7 +126,7 @@ impl Optimiser {
     /// The state as named tensors (`step` and `<slot>/<parameter>`), for checkpoints.
     pub fn state(&self, params: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
         let mut out = vec![("step".to_owned(), Tensor::from_slice(&[self.steps]))];
-        for (slot, tensors) in self.config.rule.slots().iter().zip(&self.slots) {
+        for (slot, tensors) in slots(self.config.rule).iter().zip(&self.slots) {
             for ((name, _), t) in params.iter().zip(tensors) {
                 out.push((format!("{slot}/{name}"), t.shallow_clone()));
             }
@@ -147,7 +145,7 @@ impl Optimiser {
     ) -> Result<(), String> {
         let step = saved.remove("step").ok_or("has no `step`")?;
         self.steps = step.int64_value(&[0]);
-        for (slot, tensors) in self.config.rule.slots().iter().zip(self.slots.iter_mut()) {
+        for (slot, tensors) in slots(self.config.rule).iter().zip(self.slots.iter_mut()) {
             for ((name, _), t) in params.iter().zip(tensors.iter_mut()) {
                 let key = format!("{slot}/{name}");
                 let src = saved.remove(&key).ok_or_else(|| format!("has no `{key}` (another optimiser?)"))?;

@@ -7,10 +7,29 @@ use tch::{Device, Tensor};
 
 pub use crate::config::MixedPrecision;
 
-impl MixedPrecision {
+/// `training.mixed_precision` on libtorch's devices (an extension of the configuration's
+/// type, which knows no devices).
+pub trait Autocasting {
     /// What `self` means on `devices`: autocast applies to CUDA devices only, so a run
     /// with a CPU device stays fp32 (and says so).
-    pub fn on(self, devices: &[Device]) -> MixedPrecision {
+    fn on(self, devices: &[Device]) -> MixedPrecision;
+
+    /// Autocast for `device` on the calling thread until the guard drops (autocast state
+    /// is per thread in libtorch); `None` for fp32.
+    fn autocast(self, device: Device) -> Option<Autocast>;
+}
+
+/// libtorch's `c10::ScalarType` code of the reduced type of `precision`.
+fn scalar_type(precision: MixedPrecision) -> Option<i8> {
+    match precision {
+        MixedPrecision::Full => None,
+        MixedPrecision::Fp16 => Some(5),
+        MixedPrecision::Bf16 => Some(15),
+    }
+}
+
+impl Autocasting for MixedPrecision {
+    fn on(self, devices: &[Device]) -> MixedPrecision {
         if self != MixedPrecision::Full && devices.iter().any(|d| !d.is_cuda()) {
             tracing::warn!(precision = ?self, "mixed precision applies to CUDA devices: this run stays fp32");
             return MixedPrecision::Full;
@@ -18,19 +37,8 @@ impl MixedPrecision {
         self
     }
 
-    /// libtorch's `c10::ScalarType` code of the reduced type.
-    fn scalar_type(self) -> Option<i8> {
-        match self {
-            MixedPrecision::Full => None,
-            MixedPrecision::Fp16 => Some(5),
-            MixedPrecision::Bf16 => Some(15),
-        }
-    }
-
-    /// Autocast for `device` on the calling thread until the guard drops (autocast state
-    /// is per thread in libtorch); `None` for fp32.
-    pub fn autocast(self, device: Device) -> Option<Autocast> {
-        let dtype = self.scalar_type()?;
+    fn autocast(self, device: Device) -> Option<Autocast> {
+        let dtype = scalar_type(self)?;
         let device_type = match device {
             Device::Cpu => DEVICE_TYPE_CPU,
             _ => DEVICE_TYPE_CUDA,

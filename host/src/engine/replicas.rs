@@ -18,7 +18,7 @@ use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::{LossBox, RTensor};
 use tch::{Device, Tensor};
 
-use super::precision::MixedPrecision;
+use super::precision::{Autocasting, MixedPrecision};
 use super::tensors::{backward, loss_value, to_device, torch_error};
 use super::{EngineError, Model};
 use crate::config::Settings;

@@ -18,6 +18,7 @@ pub mod export;
 mod guard;
 mod layout;
 mod log;
+mod nearest;
 mod params;
 mod tensor;
 
@@ -27,7 +28,8 @@ pub use export::{AugmentationDef, BuildNetwork, LossDef, NetworkDef, PluginDef};
 pub use guard::{first_line, guard};
 pub use layout::{channels_last_3d, is_channels_last_3d};
 pub use log::{host_log, Host};
-pub use params::{nearest, Param, ParamType, Params};
+pub use nearest::nearest;
+pub use params::{Param, ParamType, Params};
 pub use tensor::TensorView;
 
 /// The libtorch this crate was built against: `tch-<v>/libtorch-<v>/cxx11abi=<0|1>`.

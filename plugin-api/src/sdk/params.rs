@@ -4,6 +4,7 @@ use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::RStr;
 use serde_json::{Map, Value};
 
+use super::nearest;
 use crate::{ParamSpec, ParamSpec_Ref, PluginError};
 
 /// The type of a hyper-parameter.
@@ -183,31 +184,6 @@ impl Params {
     pub fn floats(&self, key: &str) -> Result<Vec<f64>, PluginError> {
         self.typed(key, "a list of numbers", |v| v.as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
     }
-}
-
-/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
-pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (levenshtein(word, c), c))
-        .filter(|&(d, c)| d <= 3.max(c.len() / 3))
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -14,11 +14,17 @@ use tch::{Device, Kind, Tensor};
 use super::super::Model;
 pub use crate::config::InferencePrecision;
 
-impl InferencePrecision {
+/// `inference.precision` on a libtorch device (an extension of the configuration's type,
+/// which knows no devices).
+pub trait PrecisionOnDevice {
     /// What `self` means on `device`: `auto` stays (bf16, or float32 when the network
     /// fails in bf16 on its first batch) on a CPU with bf16 dot products, and is float32
     /// elsewhere. Probes the CPU.
-    pub fn on(self, device: Device) -> InferencePrecision {
+    fn on(self, device: Device) -> InferencePrecision;
+}
+
+impl PrecisionOnDevice for InferencePrecision {
+    fn on(self, device: Device) -> InferencePrecision {
         match self {
             InferencePrecision::Auto if device != Device::Cpu || !cpu_has_bf16() => InferencePrecision::Fp32,
             other => other,

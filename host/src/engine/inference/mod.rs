@@ -17,7 +17,6 @@ pub mod output;
 mod pipeline;
 pub mod postprocess;
 pub mod predictor;
-pub mod shard;
 pub mod tiling;
 pub mod tta;
 
@@ -28,9 +27,9 @@ use tch::Device;
 
 pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
-pub use self::compute::{Compute, InferencePrecision};
+pub use self::compute::{Compute, InferencePrecision, PrecisionOnDevice};
 pub use self::foreground::Region;
-pub use self::output::OutputKind;
+pub use self::output::{OutputKind, OutputStore};
 use self::pipeline::{Batches, Blender};
 pub use self::postprocess::Postprocess;
 pub use self::predictor::{
@@ -47,6 +46,7 @@ use crate::data::{load_subject, LoadOptions, Subject, SubjectVolumes};
 use crate::metrics::components::Connectivity;
 use crate::plugins::Registry;
 use crate::telemetry::Progress;
+pub use niftyhost_core::shard;
 
 /// One segmentation written.
 #[derive(Debug, Clone, Serialize)]

@@ -13,11 +13,17 @@ use crate::io::nifti::{write_image, WriteOptions};
 use crate::io::{write_labels, Volume};
 use crate::preprocess::{crop, resample_to_grid, Interp, LabelMap};
 
-impl OutputKind {
+/// What the aggregator keeps for an `inference.output` (an extension of the
+/// configuration's type, which knows no aggregator).
+pub trait OutputStore {
     /// What the aggregator keeps for this output on `geometry`: labels directly when
     /// nothing is resampled (cropping and reorienting commute with the arg-max),
     /// quantised probabilities when labels need resampling.
-    pub fn store(&self, geometry: &Geometry) -> Store {
+    fn store(&self, geometry: &Geometry) -> Store;
+}
+
+impl OutputStore for OutputKind {
+    fn store(&self, geometry: &Geometry) -> Store {
         match self {
             OutputKind::Labels if geometry.resampled == geometry.reoriented => Store::Labels,
             OutputKind::Labels | OutputKind::Probabilities { quantised: true } => Store::Quantised,

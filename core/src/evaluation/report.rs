@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::EvaluationError;
 use super::MetricRow;
-use crate::engine::EngineError;
 use crate::metrics::{BinaryMetrics, ComponentSummary, Unit};
 
 /// A CSV cell.
@@ -319,8 +319,8 @@ pub(super) fn components_csv_text(rows: &[MetricRow]) -> String {
     text
 }
 
-pub(super) fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
-    let fail = |e: std::io::Error| EngineError::Other(format!("{}: {e}", path.display()));
+pub(super) fn write_file(path: &Path, text: &str) -> Result<(), EvaluationError> {
+    let fail = |e: std::io::Error| EvaluationError::Other(format!("{}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }

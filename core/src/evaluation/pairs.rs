@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::EvaluationError;
 use crate::config::Settings;
 use crate::data::phases::held_out_subjects;
 use crate::data::split::Phase;
-use crate::engine::EngineError;
 
 /// One subject's segmentation and reference label files.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ fn stem(path: &Path) -> Option<String> {
 ///
 /// # Errors
 /// The dataset cannot be read, or a subject has no segmentation (every one is named).
-pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Result<Vec<Pair>, EngineError> {
+pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Result<Vec<Pair>, EvaluationError> {
     let subjects = held_out_subjects(settings, base_dir, true)?;
     let postfix = &settings.inference.output_postfix;
     let mut pairs = Vec::new();
@@ -50,7 +50,7 @@ pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Res
         }
     }
     if !missing.is_empty() {
-        return Err(EngineError::Other(format!(
+        return Err(EvaluationError::Other(format!(
             "no segmentation for {} subject(s) (run `niftyhost inference` first):\n  {}",
             missing.len(),
             missing.join("\n  ")
@@ -66,9 +66,9 @@ pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Res
 /// # Errors
 /// A folder that cannot be read, a folder without NIfTI files, or references without a
 /// segmentation (every one is named).
-pub fn from_folders(seg_dir: &Path, ref_dir: &Path, postfix: &str) -> Result<Vec<Pair>, EngineError> {
-    let list = |dir: &Path| -> Result<Vec<(String, PathBuf)>, EngineError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| EngineError::Other(format!("{}: {e}", dir.display())))?;
+pub fn from_folders(seg_dir: &Path, ref_dir: &Path, postfix: &str) -> Result<Vec<Pair>, EvaluationError> {
+    let list = |dir: &Path| -> Result<Vec<(String, PathBuf)>, EvaluationError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| EvaluationError::Other(format!("{}: {e}", dir.display())))?;
         let mut files: Vec<(String, PathBuf)> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -80,7 +80,7 @@ pub fn from_folders(seg_dir: &Path, ref_dir: &Path, postfix: &str) -> Result<Vec
     };
     let references = list(ref_dir)?;
     if references.is_empty() {
-        return Err(EngineError::Other(format!("{}: no .nii or .nii.gz reference files", ref_dir.display())));
+        return Err(EvaluationError::Other(format!("{}: no .nii or .nii.gz reference files", ref_dir.display())));
     }
     let segmentations = list(seg_dir)?;
     let mut pairs = Vec::new();
@@ -97,7 +97,7 @@ pub fn from_folders(seg_dir: &Path, ref_dir: &Path, postfix: &str) -> Result<Vec
         }
     }
     if !missing.is_empty() {
-        return Err(EngineError::Other(format!(
+        return Err(EvaluationError::Other(format!(
             "{} reference(s) in {} have no segmentation:\n  {}",
             missing.len(),
             ref_dir.display(),

@@ -165,9 +165,8 @@ fn validate(table: &Table, prefix: &str, origin: &str) -> Result<(), ConfigError
             Ok(None) => {}
             Err(()) => {
                 let known = KEYS.iter().map(|s| s.key);
-                let hint = niftyhost_plugin_api::sdk::nearest(&key, known)
-                    .map(|n| format!("; did you mean `{n}`?"))
-                    .unwrap_or_default();
+                let hint =
+                    crate::nearest::nearest(&key, known).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
                 return Err(ConfigError::UnknownKey { key, origin: origin.to_owned(), hint });
             }
         }

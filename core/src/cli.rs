@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{ConfigError, Overrides};
-use crate::engine::folds::FoldSelection;
+use crate::folds::FoldSelection;
 use crate::plugins::SearchPath;
 
 /// Deep learning on 3D medical images, with networks and losses as plugins.

@@ -26,6 +26,7 @@
 //! `segmentation.label_normalisation`, the label values of the saved label map (the
 //! values segmentations are written with); the voxel size is the reference's `pixdim`.
 
+mod error;
 pub mod pairs;
 mod report;
 
@@ -34,12 +35,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::EngineError;
 use crate::config::{ConfigError, Settings};
 use crate::data::split::Phase;
 use crate::io::{read_volume, Volume};
 use crate::metrics::{evaluate_labels, BinaryMetrics, ComponentSummary, Connectivity, EvalOptions, Unit, UnitResult};
 use crate::preprocess::{LabelMap, SavedModel};
+pub use error::EvaluationError;
 use pairs::Pair;
 pub use report::{column_names, SummaryRow};
 use report::{components_csv_text, metrics_csv, summarise, summary_csv_text, summary_table, write_file};
@@ -163,10 +164,10 @@ fn spacing_of(pixdim: [f64; 3]) -> [f64; 3] {
 }
 
 /// A label volume read for scoring, checked to hold one value per voxel.
-fn read_labels(path: &Path) -> Result<Volume, EngineError> {
+fn read_labels(path: &Path) -> Result<Volume, EvaluationError> {
     let v = read_volume(path)?;
     if v.channels != 1 {
-        return Err(EngineError::Other(format!(
+        return Err(EvaluationError::Other(format!(
             "{}: a label volume has one value per voxel, this one has {} (4D)",
             path.display(),
             v.channels
@@ -190,11 +191,11 @@ fn values_of(data: &[f32], into: &mut BTreeSet<u32>) {
 }
 
 /// Scores one pair with `options`.
-fn score(pair: &Pair, options: &EvalOptions) -> Result<Vec<MetricRow>, EngineError> {
+fn score(pair: &Pair, options: &EvalOptions) -> Result<Vec<MetricRow>, EvaluationError> {
     let seg = read_labels(&pair.segmentation)?;
     let reference = read_labels(&pair.reference)?;
     if seg.dims != reference.dims {
-        return Err(EngineError::Other(format!(
+        return Err(EvaluationError::Other(format!(
             "{} is {:?} but reference {} is {:?}",
             pair.segmentation.display(),
             seg.dims,
@@ -222,7 +223,7 @@ fn score(pair: &Pair, options: &EvalOptions) -> Result<Vec<MetricRow>, EngineErr
 /// values with label normalisation; else, for folders, every value found in the
 /// references and segmentations; else `0..segmentation.num_classes`. Label 0 only with
 /// `evaluation.include_background`.
-fn labels(settings: &Settings, pairs: &[Pair], from_folders: bool) -> Result<Vec<u32>, EngineError> {
+fn labels(settings: &Settings, pairs: &[Pair], from_folders: bool) -> Result<Vec<u32>, EvaluationError> {
     let e = &settings.evaluation;
     let keep = |v: &u32| *v != 0 || e.include_background;
     if !e.labels.is_empty() {
@@ -232,7 +233,7 @@ fn labels(settings: &Settings, pairs: &[Pair], from_folders: bool) -> Result<Vec
         // Segmentations carry the original label values again: score those.
         let path = settings.label_map_file();
         let map = LabelMap::load(&path).map_err(|e| {
-            EngineError::Other(format!("label normalisation is on but its map {} is unusable: {e}", path.display()))
+            EvaluationError::Other(format!("label normalisation is on but its map {} is unusable: {e}", path.display()))
         })?;
         let (labels, negative): (Vec<i64>, Vec<i64>) = map.values.iter().partition(|&&v| v >= 0);
         if !negative.is_empty() {
@@ -261,7 +262,7 @@ fn labels(settings: &Settings, pairs: &[Pair], from_folders: bool) -> Result<Vec
 /// # Errors
 /// Invalid `[evaluation]` options, a missing segmentation (named), unreadable files,
 /// mismatched shapes, a 4D segmentation or reference.
-pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport, EngineError> {
+pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport, EvaluationError> {
     let mut options = options(settings)?;
     let e = &settings.evaluation;
     let seg_dir = if e.seg_dir.as_os_str().is_empty() { settings.inference_dir() } else { e.seg_dir.clone() };
