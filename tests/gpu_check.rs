@@ -32,6 +32,8 @@ fn bundle(dir: &Path) -> PathBuf {
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(bundle.join("plugins")).unwrap();
     std::os::unix::fs::symlink(niftyhost_bin(), bundle.join("niftyhost")).unwrap();
+    let engine = niftyhost_bin().with_file_name("niftyhost-engine");
+    std::os::unix::fs::symlink(engine, bundle.join("niftyhost-engine")).unwrap();
     for name in ["unet3d", "seglosses"] {
         let lib = workspace_plugin(name);
         std::os::unix::fs::symlink(&lib, bundle.join("plugins").join(lib.file_name().unwrap())).unwrap();

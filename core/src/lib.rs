@@ -19,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod evaluation;
 pub mod folds;
+pub mod front;
 pub mod io;
 pub mod launch;
 pub mod memory;

@@ -1,38 +1,27 @@
-//! `niftyhost`: parse the command line, set up logging, run the command (a library call
-//! of [`niftyhost::commands`]), print its report (text on stderr, or JSON on stdout with
-//! `--json`), map errors to exit codes (0: success, 2: usage or configuration, 1: everything
-//! else).
+//! `niftyhost-engine`: parse the command line, set up logging, run the command (a library
+//! call of [`niftyhost::commands`]), print its report (text on stderr, or JSON on stdout
+//! with `--json`), map errors to exit codes (0: success, 2: usage or configuration, 1:
+//! everything else). The `niftyhost` front binary (crate `niftyhost-core`) runs
+//! `evaluation`, `info` and `check` without libtorch and replaces itself with this binary
+//! for every other command line, unchanged; this binary runs those three too.
 
 use std::ffi::OsString;
-use std::fmt::Display;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::FromArgMatches;
 use niftyhost::cli::{Cli, Command};
 use niftyhost::commands;
-use niftyhost::config::ConfigError;
-use niftyhost::engine::evaluation::EvaluationError;
 use niftyhost::engine::EngineError;
 use niftyhost::plugins::{ExplicitFailures, Registry, RegistryError};
 use niftyhost::torch::DeviceError;
-use niftyhost::{help, memory, telemetry};
-
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// A report as text on stderr, and as JSON on stdout with `--json`.
-fn report(report: &(impl Display + serde::Serialize), json: bool) -> Result<()> {
-    eprint!("{report}");
-    if json {
-        print_json(report)?;
-    }
-    Ok(())
-}
+use niftyhost::{help, memory};
+use niftyhost_core::front::{self, print_json, report, TorchFree};
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(job) = TorchFree::of(&cli.command) {
+        return job.run();
+    }
     match cli.command {
         Command::Train(args) if args.all_folds => report(&commands::train_all_folds(&args)?, args.job.plugins.json)?,
         Command::Train(args) => {
@@ -47,8 +36,6 @@ fn run(cli: Cli) -> Result<()> {
             report(&commands::inference(&args)?, args.job.plugins.json)?;
         }
         Command::Export(args) => report(&commands::export(&args)?, args.job.plugins.json)?,
-        Command::Evaluation(args) => report(&commands::evaluation(&args)?, args.job.plugins.json)?,
-        Command::Check(args) => report(&commands::check(&args)?, args.plugins.json)?,
         Command::Bench(args) if args.inference => {
             // As `niftyhost inference` runs.
             memory::one_malloc_arena();
@@ -79,37 +66,20 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{}", config.parameters);
             }
         }
-        Command::Info(args) => {
-            let info = commands::info(&args);
-            if args.json {
-                print_json(&info)?;
-            } else {
-                print!("{info}");
-            }
-            eprint!("{}", info.problems());
-            info.into_result()?;
-        }
+        // Run above, as the front binary runs them.
+        Command::Evaluation(_) | Command::Check(_) | Command::Info(_) => {}
     }
     Ok(())
 }
 
-/// The exit code of a failed command: 2 for a usage or configuration error anywhere in
-/// the error's chain, 1 for anything else (clap's own usage errors exit 2 too; success is
-/// 0).
-fn exit_code(err: &anyhow::Error) -> u8 {
-    let is_usage = err.chain().any(|e| {
-        e.downcast_ref::<ConfigError>().is_some()
-            || e.downcast_ref::<DeviceError>().is_some()
-            || e.downcast_ref::<EngineError>().is_some_and(EngineError::is_usage)
-            || e.downcast_ref::<EvaluationError>().is_some_and(EvaluationError::is_usage)
-            || e.downcast_ref::<RegistryError>().is_some_and(RegistryError::is_usage)
-            || e.downcast_ref::<ExplicitFailures>().is_some_and(ExplicitFailures::is_usage)
-    });
-    if is_usage {
-        2
-    } else {
-        1
-    }
+/// Whether `e` is a usage or configuration error: the torch-free part's, a device that is
+/// not one or cannot be had, and the engine's and plugin registry's usage errors.
+fn is_usage(e: &(dyn std::error::Error + 'static)) -> bool {
+    front::is_usage(e)
+        || e.downcast_ref::<DeviceError>().is_some()
+        || e.downcast_ref::<EngineError>().is_some_and(EngineError::is_usage)
+        || e.downcast_ref::<RegistryError>().is_some_and(RegistryError::is_usage)
+        || e.downcast_ref::<ExplicitFailures>().is_some_and(ExplicitFailures::is_usage)
 }
 
 fn main() -> ExitCode {
@@ -120,14 +90,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // In a job of several processes, only rank 0 reports progress; the others warn.
-    let secondary_rank = niftyhost::distributed::launch::from_env().is_ok_and(|w| w.rank > 0);
-    telemetry::init(cli.verbose, cli.quiet || secondary_rank);
+    front::init_logging(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(exit_code(&err))
+            ExitCode::from(front::exit_code(&err, is_usage))
         }
     }
 }
