@@ -205,7 +205,8 @@ mod tests {
     #[test]
     fn the_adapter_returns_every_output_and_checks_the_input() {
         let vs = VarStore::new(Device::Cpu);
-        let mut net = Network_TO::from_value(NetworkAdapter { name: "two", vs, model: Box::new(TwoOutputs) }, TD_Opaque);
+        let mut net =
+            Network_TO::from_value(NetworkAdapter { name: "two", vs, model: Box::new(TwoOutputs) }, TD_Opaque);
         let x = Tensor::ones([1, 1, 4, 4, 4], (Kind::Float, Device::Cpu));
         let outputs: Vec<Tensor> = net
             .forward_outputs(&RTensor::from_tch(x.shallow_clone()), true)
