@@ -13,7 +13,7 @@ use niftyhost::engine::replicas::Replicas;
 use niftyhost::engine::Model;
 use niftyhost::plugins::{Registry, SearchPath};
 use niftyhost_plugin_api::{LossBox, RTensor};
-use niftyhost_tests::{tissue_config, workspace_plugin};
+use niftyhost_tests::{identity_volume, tissue_config, workspace_plugin};
 use tch::{Device, Kind, Tensor};
 
 fn registry() -> Registry {
@@ -122,39 +122,6 @@ fn a_valid_network_meets_labels_cropped_to_its_output_and_other_windows_are_name
     assert!(err.contains("`deepmedic`") && err.contains("[1, 3, 3, 3, 3]") && err.contains("[N, K, 5, 5, 5]"), "{err}");
 }
 
-/// A 1-channel volume of `dims` (i, j, k) on an identity grid, image `[k, j, i]`.
-fn volume(dims: [usize; 3], image: Vec<f32>) -> niftyhost::data::SubjectVolumes {
-    use niftyhost::data::prepare::{Geometry, GeometryOptions};
-    use niftyhost::preprocess::{Grid, IDENTITY};
-    let options = GeometryOptions {
-        axcodes: None,
-        pixdim: None,
-        padding: [0, 0, 0],
-        padding_mode: niftyhost::config::PaddingMode::Constant,
-    };
-    let geometry = Geometry::plan(Grid::new(dims, IDENTITY).unwrap(), &options).unwrap();
-    let reference = niftyhost::io::Volume {
-        data: Vec::new(),
-        dims,
-        channels: 1,
-        header: niftyhost::io::nifti::reference_for_affine(&IDENTITY),
-        affine: IDENTITY,
-        pixdim: [1.0; 3],
-        path: "in.nii".into(),
-    };
-    niftyhost::data::SubjectVolumes {
-        id: "s".into(),
-        image,
-        channels: 1,
-        dims,
-        label: None,
-        weights: None,
-        loss_weight: None,
-        reference,
-        geometry,
-    }
-}
-
 /// Segments a random volume of `dims` with the network of `s` (probabilities, no
 /// overlap, every window run) and runs the same network once over the whole volume
 /// zero-padded by `pad` on each side, as the windows at its edges are: both as
@@ -171,7 +138,7 @@ fn tiled_and_whole(s: &Settings, dims: [usize; 3], pad: i64) -> (Vec<f32>, Vec<f
     let [i, j, k] = dims.map(|d| d as i64);
     let x = Tensor::randn([1, 1, k, j, i], (Kind::Float, Device::Cpu));
     let image = Vec::<f32>::try_from(x.view([-1])).unwrap();
-    let v = volume(dims, image);
+    let v = identity_volume(dims, image);
     let tiled = predict_volume(&mut predictor, &v, &options, Store::Float, Device::Cpu).unwrap();
     let Aggregated::Float(values) = tiled.volume else { panic!("a float store gives floats") };
     let padded = x.constant_pad_nd([pad, pad, pad, pad, pad, pad]);
