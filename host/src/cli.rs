@@ -59,8 +59,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// List every plugin component found, with its file, sha256 and status.
     ListPlugins(PluginArgs),
-    /// Print the merged configuration and every parameter with its default.
-    Config(JobArgs),
+    /// Print the merged configuration and every parameter with its default; with
+    /// `--explain`, what each key of a NiftyNet .ini file became.
+    Config(ConfigArgs),
     /// Show what NIfTI files hold: shape, data type, scaling, voxel size, orientation,
     /// affine and value statistics.
     Info(InfoArgs),
@@ -106,6 +107,19 @@ impl InferenceArgs {
         }
         Ok(overrides)
     }
+}
+
+/// Arguments of `niftyhost config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Config, overrides and plugins.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Print, key by key, what each key of the NiftyNet .ini file given with `-c` became
+    /// in niftyhost (or why it was refused); exits 2 if any key is refused, unknown or
+    /// invalid.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Arguments of `niftyhost export`.

@@ -69,7 +69,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             reg.check_explicit(&search)?;
         }
+        Command::Config(args) if args.explain => {
+            let explained = commands::explain(&args.job);
+            let (Ok(report) | Err(commands::ExplainFailure { report, .. })) = &explained;
+            if args.job.plugins.json {
+                print_json(report)?;
+            } else {
+                print!("{report}");
+            }
+            explained.map_err(|failure| failure.error)?;
+        }
         Command::Config(args) => {
+            let args = args.job;
             let config = commands::config(&args)?;
             if args.plugins.json {
                 print_json(&config.settings)?;

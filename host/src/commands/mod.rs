@@ -7,12 +7,14 @@
 //! is run. A library user sets the process's allocator as the binary does with
 //! [`crate::memory`].
 
+mod explain;
 pub mod info;
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+pub use self::explain::{explain, ExplainFailure, ExplainReport};
 pub use self::info::{info, InfoReport};
 use crate::bench::{self, BenchOptions, BenchReport};
 use crate::bundle::{self, Exported};

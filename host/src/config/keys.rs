@@ -69,7 +69,12 @@ pub const KEYS: &[KeySpec] = &[
     k(
         "network.foreground_type",
         "\"otsu\"",
-        "foreground rule: otsu, mean (above the mean), threshold (above network.foreground_threshold)",
+        "foreground rule: otsu, mean (above the mean), threshold (above network.foreground_threshold), otsu_minus or threshold_minus (below)",
+    ),
+    k(
+        "network.multimod_foreground_type",
+        "\"multi\"",
+        "foreground of several image channels: multi (each its own mask), and (foreground in all), or (in any)",
     ),
     k("network.foreground_threshold", "0.0", "intensity threshold of foreground_type = \"threshold\""),
     k("network.normalisation", "false", "Nyúl histogram standardisation, learned on TRAIN subjects (TRAIN and VALID with k_folds >= 2)"),
@@ -103,6 +108,7 @@ pub const KEYS: &[KeySpec] = &[
     k("training.warmup_iters", "0", "iterations of linear warm-up from 0 to training.lr"),
     k("training.clip_grad_norm", "0.0", "largest global gradient norm (0 = no clipping)"),
     k("training.weight_decay", "0.0", "weight decay (L2; decoupled for adamw)"),
+    k("training.weight_decay_norm", "\"l2\"", "penalty of training.weight_decay: l2 (Σw²/2) or l1 (Σ|w|; not with adamw)"),
     k("training.max_iter", "100", "iterations to train"),
     k(
         "training.starting_iter",
@@ -246,6 +252,11 @@ pub const INPUT_KEYS: &[KeySpec] = &[
     k("csv_file", "\"\"", "CSV of subject_id,path (instead of searching folders)"),
     k("pixdim", "[]", "resample to this voxel size in mm (i, j, k); every section of a job must agree"),
     k("axcodes", "\"\"", "reorient to these axis codes, e.g. \"RAS\"; every section of a job must agree"),
+    k(
+        "interp_order",
+        "-1",
+        "resampling of an image section: 0 nearest, 1 linear, 3 cubic B-spline (-1 = linear; labels always nearest)",
+    ),
 ];
 
 /// Tables whose keys belong to a plugin's schema.

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::choices::{
     axcodes_text, shard_text, Blending, Distributed, EarlyStoppingMode, ForegroundType, InferencePrecision, LrSchedule,
-    MixedPrecision, NormType, OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype, Shard,
-    WindowSampling,
+    MixedPrecision, MultimodForeground, NormType, OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype,
+    Shard, WeightDecayNorm, WindowSampling,
 };
 use crate::preprocess::AxCodes;
 
@@ -31,7 +31,7 @@ pub struct System {
 }
 
 /// `[input.<name>]`: where the files of one modality (or of the labels) are.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputSection {
     pub path_to_search: String,
@@ -42,6 +42,27 @@ pub struct InputSection {
     pub pixdim: Vec<f64>,
     #[serde(with = "axcodes_text")]
     pub axcodes: Option<AxCodes>,
+    #[serde(default = "interp_order_default")]
+    pub interp_order: i64,
+}
+
+fn interp_order_default() -> i64 {
+    -1
+}
+
+impl Default for InputSection {
+    fn default() -> Self {
+        InputSection {
+            path_to_search: String::new(),
+            filename_contains: Vec::new(),
+            filename_not_contains: Vec::new(),
+            filename_removefromid: String::new(),
+            csv_file: String::new(),
+            pixdim: Vec::new(),
+            axcodes: None,
+            interp_order: interp_order_default(),
+        }
+    }
 }
 
 /// `[segmentation]`: which inputs are images and labels.
@@ -68,6 +89,8 @@ pub struct Network {
     pub normalise_foreground_only: bool,
     pub foreground_type: ForegroundType,
     pub foreground_threshold: f64,
+    #[serde(default)]
+    pub multimod_foreground_type: MultimodForeground,
     pub normalisation: bool,
     pub histogram_ref_file: PathBuf,
     pub norm_type: NormType,
@@ -95,6 +118,8 @@ pub struct Training {
     pub warmup_iters: u64,
     pub clip_grad_norm: f64,
     pub weight_decay: f64,
+    #[serde(default)]
+    pub weight_decay_norm: WeightDecayNorm,
     pub max_iter: u64,
     pub starting_iter: i64,
     pub restore_from: PathBuf,
@@ -442,6 +467,12 @@ impl Settings {
                 "`training.restore_from` starts a new run: it needs `training.starting_iter = 0`",
             );
         }
+        if t.weight_decay_norm == WeightDecayNorm::L1 && t.optimiser == OptimiserRule::AdamW {
+            return inconsistent(
+                &["training.weight_decay_norm", "training.optimiser"],
+                "`training.weight_decay_norm = \"l1\"` adds to the gradient, which `training.optimiser = \"adamw\"` decouples: use adam, or l2",
+            );
+        }
         super::augmentation::validate(t)
     }
 
@@ -535,6 +566,7 @@ impl Settings {
                 });
             }
         }
+        self.validate_interp_orders(&used)?;
         let Some(name) = self.segmentation.image.first() else {
             return inconsistent(&["segmentation.image"], "`segmentation.image` lists no input section");
         };
@@ -546,6 +578,51 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// `input.<name>.interp_order`: 0, 1 or 3 (or -1) for images, the same for every image
+    /// section (they are resampled as one stack); -1 or 0 for the label section.
+    fn validate_interp_orders(&self, used: &[&String]) -> Result<(), Inconsistency> {
+        for name in used {
+            let order = self.input[*name].interp_order;
+            let is_label = **name == self.segmentation.label;
+            let allowed: &[i64] = if is_label { &[-1, 0] } else { &[-1, 0, 1, 3] };
+            if !allowed.contains(&order) {
+                let what = if is_label {
+                    "-1 or 0 (labels are resampled by nearest neighbour)"
+                } else {
+                    "0 (nearest), 1 (linear), 3 (cubic B-spline) or -1 (linear)"
+                };
+                return inconsistent(
+                    &[&format!("input.{name}.interp_order")],
+                    format!("`input.{name}.interp_order` must be {what}, got {order}"),
+                );
+            }
+        }
+        let images = &self.segmentation.image;
+        // -1 is linear, as 1 is.
+        let order = |n: &String| self.input.get(n).map_or(1, |s| if s.interp_order == -1 { 1 } else { s.interp_order });
+        if images.windows(2).any(|w| order(&w[0]) != order(&w[1])) {
+            let keys: Vec<String> = images.iter().map(|n| format!("input.{n}.interp_order")).collect();
+            return Err(Inconsistency {
+                keys,
+                message: format!(
+                    "image sections {images:?} must agree on `interp_order` (they are resampled as one stack)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// How image sections are resampled: `interp_order` of the first image section.
+    pub fn image_interp(&self) -> crate::preprocess::Interp {
+        use crate::preprocess::Interp;
+        let order = self.segmentation.image.first().and_then(|n| self.input.get(n)).map_or(-1, |s| s.interp_order);
+        match order {
+            0 => Interp::Nearest,
+            3 => Interp::Cubic,
+            _ => Interp::Linear,
+        }
     }
 
     /// The training window `(i, j, k)`.

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::DataError;
-use crate::config::{ForegroundType, NormType, PaddingMode, Settings};
+use crate::config::{ForegroundType, MultimodForeground, NormType, PaddingMode, Settings};
 use crate::io::Volume;
 use crate::preprocess::{
     crop, pad, pad_record, reorient, reoriented_grid, resample_to_grid, resampled_grid, AxCodes, Grid, HistogramConfig,
@@ -160,8 +160,12 @@ pub struct PreparedVolumes {
 pub struct Preparation {
     /// Geometry changes.
     pub geometry: GeometryOptions,
+    /// How images are resampled (`input.<name>.interp_order`; labels: nearest).
+    pub image_interp: Interp,
     /// Whitening, and its foreground rule (`MaskRule::All` for the whole channel).
     pub whitening: Option<MaskRule>,
+    /// How the channels' foreground masks combine for whitening.
+    pub multimod: MultimodForeground,
     /// Learned histogram standardisation.
     pub histogram: Option<Arc<HistogramModel>>,
     /// Learned label map.
@@ -174,6 +178,8 @@ fn foreground_rule(settings: &Settings) -> MaskRule {
         ForegroundType::Mean => MaskRule::Mean,
         ForegroundType::Threshold => MaskRule::Threshold(n.foreground_threshold as f32),
         ForegroundType::Otsu => MaskRule::Otsu,
+        ForegroundType::OtsuMinus => MaskRule::OtsuBelow,
+        ForegroundType::ThresholdMinus => MaskRule::ThresholdBelow(n.foreground_threshold as f32),
     }
 }
 
@@ -190,6 +196,41 @@ pub fn geometry_options(settings: &Settings) -> GeometryOptions {
     }
 }
 
+/// Whitening with the channels' masks combined as `multimod` says: each its own, or one
+/// mask (their intersection or union) shared by every channel.
+fn whiten_combined(
+    images: &mut [f32],
+    channels: usize,
+    rule: MaskRule,
+    multimod: MultimodForeground,
+) -> Result<(), PreprocessError> {
+    let shared = match multimod {
+        _ if rule == MaskRule::All || channels < 2 => None,
+        MultimodForeground::Multi => None,
+        MultimodForeground::And | MultimodForeground::Or => {
+            let n = images.len() / channels;
+            let mut combined: Option<Vec<bool>> = None;
+            for channel in images.chunks(n) {
+                let mask = crate::preprocess::foreground_mask(channel, rule)?;
+                combined = Some(match combined {
+                    None => mask,
+                    Some(mut c) => {
+                        let and = multimod == MultimodForeground::And;
+                        c.iter_mut().zip(mask).for_each(|(c, m)| *c = if and { *c && m } else { *c || m });
+                        c
+                    }
+                });
+            }
+            combined
+        }
+    };
+    match shared {
+        Some(mask) => crate::preprocess::whiten_with_mask(images, channels, &mask)?,
+        None => crate::preprocess::whiten(images, channels, rule)?,
+    };
+    Ok(())
+}
+
 impl Preparation {
     /// Geometry and whitening only (nothing learned): enough to learn the rest.
     pub fn unlearned(settings: &Settings) -> Preparation {
@@ -197,7 +238,9 @@ impl Preparation {
         let rule = if n.normalise_foreground_only { foreground_rule(settings) } else { MaskRule::All };
         Preparation {
             geometry: geometry_options(settings),
+            image_interp: settings.image_interp(),
             whitening: n.whitening.then_some(rule),
+            multimod: n.multimod_foreground_type,
             histogram: None,
             label_map: None,
         }
@@ -317,12 +360,12 @@ impl Preparation {
         let grid = Grid::new(first.dims, first.affine).map_err(fail)?;
         let geometry = Geometry::plan(grid, &self.geometry).map_err(fail)?;
         let mode = self.image_padding(&images);
-        let mut images = geometry.forward(images, channels, Interp::Linear, mode).map_err(fail)?;
+        let mut images = geometry.forward(images, channels, self.image_interp, mode).map_err(fail)?;
         if let Some(h) = &self.histogram {
             h.apply(&mut images, channels).map_err(fail)?;
         }
         if let Some(rule) = self.whitening {
-            crate::preprocess::whiten(&mut images, channels, rule).map_err(fail)?;
+            whiten_combined(&mut images, channels, rule, self.multimod).map_err(fail)?;
         }
         let zero = PadMode::Constant(0.0);
         let label = match label {

@@ -26,6 +26,7 @@
 //! Every function checks its buffers against its grid and returns a
 //! [`PreprocessError`] for bad input; nothing panics on user data.
 
+mod bspline;
 mod error;
 mod grid;
 pub mod histogram;

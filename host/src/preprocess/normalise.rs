@@ -26,6 +26,10 @@ pub enum MaskRule {
     /// Voxels strictly above the mean of all the channel's finite voxels (NiftyNet's
     /// `mean_plus` mask, without its hole filling or morphology).
     Mean,
+    /// Voxels strictly below the given value (NiftyNet's `threshold_minus`).
+    ThresholdBelow(f32),
+    /// Voxels strictly below the channel's Otsu threshold (NiftyNet's `otsu_minus`).
+    OtsuBelow,
 }
 
 impl std::fmt::Display for MaskRule {
@@ -35,6 +39,8 @@ impl std::fmt::Display for MaskRule {
             Self::Threshold(t) => write!(f, "voxels > {t}"),
             Self::Otsu => write!(f, "voxels > Otsu threshold"),
             Self::Mean => write!(f, "voxels > channel mean"),
+            Self::ThresholdBelow(t) => write!(f, "voxels < {t}"),
+            Self::OtsuBelow => write!(f, "voxels < Otsu threshold"),
         }
     }
 }
@@ -156,21 +162,45 @@ pub fn otsu_threshold(values: &[f32], bins: usize) -> Result<f32, PreprocessErro
     Ok((lo64 + (t + 1) as f64 * width) as f32)
 }
 
-/// The threshold a rule compares against (`None` for [`MaskRule::All`]): foreground is
-/// finite and strictly above it.
-pub(crate) fn rule_threshold(channel: &[f32], rule: MaskRule) -> Result<Option<f32>, PreprocessError> {
-    Ok(match rule {
-        MaskRule::All => None,
-        MaskRule::Threshold(t) => Some(t),
-        MaskRule::Otsu => Some(match finite_range(channel) {
+/// The comparison a rule selects foreground voxels by: finite, and strictly above (or,
+/// for the `…Below` rules, below) a threshold; every finite voxel for [`MaskRule::All`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cut {
+    at: Option<f32>,
+    below: bool,
+}
+
+impl Cut {
+    /// Whether `v` is foreground.
+    #[inline]
+    pub(crate) fn keeps(self, v: f32) -> bool {
+        v.is_finite() && self.at.is_none_or(|t| if self.below { v < t } else { v > t })
+    }
+}
+
+/// The [`Cut`] of `rule` on `channel` (Otsu's or the mean's threshold computed here).
+pub(crate) fn rule_threshold(channel: &[f32], rule: MaskRule) -> Result<Cut, PreprocessError> {
+    let otsu = || -> Result<f32, PreprocessError> {
+        Ok(match finite_range(channel) {
             None => f32::INFINITY,
             Some(_) => otsu_threshold(channel, OTSU_BINS)?,
-        }),
-        MaskRule::Mean => Some(match moments(channel, |_| true) {
-            (0, _, _) => f32::INFINITY,
-            (_, mean, _) => mean as f32,
-        }),
-    })
+        })
+    };
+    let (at, below) = match rule {
+        MaskRule::All => (None, false),
+        MaskRule::Threshold(t) => (Some(t), false),
+        MaskRule::ThresholdBelow(t) => (Some(t), true),
+        MaskRule::Otsu => (Some(otsu()?), false),
+        MaskRule::OtsuBelow => (Some(otsu()?), true),
+        MaskRule::Mean => (
+            Some(match moments(channel, |_| true) {
+                (0, _, _) => f32::INFINITY,
+                (_, mean, _) => mean as f32,
+            }),
+            false,
+        ),
+    };
+    Ok(Cut { at, below })
 }
 
 /// Count, mean and population variance of the finite values selected by `keep`
@@ -206,7 +236,7 @@ pub fn foreground_mask(channel: &[f32], rule: MaskRule) -> Result<Vec<bool>, Pre
     let mut mask = Vec::new();
     mask.try_reserve_exact(channel.len())
         .map_err(|_| PreprocessError::Allocation { values: channel.len(), bytes: channel.len() })?;
-    mask.extend(channel.iter().map(|&v| v.is_finite() && threshold.is_none_or(|t| v > t)));
+    mask.extend(channel.iter().map(|&v| threshold.keeps(v)));
     Ok(mask)
 }
 
@@ -242,7 +272,7 @@ pub fn whiten(data: &mut [f32], channels: usize, rule: MaskRule) -> Result<Vec<C
     data.chunks_mut(n)
         .map(|channel| {
             let threshold = rule_threshold(channel, rule)?;
-            let (count, mean, var) = moments(channel, |v| threshold.is_none_or(|t| v > t));
+            let (count, mean, var) = moments(channel, |v| threshold.keeps(v));
             Ok(finish(channel, count, mean, var))
         })
         .collect()
