@@ -241,6 +241,22 @@ pub const INPUT_KEYS: &[KeySpec] = &[
     k("csv_file", "\"\"", "CSV of subject_id,path (instead of searching folders)"),
     k("pixdim", "[]", "resample to this voxel size in mm (i, j, k); every section of a job must agree"),
     k("axcodes", "\"\"", "reorient to these axis codes, e.g. \"RAS\"; every section of a job must agree"),
+    k(
+        "inference_path_to_search",
+        "\"\"",
+        "folders searched by inference only, comma-separated: new subjects without labels (a Decathlon imagesTs)",
+    ),
+    k(
+        "modality",
+        "\"\"",
+        "the section's imaging modality, e.g. \"CT\" (`niftyhost plan` normalises CT with fixed statistics)",
+    ),
+    k("intensity_clip", "[]", "[lo, hi]: clip this image section's intensities before normalisation ([] = none)"),
+    k(
+        "intensity_zscore",
+        "[]",
+        "[mean, std]: z-score this image section with these fixed statistics instead of whitening ([] = whitening)",
+    ),
 ];
 
 /// Tables whose keys belong to a plugin's schema.

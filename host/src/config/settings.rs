@@ -42,6 +42,10 @@ pub struct InputSection {
     pub pixdim: Vec<f64>,
     #[serde(with = "axcodes_text")]
     pub axcodes: Option<AxCodes>,
+    pub inference_path_to_search: String,
+    pub modality: String,
+    pub intensity_clip: Vec<f64>,
+    pub intensity_zscore: Vec<f64>,
 }
 
 /// `[segmentation]`: which inputs are images and labels.
@@ -498,6 +502,9 @@ impl Settings {
                 });
             }
         }
+        for name in &self.segmentation.image {
+            self.validate_intensity(name)?;
+        }
         let Some(name) = self.segmentation.image.first() else {
             return inconsistent(&["segmentation.image"], "`segmentation.image` lists no input section");
         };
@@ -507,6 +514,23 @@ impl Settings {
                 &[&format!("input.{name}.pixdim")],
                 format!("`pixdim` must be three positive voxel sizes in mm, got {pixdim:?}"),
             );
+        }
+        Ok(())
+    }
+
+    /// An image section's fixed intensity keys: `intensity_clip` two finite values
+    /// lo < hi, `intensity_zscore` a finite mean and a positive finite std.
+    fn validate_intensity(&self, name: &str) -> Result<(), Inconsistency> {
+        let section = &self.input[name];
+        let clip = &section.intensity_clip;
+        if !clip.is_empty() && !matches!(clip.as_slice(), [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi) {
+            let key = format!("input.{name}.intensity_clip");
+            return inconsistent(&[&key], format!("`{key}` must be [lo, hi] with lo < hi, got {clip:?}"));
+        }
+        let z = &section.intensity_zscore;
+        if !z.is_empty() && !matches!(z.as_slice(), [m, s] if m.is_finite() && s.is_finite() && *s > 0.0) {
+            let key = format!("input.{name}.intensity_zscore");
+            return inconsistent(&[&key], format!("`{key}` must be [mean, std] with std > 0, got {z:?}"));
         }
         Ok(())
     }
