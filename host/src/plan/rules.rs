@@ -27,16 +27,18 @@ pub fn mm(v: &[f64]) -> String {
 /// (nnU-Net's `anisotropy_threshold`).
 pub const ANISOTROPY_THRESHOLD: f64 = 3.0;
 
-/// Axis codes: the ones most subjects are stored in (ties: alphabetical first), so most
-/// volumes are not permuted.
+/// Axis codes: the ones most subjects are stored in, so most volumes are not permuted
+/// (ties: RAS if it is among them, else the alphabetical first).
 pub fn target_axcodes(codes: &[String]) -> Ruled<String> {
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for c in codes {
         *counts.entry(c.as_str()).or_default() += 1;
     }
-    // max_by_key keeps the last of equals: reverse so the alphabetical first wins.
-    let (best, n) = counts.iter().rev().max_by_key(|(_, n)| **n).map_or(("RAS", 0), |(c, n)| (*c, *n));
-    ruled(best.to_owned(), format!("axis codes most subjects are stored in ({n} of {})", codes.len()))
+    let most = counts.values().copied().max().unwrap_or(0);
+    let tied: Vec<&str> = counts.iter().filter(|(_, n)| **n == most).map(|(c, _)| *c).collect();
+    let best = if tied.is_empty() || tied.contains(&"RAS") { "RAS" } else { tied[0] };
+    let why = if tied.len() > 1 { ", a tie: RAS first, else alphabetical (ours)" } else { "" };
+    ruled(best.to_owned(), format!("axis codes most subjects are stored in ({most} of {}{why})", codes.len()))
 }
 
 /// Target voxel size: the median voxel size per axis; when one axis is strongly
@@ -395,6 +397,8 @@ mod tests {
         let codes: Vec<String> = ["LPS", "RAS", "LPS"].iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(target_axcodes(&codes).value, "LPS");
         let tie: Vec<String> = ["RAS", "LPS"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(target_axcodes(&tie).value, "RAS");
+        let tie: Vec<String> = ["RPI", "LPS"].iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(target_axcodes(&tie).value, "LPS");
     }
 }
