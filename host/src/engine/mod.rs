@@ -2,6 +2,7 @@
 //! sliding-window inference and evaluation.
 
 pub mod checkpoint;
+pub mod deep_supervision;
 mod error;
 pub mod evaluation;
 pub mod folder_lock;

@@ -10,7 +10,8 @@
 //! windows (e.g. Dice summed over the batch) are computed per replica, as NiftyNet's
 //! towers do. Loss weight maps (`segmentation.weight`) are split like the labels, and
 //! each replica's loss is given its chunk: a weighted mean `Σ w ℓ / Σ w` is then one per
-//! replica, combined by window share like the Dice losses.
+//! replica, combined by window share like the Dice losses. A network with auxiliary outputs
+//! (deep supervision) is trained on all of them ([`super::deep_supervision`]).
 
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::{LossBox, RTensor};
 use tch::{Device, Tensor};
 
+use super::deep_supervision::supervised_loss;
 use super::precision::MixedPrecision;
 use super::tensors::{backward, loss_value, to_device, torch_error};
 use super::{EngineError, Model};
@@ -145,12 +147,14 @@ impl Replicas {
             let started = Instant::now();
             let share = len as f64 / n as f64;
             let autocast = precision.autocast(device);
-            let logits = model.forward(&x, true).map_err(|error| EngineError::Plugin {
+            let outputs = model.forward_outputs(&x, true).map_err(|error| EngineError::Plugin {
                 context: format!("network `{}` forward on {device:?}", model.name),
                 error,
             })?;
-            let loss = call_loss(loss_fn, logits, y, w)
-                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?;
+            let loss = supervised_loss(outputs, y, w, |logits, y, w| {
+                call_loss(loss_fn, logits, y, w)
+                    .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })
+            })?;
             drop(autocast);
             let value = loss_value(&loss, loss_name, true)?;
             if value.is_finite() {
@@ -225,14 +229,17 @@ impl Replicas {
         let model = &mut self.models[0];
         tch::no_grad(|| {
             let images = to_device(images, device, "the batch's images")?;
-            let logits = model.forward(&images, false).map_err(|error| EngineError::Plugin {
+            let outputs = model.forward_outputs(&images, false).map_err(|error| EngineError::Plugin {
                 context: format!("network `{}` forward (validation)", model.name),
                 error,
             })?;
+            let logits = outputs[0].shallow_clone();
             let weights = loss_weights.map(|w| to_device(w, device, "the batch's loss weights")).transpose()?;
             let labels = to_device(labels, device, "the batch's labels")?;
-            let loss = call_loss(&self.losses[0], logits.shallow_clone(), labels, weights)
-                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })?;
+            let loss = supervised_loss(outputs, labels, weights, |logits, y, w| {
+                call_loss(&self.losses[0], logits, y, w)
+                    .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })
+            })?;
             let value = loss_value(&loss, loss_name, false)?;
             Ok((value, to_device(&logits, Device::Cpu, &format!("network `{}`'s output", model.name))?))
         })
