@@ -67,19 +67,24 @@ pub fn forward_backward(
     let mut model = Model::build(registry, settings, channels.clone(), device).map_err(|e| e.to_string())?;
     let shape = [batch as i64, channels.total() as i64, patch[2] as i64, patch[1] as i64, patch[0] as i64];
     let cuda = matches!(device, Device::Cuda(_));
+    let index = if let Device::Cuda(i) = device { i as i64 } else { 0 };
     if cuda {
-        tch::Cuda::synchronize(0);
+        tch::Cuda::synchronize(index);
     }
     let free_before = if cuda { cuda_memory().map(|m| m.0) } else { None };
     let rss_before = if !cuda && reset_peak_rss() { peak_rss() } else { None };
     let start = Instant::now();
     let result = (|| -> Result<(), String> {
         let x = Tensor::f_randn(shape, (Kind::Float, device)).map_err(|e| e.to_string())?;
-        let out = model.forward(&x, true).map_err(|e| e.to_string())?;
-        let loss = out.f_mean(Kind::Float).map_err(|e| e.to_string())?;
+        // Every output, deep-supervision heads included, as training runs them.
+        let outputs = model.forward_outputs(&x, true).map_err(|e| e.to_string())?;
+        let mut loss = Tensor::f_zeros([], (Kind::Float, device)).map_err(|e| e.to_string())?;
+        for out in &outputs {
+            loss = loss.f_add(&out.f_mean(Kind::Float).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        }
         loss.f_backward().map_err(|e| e.to_string())?;
         if cuda {
-            tch::Cuda::synchronize(0);
+            tch::Cuda::synchronize(index);
         }
         Ok(())
     })();

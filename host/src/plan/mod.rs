@@ -88,27 +88,39 @@ struct Source {
 /// The settings to plan from: `-c` (its input sections), or a Decathlon folder's
 /// sections on top of it.
 fn source(args: &PlanArgs) -> Result<Source> {
-    let mut settings = crate::commands::settings(&args.job)?;
-    match &args.dataset {
-        Some(dir) => {
-            let d = decathlon::read(dir)?;
-            settings.input = d.sections().into_iter().collect();
-            settings.segmentation.image = d.channels.iter().map(|c| c.section.clone()).collect();
-            settings.segmentation.label = "label".to_owned();
-            settings.segmentation.num_classes = d.labels.len();
-            Ok(Source { settings, class_names: d.labels, described: format!("the dataset {}", dir.display()) })
-        }
-        None => {
-            let Some(file) = &args.job.config else {
-                return Err(ConfigError::Invalid(
-                    "`niftyhost plan` needs `-c CONFIG` (its input sections) or `--dataset DIR` (a Decathlon folder)"
-                        .into(),
-                )
-                .into());
-            };
-            Ok(Source { settings, class_names: Vec::new(), described: file.display().to_string() })
-        }
+    let mut overrides = args.job.overrides()?;
+    let Some(dir) = &args.dataset else {
+        let Some(file) = &args.job.config else {
+            return Err(ConfigError::Invalid(
+                "`niftyhost plan` needs `-c CONFIG` (its input sections) or `--dataset DIR` (a Decathlon folder)"
+                    .into(),
+            )
+            .into());
+        };
+        let settings = crate::commands::settings(&args.job)?;
+        return Ok(Source { settings, class_names: Vec::new(), described: file.display().to_string() });
+    };
+    let d = decathlon::read(dir)?;
+    // The dataset's sections go in before the flags, so `--set` still wins.
+    let entry = |key: String, value: toml::Value| ("--dataset".to_owned(), key, value.to_string());
+    let strings = |v: &[String]| toml::Value::Array(v.iter().map(|s| toml::Value::String(s.clone())).collect());
+    let mut entries = Vec::new();
+    for (name, section) in d.sections() {
+        let keys = [
+            ("path_to_search", toml::Value::String(section.path_to_search)),
+            ("inference_path_to_search", toml::Value::String(section.inference_path_to_search)),
+            ("filename_contains", strings(&section.filename_contains)),
+            ("modality", toml::Value::String(section.modality)),
+        ];
+        entries.extend(keys.into_iter().map(|(k, v)| entry(format!("input.{name}.{k}"), v)));
     }
+    let image: Vec<String> = d.channels.iter().map(|c| c.section.clone()).collect();
+    entries.push(entry("segmentation.image".into(), strings(&image)));
+    entries.push(entry("segmentation.label".into(), toml::Value::String("label".into())));
+    entries.push(entry("segmentation.num_classes".into(), toml::Value::Integer(d.labels.len() as i64)));
+    overrides.cli.splice(0..0, entries);
+    let settings = config::load(args.job.config.as_deref(), &overrides)?;
+    Ok(Source { settings, class_names: d.labels, described: format!("the dataset {}", dir.display()) })
 }
 
 /// The memory budget: `--memory-gb`, else the GPU's memory when the first device is one,

@@ -28,7 +28,7 @@ pub fn mm(v: &[f64]) -> String {
 pub const ANISOTROPY_THRESHOLD: f64 = 3.0;
 
 /// Axis codes: the ones most subjects are stored in, so most volumes are not permuted
-/// (ties: RAS if it is among them, else the alphabetical first).
+/// (ties: RAS, the world's axes).
 pub fn target_axcodes(codes: &[String]) -> Ruled<String> {
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for c in codes {
@@ -36,8 +36,8 @@ pub fn target_axcodes(codes: &[String]) -> Ruled<String> {
     }
     let most = counts.values().copied().max().unwrap_or(0);
     let tied: Vec<&str> = counts.iter().filter(|(_, n)| **n == most).map(|(c, _)| *c).collect();
-    let best = if tied.is_empty() || tied.contains(&"RAS") { "RAS" } else { tied[0] };
-    let why = if tied.len() > 1 { ", a tie: RAS first, else alphabetical (ours)" } else { "" };
+    let best = if tied.len() == 1 { tied[0] } else { "RAS" };
+    let why = if tied.len() > 1 { ", a tie: RAS, the world's axes (ours)" } else { "" };
     ruled(best.to_owned(), format!("axis codes most subjects are stored in ({most} of {}{why})", codes.len()))
 }
 
@@ -399,6 +399,6 @@ mod tests {
         let tie: Vec<String> = ["RAS", "LPS"].iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(target_axcodes(&tie).value, "RAS");
         let tie: Vec<String> = ["RPI", "LPS"].iter().map(|s| (*s).to_owned()).collect();
-        assert_eq!(target_axcodes(&tie).value, "LPS");
+        assert_eq!(target_axcodes(&tie).value, "RAS");
     }
 }
