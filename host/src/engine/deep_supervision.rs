@@ -58,6 +58,24 @@ pub fn subsample(volume: &Tensor, size: &[i64], what: &str) -> Result<Tensor, En
     out.f_contiguous().map_err(torch_error(format_args!("deep supervision: copying the subsampled {what}")))
 }
 
+/// Refuses auxiliary outputs together with a label window (`network.label_size` smaller
+/// than the window, `border` voxels per side in `(i, j, k)`): the loss would need the
+/// window cropped at every output's resolution, which is not supported.
+///
+/// # Errors
+/// More than one output and a non-zero border, naming the network.
+pub fn refuse_label_border(outputs: usize, border: [usize; 3], network: &str) -> Result<(), EngineError> {
+    if outputs > 1 && border != [0, 0, 0] {
+        return Err(EngineError::Other(format!(
+            "network `{network}` returned {} auxiliary outputs (deep supervision), which a label window \
+             (`network.label_size` smaller than the window, border {border:?} (i, j, k)) does not support: \
+             turn deep supervision off or set `network.label_size` to the window",
+            outputs - 1
+        )));
+    }
+    Ok(())
+}
+
 /// The loss of a network's outputs (main first, then auxiliary ones): `loss` on each output
 /// with the labels and loss weights subsampled to its size, combined with
 /// [`output_weights`]. One output: `loss` of it, unchanged.
@@ -176,6 +194,15 @@ mod tests {
         // One output: the loss itself, without weights.
         let single = supervised_loss(vec![outputs[0].shallow_clone()], labels.shallow_clone(), None, mse).unwrap();
         assert_eq!(single.double_value(&[]), mse(outputs[0].shallow_clone(), labels, None).unwrap().double_value(&[]));
+    }
+
+    #[test]
+    fn auxiliary_outputs_with_a_label_window_are_refused() {
+        assert!(refuse_label_border(1, [2, 2, 2], "net").is_ok());
+        assert!(refuse_label_border(3, [0, 0, 0], "net").is_ok());
+        let err = refuse_label_border(3, [2, 0, 2], "net").unwrap_err().to_string();
+        assert!(err.starts_with("network `net` returned 2 auxiliary outputs (deep supervision)"), "{err}");
+        assert!(err.contains("border [2, 0, 2] (i, j, k)"), "{err}");
     }
 
     #[test]
