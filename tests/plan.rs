@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use niftyhost::io::nifti::{reference_for_affine, write_image, WriteOptions};
+use niftyhost::io::nifti::{reference_for_affine, write_image, Voxel, WriteOptions};
 use niftyhost_tests::{plugin_dir, run, text, workspace_plugin};
 
 /// Volume size of the synthetic subjects `(i, j, k)`.
@@ -26,18 +26,8 @@ fn label_at(n: usize, i: usize, j: usize, k: usize) -> u8 {
     }
 }
 
-/// Writes an image of `f(i, j, k)` and returns nothing.
-fn write_f32(path: &Path, dims: [usize; 3], spacing: [f64; 3], f: impl Fn(usize, usize, usize) -> f32) {
-    let mut data = Vec::with_capacity(dims.iter().product());
-    for k in 0..dims[2] {
-        for j in 0..dims[1] {
-            data.extend((0..dims[0]).map(|i| f(i, j, k)));
-        }
-    }
-    write_image(path, &reference_for_affine(&affine(spacing)), dims, 1, &data, &WriteOptions::default()).unwrap();
-}
-
-fn write_label(path: &Path, dims: [usize; 3], spacing: [f64; 3], f: impl Fn(usize, usize, usize) -> u8) {
+/// Writes a volume of `f(i, j, k)` (an image, or labels as uint8).
+fn write<T: Voxel>(path: &Path, dims: [usize; 3], spacing: [f64; 3], f: impl Fn(usize, usize, usize) -> T) {
     let mut data = Vec::with_capacity(dims.iter().product());
     for k in 0..dims[2] {
         for j in 0..dims[1] {
@@ -70,14 +60,12 @@ fn decathlon(root: &Path, train: usize, test: usize) -> PathBuf {
     for n in 0..train + test {
         let (folder, id) =
             if n < train { ("imagesTr", format!("case_{n:03}")) } else { ("imagesTs", format!("test_{n:03}")) };
-        write_f32(&ds.join(folder).join(format!("{id}_0000.nii.gz")), DIMS, spacing, |i, j, k| ct_at(n, i, j, k));
-        write_f32(&ds.join(folder).join(format!("{id}_0001.nii.gz")), DIMS, spacing, |i, j, k| {
+        write(&ds.join(folder).join(format!("{id}_0000.nii.gz")), DIMS, spacing, |i, j, k| ct_at(n, i, j, k));
+        write(&ds.join(folder).join(format!("{id}_0001.nii.gz")), DIMS, spacing, |i, j, k| {
             (i + 2 * j + 3 * k) as f32 + 50.0 * f32::from(label_at(n, i, j, k))
         });
         if n < train {
-            write_label(&ds.join("labelsTr").join(format!("{id}.nii.gz")), DIMS, spacing, |i, j, k| {
-                label_at(n, i, j, k)
-            });
+            write(&ds.join("labelsTr").join(format!("{id}.nii.gz")), DIMS, spacing, |i, j, k| label_at(n, i, j, k));
         }
     }
     ds
@@ -236,24 +224,24 @@ fn plan_refuses_what_it_cannot_plan() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let sp = [1.0, 1.0, 1.0];
-    write_f32(&data.join("a_img.nii.gz"), DIMS, sp, |i, _, _| i as f32);
-    write_label(&data.join("a_lab.nii.gz"), DIMS, sp, |i, j, k| label_at(0, i, j, k));
+    write(&data.join("a_img.nii.gz"), DIMS, sp, |i, _, _| i as f32);
+    write(&data.join("a_lab.nii.gz"), DIMS, sp, |i, j, k| label_at(0, i, j, k));
     // One subject only: a usage error.
     let (code, e) = plan_config(dir.path(), &data, 3);
     assert_eq!(code, 2, "{e}");
     assert!(e.contains("at least 2 labelled subjects"), "{e}");
     // A label of another shape and one of another spacing: named, exit 1 (bad data).
-    write_f32(&data.join("b_img.nii.gz"), DIMS, sp, |i, _, _| i as f32);
-    write_label(&data.join("b_lab.nii.gz"), [24, 20, 15], sp, |_, _, _| 1);
-    write_f32(&data.join("c_img.nii.gz"), DIMS, sp, |i, _, _| i as f32);
-    write_label(&data.join("c_lab.nii.gz"), DIMS, [1.0, 1.0, 1.5], |_, _, _| 1);
+    write(&data.join("b_img.nii.gz"), DIMS, sp, |i, _, _| i as f32);
+    write(&data.join("b_lab.nii.gz"), [24, 20, 15], sp, |_, _, _| 1u8);
+    write(&data.join("c_img.nii.gz"), DIMS, sp, |i, _, _| i as f32);
+    write(&data.join("c_lab.nii.gz"), DIMS, [1.0, 1.0, 1.5], |_, _, _| 1u8);
     let (code, e) = plan_config(dir.path(), &data, 3);
     assert_eq!(code, 1, "{e}");
     assert!(e.contains("b_img.nii.gz") && e.contains("b_lab.nii.gz") && e.contains("[24, 20, 15]"), "{e}");
     assert!(e.contains("c_lab.nii.gz") && e.contains("mm"), "{e}");
     // Labels outside the declared classes (0..2 of num_classes 2): the file and values named.
-    write_label(&data.join("b_lab.nii.gz"), DIMS, sp, |i, j, k| label_at(0, i, j, k));
-    write_label(&data.join("c_lab.nii.gz"), DIMS, sp, |i, j, k| label_at(0, i, j, k));
+    write(&data.join("b_lab.nii.gz"), DIMS, sp, |i, j, k| label_at(0, i, j, k));
+    write(&data.join("c_lab.nii.gz"), DIMS, sp, |i, j, k| label_at(0, i, j, k));
     let (code, e) = plan_config(dir.path(), &data, 2);
     assert_eq!(code, 1, "{e}");
     assert!(e.contains("a_lab.nii.gz holds values 2 outside the declared classes 0..1"), "{e}");
