@@ -65,6 +65,39 @@ pub enum Command {
     /// Show what NIfTI files hold: shape, data type, scaling, voxel size, orientation,
     /// affine and value statistics.
     Info(InfoArgs),
+    /// Read every labelled subject once, write its fingerprint and a complete, commented
+    /// training config derived from it by nnU-Net's rules (`-c` input sections, or
+    /// `--dataset DIR` in the Decathlon layout).
+    Plan(PlanArgs),
+}
+
+/// Arguments of `niftyhost plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Config (its input sections and segmentation; other keys such as devices kept),
+    /// overrides and plugins.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// A dataset folder in the Medical Segmentation Decathlon layout (dataset.json,
+    /// imagesTr/, labelsTr/, imagesTs/) instead of the config's input sections.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// The planned config to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Where the fingerprint goes (default: fingerprint.json beside --out).
+    #[arg(long, value_name = "FILE")]
+    pub fingerprint: Option<PathBuf>,
+    /// Memory budget of a training step in GiB (default: the GPU's memory when the first
+    /// device is one, else 4).
+    #[arg(long, value_name = "GB")]
+    pub memory_gb: Option<f64>,
+    /// Training iterations instead of the rule's.
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Do not check the batch by a forward/backward pass.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// Arguments of `niftyhost inference`.

@@ -23,6 +23,7 @@ pub mod help;
 pub mod io;
 pub mod memory;
 pub mod metrics;
+pub mod plan;
 pub mod plugins;
 pub mod preprocess;
 pub mod rng;

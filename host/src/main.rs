@@ -89,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{}", config.parameters);
             }
         }
+        Command::Plan(args) => report(&niftyhost::plan::plan(&args)?, args.job.plugins.json)?,
         Command::Info(args) => {
             let info = commands::info(&args);
             if args.json {

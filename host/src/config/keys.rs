@@ -257,6 +257,22 @@ pub const INPUT_KEYS: &[KeySpec] = &[
         "-1",
         "resampling of an image section: 0 nearest, 1 linear, 3 cubic B-spline (-1 = linear; labels always nearest)",
     ),
+    k(
+        "inference_path_to_search",
+        "\"\"",
+        "folders searched by inference only, comma-separated: new subjects without labels (a Decathlon imagesTs)",
+    ),
+    k(
+        "modality",
+        "\"\"",
+        "the section's imaging modality, e.g. \"CT\" (`niftyhost plan` normalises CT with fixed statistics)",
+    ),
+    k("intensity_clip", "[]", "[lo, hi]: clip this image section's intensities before normalisation ([] = none)"),
+    k(
+        "intensity_zscore",
+        "[]",
+        "[mean, std]: z-score this image section with these fixed statistics instead of whitening ([] = whitening)",
+    ),
 ];
 
 /// Tables whose keys belong to a plugin's schema.

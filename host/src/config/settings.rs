@@ -44,6 +44,10 @@ pub struct InputSection {
     pub axcodes: Option<AxCodes>,
     #[serde(default = "interp_order_default")]
     pub interp_order: i64,
+    pub inference_path_to_search: String,
+    pub modality: String,
+    pub intensity_clip: Vec<f64>,
+    pub intensity_zscore: Vec<f64>,
 }
 
 fn interp_order_default() -> i64 {
@@ -61,6 +65,10 @@ impl Default for InputSection {
             pixdim: Vec::new(),
             axcodes: None,
             interp_order: interp_order_default(),
+            inference_path_to_search: String::new(),
+            modality: String::new(),
+            intensity_clip: Vec::new(),
+            intensity_zscore: Vec::new(),
         }
     }
 }
@@ -567,6 +575,9 @@ impl Settings {
             }
         }
         self.validate_interp_orders(&used)?;
+        for name in &self.segmentation.image {
+            self.validate_intensity(name)?;
+        }
         let Some(name) = self.segmentation.image.first() else {
             return inconsistent(&["segmentation.image"], "`segmentation.image` lists no input section");
         };
@@ -610,6 +621,23 @@ impl Settings {
                     "image sections {images:?} must agree on `interp_order` (they are resampled as one stack)"
                 ),
             });
+        }
+        Ok(())
+    }
+
+    /// An image section's fixed intensity keys: `intensity_clip` two finite values
+    /// lo < hi, `intensity_zscore` a finite mean and a positive finite std.
+    fn validate_intensity(&self, name: &str) -> Result<(), Inconsistency> {
+        let section = &self.input[name];
+        let clip = &section.intensity_clip;
+        if !clip.is_empty() && !matches!(clip.as_slice(), [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi) {
+            let key = format!("input.{name}.intensity_clip");
+            return inconsistent(&[&key], format!("`{key}` must be [lo, hi] with lo < hi, got {clip:?}"));
+        }
+        let z = &section.intensity_zscore;
+        if !z.is_empty() && !matches!(z.as_slice(), [m, s] if m.is_finite() && s.is_finite() && *s > 0.0) {
+            let key = format!("input.{name}.intensity_zscore");
+            return inconsistent(&[&key], format!("`{key}` must be [mean, std] with std > 0, got {z:?}"));
         }
         Ok(())
     }

@@ -250,6 +250,34 @@ fn apply(channel: &mut [f32], mean: f64, std: f64) {
     });
 }
 
+/// Fixed intensity normalisation of one image section (nnU-Net's CT scheme): clip to a
+/// range, then z-score with statistics learned once for the whole dataset, so that an
+/// intensity means the same in every image (Hounsfield units do).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct FixedIntensity {
+    /// `[lo, hi]` every finite voxel is clipped to.
+    pub clip: Option<[f64; 2]>,
+    /// `[mean, std]` of the z-score; `None` leaves the clipped values to whitening.
+    pub zscore: Option<[f64; 2]>,
+}
+
+impl FixedIntensity {
+    /// Applies the clip, then the z-score, to one channel in place; non-finite voxels
+    /// stay as they are.
+    pub fn apply(&self, channel: &mut [f32]) {
+        if let Some([lo, hi]) = self.clip {
+            channel.par_chunks_mut(CHUNK).for_each(|c| {
+                for v in c.iter_mut().filter(|v| v.is_finite()) {
+                    *v = f64::from(*v).clamp(lo, hi) as f32;
+                }
+            });
+        }
+        if let Some([mean, std]) = self.zscore {
+            apply(channel, mean, std);
+        }
+    }
+}
+
 /// Whitens each channel in place: `x ← (x − mean) / std` over every voxel, with the mean
 /// and (population) standard deviation of the voxels selected by `rule` in that channel
 /// (NiftyNet's `whitening` with a foreground mask).
@@ -351,6 +379,17 @@ mod tests {
         let n = values.len() as f64;
         let m = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         (m, (values.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / n).sqrt())
+    }
+
+    #[test]
+    fn fixed_intensity_clips_then_zscores() {
+        let mut c = vec![-1000.0, 0.0, 50.0, 3000.0, f32::NAN];
+        FixedIntensity { clip: Some([-100.0, 200.0]), zscore: Some([50.0, 25.0]) }.apply(&mut c);
+        assert_eq!(&c[..4], &[-6.0, -2.0, 0.0, 6.0]);
+        assert!(c[4].is_nan());
+        let mut only_clip = vec![-5.0, 5.0];
+        FixedIntensity { clip: Some([0.0, 1.0]), zscore: None }.apply(&mut only_clip);
+        assert_eq!(only_clip, [0.0, 1.0]);
     }
 
     #[test]
