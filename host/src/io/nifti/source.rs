@@ -56,7 +56,9 @@ impl Source {
         }
         let gzip = got == 2 && magic == [0x1f, 0x8b];
         let reader = if gzip {
-            let mut compressed = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
+            let what = || "the compressed file".to_owned();
+            let len = usize::try_from(file_len).unwrap_or(usize::MAX);
+            let mut compressed = crate::budget::try_with_capacity(len, &what).map_err(|e| e.to_string())?;
             compressed.extend_from_slice(&magic);
             file.read_to_end(&mut compressed).map_err(describe)?;
             Reader::Gzip(Box::new(MultiGzDecoder::new(Cursor::new(compressed))))
@@ -139,24 +141,27 @@ impl Source {
 
     /// Reads exactly `n` bytes into a buffer that grows with the data actually
     /// decoded (so a header that overstates the size costs no more memory than the
-    /// stream holds); `what` describes the data for the error message.
+    /// stream holds); `what` describes the data for the error message. `n` is checked
+    /// against the memory budget first, and every allocation is fallible.
     ///
     /// # Errors
-    /// The stream ends first (`what` and the counts are named), a read failure, or a
-    /// corrupt gzip stream.
+    /// The stream ends first (`what` and the counts are named), a read failure, a
+    /// corrupt gzip stream, or `n` bytes over the memory budget or refused by the system.
     pub fn read_exact(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<Vec<u8>, String> {
         const STEP: usize = 64 << 20;
         let start = self.pos;
-        let mut buf: Vec<u8> = Vec::new();
+        crate::budget::check(n as u64, what).map_err(|e| e.to_string())?;
+        let mut buf: Vec<u8> = match self.reader {
+            // Plain files were checked against their length: allocate at once.
+            Reader::Plain(_) => crate::budget::try_zeroed(n, what).map_err(|e| e.to_string())?,
+            Reader::Gzip(_) => Vec::new(),
+        };
         let mut filled = 0usize;
         while filled < n {
             if buf.len() == filled {
-                // Plain files were checked against their length: allocate at once.
                 // Gzip streams grow in steps, doubling, as the data arrive.
-                let grow = match self.reader {
-                    Reader::Plain(_) => n - filled,
-                    Reader::Gzip(_) => (n - filled).min(STEP.max(buf.len())),
-                };
+                let grow = (n - filled).min(STEP.max(buf.len()));
+                crate::budget::try_reserve(&mut buf, grow, what).map_err(|e| e.to_string())?;
                 buf.resize(filled + grow, 0);
             }
             let got = self.read_raw(&mut buf[filled..]).map_err(|e| {
