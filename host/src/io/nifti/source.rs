@@ -128,12 +128,15 @@ impl Source {
         }
     }
 
-    /// Reads up to `n` bytes; fewer only at the end of the stream.
+    /// Reads up to `n` bytes; fewer only at the end of the stream. The buffer is at most
+    /// what can still follow ([`Source::max_remaining`]), within the memory budget.
     ///
     /// # Errors
-    /// A read failure or a corrupt gzip stream.
+    /// A read failure, a corrupt gzip stream, or a buffer over the memory budget.
     pub fn read_prefix(&mut self, n: usize) -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; n];
+        let n = n.min(usize::try_from(self.max_remaining()).unwrap_or(usize::MAX));
+        let what = || format!("{n} bytes after the header");
+        let mut buf = crate::budget::try_zeroed::<u8>(n, &what).map_err(|e| e.to_string())?;
         let got = self.read_raw(&mut buf).map_err(|e| self.stream_error(&e))?;
         buf.truncate(got);
         Ok(buf)
@@ -237,4 +240,23 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
         }
     }
     (filled, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_allocate_no_more_than_the_file_can_hold() {
+        let dir = std::env::temp_dir().join(format!("niftyhost-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.hdr");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut source = Source::open(&path).unwrap();
+        // A terabyte asked of a 10-byte file: 10 bytes allocated and read, no abort.
+        let got = source.read_prefix(1 << 40).unwrap();
+        assert_eq!((got.as_slice(), got.capacity()), (&b"0123456789"[..], 10));
+        assert_eq!(source.read_prefix(100).unwrap(), b"");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
