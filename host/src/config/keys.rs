@@ -55,6 +55,11 @@ pub const KEYS: &[KeySpec] = &[
     k("network.name", "\"toynet\"", "network component (a plugin's network name)"),
     k("network.batch_size", "2", "windows per training step"),
     k("network.spatial_window_size", "[32, 32, 32]", "training window (i, j, k) in voxels"),
+    k(
+        "network.label_size",
+        "[]",
+        "label window (i, j, k): the loss sees only this centre of each training window, inference keeps only it (border (window - label)/2 per axis; NiftyNet's label spatial_window_size); empty = the whole window",
+    ),
     k("network.whitening", "true", "z-score each image channel (mean 0, std 1)"),
     k(
         "network.normalise_foreground_only",

@@ -516,4 +516,26 @@ mod tests {
         let o = Overrides { cli: vec![cli("segmentation.weight", "\"label\"")], ..Default::default() };
         assert_eq!(load(Some(&path), &o).unwrap().segmentation.weight, "label");
     }
+
+    #[test]
+    fn a_label_window_gives_the_border_and_needs_whole_margins() {
+        let (_d, path) = write(BASE, "toml");
+        let set = |pairs: &[(&str, &str)]| Overrides {
+            cli: pairs.iter().map(|(k, v)| cli(k, v)).collect(),
+            ..Default::default()
+        };
+        let whole = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!((whole.label_window(), whole.label_border()), ([32, 32, 32], [0, 0, 0]));
+        let s = load(Some(&path), &set(&[("network.label_size", "[26, 32, 20]")])).unwrap();
+        assert_eq!((s.label_window(), s.label_border()), ([26, 32, 20], [3, 0, 6]));
+        assert_eq!(s.inference_border(), [3, 0, 6], "inference keeps the label window");
+        let wider = set(&[("network.label_size", "[26, 32, 20]"), ("inference.border", "[5, 1, 0]")]);
+        assert_eq!(load(Some(&path), &wider).unwrap().inference_border(), [5, 1, 6]);
+        for bad in ["[27, 32, 32]", "[34, 32, 32]", "[26, 26]", "[0, 26, 26]"] {
+            let err = load(Some(&path), &set(&[("network.label_size", bad)])).unwrap_err().to_string();
+            assert!(err.contains("`network.label_size`"), "{bad}: {err}");
+        }
+        let odd = load(Some(&path), &set(&[("network.label_size", "[27, 32, 32]")])).unwrap_err().to_string();
+        assert!(odd.contains("`network.spatial_window_size`") && odd.contains("2.5"), "{odd}");
+    }
 }

@@ -63,6 +63,7 @@ pub struct Network {
     pub name: String,
     pub batch_size: usize,
     pub spatial_window_size: Vec<usize>,
+    pub label_size: Vec<usize>,
     pub whitening: bool,
     pub normalise_foreground_only: bool,
     pub foreground_type: ForegroundType,
@@ -262,6 +263,7 @@ impl Settings {
                 return inconsistent(&[key], format!("`{key}` must be three positive sizes (i, j, k), got {w:?}"));
             }
         }
+        self.validate_label_size()?;
         if self.segmentation.num_classes < 2 {
             return inconsistent(
                 &["segmentation.num_classes"],
@@ -307,16 +309,51 @@ impl Settings {
         self.validate_network()
     }
 
+    /// `network.label_size`: empty, or three positive sizes inside the training window
+    /// leaving a whole number of voxels on each side.
+    fn validate_label_size(&self) -> Result<(), Inconsistency> {
+        let (label, image) = (&self.network.label_size, self.train_window());
+        if label.is_empty() {
+            return Ok(());
+        }
+        let keys = ["network.label_size", "network.spatial_window_size"];
+        let Some(label) = window(label) else {
+            return inconsistent(
+                &keys[..1],
+                format!("`network.label_size` must be three positive sizes (i, j, k) or [], got {label:?}"),
+            );
+        };
+        if let Some(a) = (0..3).find(|&a| label[a] > image[a] || (image[a] - label[a]) % 2 != 0) {
+            return inconsistent(
+                &keys,
+                format!(
+                    "`network.label_size` {label:?} must fit `network.spatial_window_size` {image:?} with the same margin on both sides: \
+                     the border (window - label) / 2 on axis {} is {}, not a whole number of voxels",
+                    ["i", "j", "k"][a],
+                    (image[a] as f64 - label[a] as f64) / 2.0
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// The `[inference]` keys.
     fn validate_inference(&self) -> Result<(), Inconsistency> {
         let inf = &self.inference;
         let window = self.inference_window();
         let b = &inf.border;
-        if b.len() != 3 || (0..3).any(|a| 2 * b[a] >= window[a]) {
+        let border = self.inference_border();
+        if b.len() != 3 || (0..3).any(|a| 2 * border[a] >= window[a]) {
             return inconsistent(
-                &["inference.border", "inference.spatial_window_size", "network.spatial_window_size"],
+                &[
+                    "inference.border",
+                    "inference.spatial_window_size",
+                    "network.spatial_window_size",
+                    "network.label_size",
+                ],
                 format!(
-                    "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, got {b:?}"
+                    "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, \
+                     got {b:?} (the border kept is at least the label window's, (network.spatial_window_size - network.label_size) / 2: {border:?})"
                 ),
             );
         }
@@ -514,6 +551,26 @@ impl Settings {
     /// The training window `(i, j, k)`.
     pub fn train_window(&self) -> [usize; 3] {
         window(&self.network.spatial_window_size).unwrap_or([32, 32, 32])
+    }
+
+    /// The label window `(i, j, k)`: `network.label_size`, else the training window.
+    pub fn label_window(&self) -> [usize; 3] {
+        window(&self.network.label_size).unwrap_or_else(|| self.train_window())
+    }
+
+    /// Voxels between each side of the training window and its centre label window,
+    /// `(window - label) / 2` per axis (checked to be whole when the configuration loaded).
+    pub fn label_border(&self) -> [usize; 3] {
+        let (image, label) = (self.train_window(), self.label_window());
+        std::array::from_fn(|a| image[a].saturating_sub(label[a]) / 2)
+    }
+
+    /// Voxels dropped from each side of every inference output window: per axis the
+    /// larger of `inference.border` and [`Settings::label_border`] (the network was
+    /// trained on the label window only, so nothing outside it is written).
+    pub fn inference_border(&self) -> [usize; 3] {
+        let (b, label) = (&self.inference.border, self.label_border());
+        std::array::from_fn(|a| b.get(a).copied().unwrap_or(0).max(label[a]))
     }
 
     /// The inference window `(i, j, k)`: its own, else the training window.

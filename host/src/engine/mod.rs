@@ -7,6 +7,7 @@ pub mod evaluation;
 pub mod folder_lock;
 pub mod folds;
 pub mod inference;
+pub mod label_window;
 pub mod model;
 pub mod optim;
 pub mod precision;
