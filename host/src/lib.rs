@@ -12,6 +12,7 @@
 //! configs are given in NIfTI order `(i, j, k)`, as in NiftyNet, and reversed internally.
 
 pub mod bench;
+pub mod budget;
 pub mod bundle;
 pub mod cli;
 pub mod commands;

@@ -471,10 +471,9 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
     let channels = section_channels.iter().sum();
     let mut images = read.images.into_iter();
     let mut reference = images.next().expect("a subject has images");
-    let mut image = std::mem::take(&mut reference.data);
-    for v in images {
-        image.extend_from_slice(&v.data);
-    }
+    let rest: Vec<Volume> = images.collect();
+    let image = concat_channels(std::mem::take(&mut reference.data), &rest, &subject.id)
+        .map_err(|e| tag(vec![e.to_string()]))?;
     let prepared = options.preparation.apply(
         &subject.id,
         &reference,
@@ -500,6 +499,26 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         weights: prepared.weights,
         loss_weight,
     })
+}
+
+/// `first`'s values followed by those of `rest` (a subject's image channels, one buffer),
+/// the growth within the memory budget.
+///
+/// # Errors
+/// The whole over the budget, or refused by the system.
+pub(crate) fn concat_channels(
+    mut first: Vec<f32>,
+    rest: &[Volume],
+    subject: &str,
+) -> Result<Vec<f32>, crate::budget::AllocError> {
+    let extra: usize = rest.iter().map(|v| v.data.len()).sum();
+    let total = first.len() + extra;
+    let what = || format!("the image channels of subject `{subject}` ({total} float32 values)");
+    crate::budget::try_reserve(&mut first, extra, &what)?;
+    for v in rest {
+        first.extend_from_slice(&v.data);
+    }
+    Ok(first)
 }
 
 /// Checks every subject (in parallel) and lists every problem found; nothing is kept.

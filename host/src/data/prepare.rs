@@ -305,10 +305,13 @@ impl Preparation {
                 let images: Vec<(Vec<f32>, usize)> = train
                     .par_iter()
                     .map(|s| {
-                        let vols: Vec<Volume> =
+                        let mut vols: Vec<Volume> =
                             s.images.iter().map(|f| crate::io::read_volume(f)).collect::<Result<_, _>>()?;
                         let channels = vols.iter().map(|v| v.channels).sum();
-                        Ok((vols.into_iter().flat_map(|v| v.data).collect(), channels))
+                        let first = std::mem::take(&mut vols[0].data);
+                        let data = super::dataset::concat_channels(first, &vols[1..], &s.id)
+                            .map_err(|e| DataError::Invalid(vec![e.to_string()]))?;
+                        Ok((data, channels))
                     })
                     .collect::<Result<_, DataError>>()?;
                 let model = HistogramModel::learn(config, images.iter().map(|(d, c)| (d.as_slice(), *c)))

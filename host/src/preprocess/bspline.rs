@@ -84,9 +84,9 @@ pub(crate) fn weights(t: f64) -> [f64; 4] {
 /// The coefficient volume of one channel (`i` fastest), prefiltered along each axis.
 fn coefficients(channel: &[f32], dims: [usize; 3]) -> Result<Vec<f64>, PreprocessError> {
     let [n0, n1, n2] = dims;
-    let mut c = Vec::new();
-    c.try_reserve_exact(channel.len())
-        .map_err(|_| PreprocessError::Allocation { values: channel.len(), bytes: channel.len() * 8 })?;
+    let mut c = crate::budget::try_with_capacity(channel.len(), &|| {
+        format!("cubic B-spline coefficients of {} voxels", channel.len())
+    })?;
     c.extend(channel.iter().map(|&v| f64::from(v)));
     c.par_chunks_mut(n0).for_each(prefilter);
     // Along j and k: each k-slice holds whole j lines; k lines are gathered per (i, j).

@@ -233,9 +233,8 @@ fn moments(values: &[f32], keep: impl Fn(f32) -> bool + Sync) -> (usize, f64, f6
 pub fn foreground_mask(channel: &[f32], rule: MaskRule) -> Result<Vec<bool>, PreprocessError> {
     channel_len(channel.len(), 1)?;
     let threshold = rule_threshold(channel, rule)?;
-    let mut mask = Vec::new();
-    mask.try_reserve_exact(channel.len())
-        .map_err(|_| PreprocessError::Allocation { values: channel.len(), bytes: channel.len() })?;
+    let mut mask =
+        crate::budget::try_with_capacity(channel.len(), &|| format!("a foreground mask of {} voxels", channel.len()))?;
     mask.extend(channel.iter().map(|&v| threshold.keeps(v)));
     Ok(mask)
 }
