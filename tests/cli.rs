@@ -394,12 +394,27 @@ fn niftynet_01_command_line_trains_and_segments_without_a_config() {
     let seg = niftyhost::io::read_volume(&dir.path().join("segs/d_seg.nii.gz")).unwrap();
     assert_eq!(seg.dims, [64, 72, 56]);
 
-    // A label window other than the image window is refused by name, before any work.
+    // A label window inside the image window (a border of 2): the loss sees its centre,
+    // and inference places windows by it.
     let mut border = train.to_vec();
     border[10] = "12";
+    border.extend(["--model-dir", "border_model"]);
     let out = run(dir.path(), &border);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("`--label_size 12` with `--image_size 16`"), "{}", text(&out).1);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let mut segment = inference.to_vec();
+    (segment[8], segment[10], segment[12]) = ("16", "12", "1");
+    segment.extend(["--model-dir", "border_model"]);
+    segment[6] = "border_segs";
+    let out = run(dir.path(), &segment);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let seg = niftyhost::io::read_volume(&dir.path().join("border_segs/d_seg.nii.gz")).unwrap();
+    assert_eq!(seg.dims, [64, 72, 56]);
+    // A border of half a voxel is refused by name, before any work.
+    border[10] = "13";
+    let out = run(dir.path(), &border);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`network.label_size`") && stderr.contains("`network.spatial_window_size`"), "{stderr}");
     // A label file without its image is named.
     std::fs::copy(dir.path().join("Label/a.nii.gz"), dir.path().join("Label/z.nii.gz")).unwrap();
     let out =

@@ -12,7 +12,7 @@ use niftyhost::engine::inference::{
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
 use niftyhost::plugins::{Registry, SearchPath};
-use niftyhost_tests::{tissue_config, workspace_plugin};
+use niftyhost_tests::{identity_volume as volume, tissue_config, workspace_plugin};
 use tch::{Device, Kind, Tensor};
 
 /// Two windows along `i` on a 1×1 line of 6 voxels, kept regions of 4 at i = 0 and
@@ -222,35 +222,6 @@ fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels()
     let p = niftyhost::io::read_volume(&path).unwrap();
     assert_eq!((p.dims, p.channels), ([8, 8, 8], 2));
     assert!((0..512).all(|v| (p.data[v] + p.data[512 + v] - 1.0).abs() < 2.0 / 255.0));
-}
-
-/// A 1-channel volume of `dims` (i, j, k) on an identity grid, image `[k, j, i]`.
-fn volume(dims: [usize; 3], image: Vec<f32>) -> niftyhost::data::SubjectVolumes {
-    use niftyhost::data::prepare::{Geometry, GeometryOptions};
-    use niftyhost::preprocess::{Grid, IDENTITY};
-    let options =
-        GeometryOptions { axcodes: None, pixdim: None, padding: [0, 0, 0], padding_mode: PaddingMode::Constant };
-    let geometry = Geometry::plan(Grid::new(dims, IDENTITY).unwrap(), &options).unwrap();
-    let reference = niftyhost::io::Volume {
-        data: Vec::new(),
-        dims,
-        channels: 1,
-        header: niftyhost::io::nifti::reference_for_affine(&IDENTITY),
-        affine: IDENTITY,
-        pixdim: [1.0; 3],
-        path: "in.nii".into(),
-    };
-    niftyhost::data::SubjectVolumes {
-        id: "s".into(),
-        image,
-        channels: 1,
-        dims,
-        label: None,
-        weights: None,
-        loss_weight: None,
-        reference,
-        geometry,
-    }
 }
 
 fn options(batch_size: usize, compute: Compute) -> InferenceOptions {

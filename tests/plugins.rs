@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use niftyhost::plugins::{LoadErrorKind, Registry, SearchPath};
 use niftyhost_plugin_api::sdk::TORCH_ABI_TAG;
 use niftyhost_plugin_api::ComponentKind;
-use niftyhost_tests::fixtures::{api_variant, sdk_fixture, Variant, ROOT_MODULE_1_0};
+use niftyhost_tests::fixtures::{api_variant, sdk_fixture, Variant, NETWORK_1_1, ROOT_MODULE_1_0};
 use niftyhost_tests::{plugin_dir, run, text, tissue_config, workspace_plugin};
 
 fn only_files(files: &[PathBuf]) -> SearchPath {
@@ -162,12 +162,12 @@ fn other_plugin_api_major_versions_are_refused_with_both_versions() {
     let newer = api_variant("newer", Variant { version: "2.0.0", ..Variant::default() });
     let reg = Registry::load(&only_files(&[older.clone(), newer.clone(), workspace_plugin("toynet")]));
     assert_eq!(reg.failures.len(), 2, "every failing plugin is reported: {:?}", reg.failures);
-    assert_eq!(reg.failures[0].kind, LoadErrorKind::ApiVersion { host: "1.1.0".into(), plugin: "0.9.0".into() });
-    assert_eq!(reg.failures[1].kind, LoadErrorKind::ApiVersion { host: "1.1.0".into(), plugin: "2.0.0".into() });
+    assert_eq!(reg.failures[0].kind, LoadErrorKind::ApiVersion { host: "1.2.0".into(), plugin: "0.9.0".into() });
+    assert_eq!(reg.failures[1].kind, LoadErrorKind::ApiVersion { host: "1.2.0".into(), plugin: "2.0.0".into() });
     assert_eq!(
         reg.failures[1].to_string(),
         format!(
-            "plugin {}: built against plugin-api 2.0.0, incompatible with this host's plugin-api 1.1.0: rebuild the plugin",
+            "plugin {}: built against plugin-api 2.0.0, incompatible with this host's plugin-api 1.2.0: rebuild the plugin",
             newer.display()
         )
     );
@@ -179,12 +179,17 @@ fn a_changed_method_signature_is_a_short_layout_error() {
     let changed = api_variant(
         "layout",
         Variant {
-            version: "1.1.0",
-            patches: &[(
-                "plugin-api/src/network.rs",
-                "fn forward(&mut self, input: &RTensor, train: bool)",
-                "fn forward(&mut self, input: &RTensor, train: bool, scale: f32)",
-            )],
+            // The host's own plugin-api version.
+            version: "1.2.0",
+            patches: &[
+                (
+                    "plugin-api/src/network.rs",
+                    "fn forward(&mut self, input: &RTensor, train: bool)",
+                    "fn forward(&mut self, input: &RTensor, train: bool, scale: f32)",
+                ),
+                // `forward_outputs`'s default calls `forward`.
+                ("plugin-api/src/network.rs", "self.forward(input, train)", "self.forward(input, train, 1.0)"),
+            ],
             init_fails: true,
             ..Variant::default()
         },
@@ -392,23 +397,24 @@ fn a_plugin_of_a_newer_minor_api_with_appended_fields_and_an_unknown_kind_loads(
     let lib = api_variant(
         "newerminor",
         Variant {
-            version: "1.2.0",
+            // Newer than the host's plugin-api (1.2).
+            version: "1.3.0",
             patches: &[
                 (
                     "plugin-api/src/root.rs",
                     "RResult<PluginInfo_Ref, PluginError>,\n}",
-                    "RResult<PluginInfo_Ref, PluginError>,\n    /// Added in 1.2.\n    pub motto: extern \"C\" fn() -> abi_stable::std_types::RString,\n}",
+                    "RResult<PluginInfo_Ref, PluginError>,\n    /// Added in 1.3.\n    pub motto: extern \"C\" fn() -> abi_stable::std_types::RString,\n}",
                 ),
                 (
                     "plugin-api/src/schema.rs",
                     "pub params: RSlice<'static, ParamSpec_Ref>,\n}",
-                    "pub params: RSlice<'static, ParamSpec_Ref>,\n    /// Added in 1.2.\n    pub tags: RSlice<'static, RStr<'static>>,\n}",
+                    "pub params: RSlice<'static, ParamSpec_Ref>,\n    /// Added in 1.3.\n    pub tags: RSlice<'static, RStr<'static>>,\n}",
                 ),
                 ("plugin/src/lib.rs", "torch_abi_tag, describe }", "torch_abi_tag, describe, motto }"),
                 (
                     "plugin/src/lib.rs",
                     "        params: RSlice::EMPTY,\n    };\n    vec![net.leak_into_prefix()]",
-                    "        params: RSlice::EMPTY,\n        tags: RSlice::EMPTY,\n    };\n    let future = ComponentInfo {\n        name: RStr::from_str(\"future_thing\"),\n        kind: ComponentKind::from_code(7),\n        description: RStr::from_str(\"a kind from plugin-api 1.2\"),\n        params: RSlice::EMPTY,\n        tags: RSlice::EMPTY,\n    };\n    vec![net.leak_into_prefix(), future.leak_into_prefix()]",
+                    "        params: RSlice::EMPTY,\n        tags: RSlice::EMPTY,\n    };\n    let future = ComponentInfo {\n        name: RStr::from_str(\"future_thing\"),\n        kind: ComponentKind::from_code(7),\n        description: RStr::from_str(\"a kind from plugin-api 1.3\"),\n        params: RSlice::EMPTY,\n        tags: RSlice::EMPTY,\n    };\n    vec![net.leak_into_prefix(), future.leak_into_prefix()]",
                 ),
             ],
             ..Variant::default()
@@ -416,7 +422,7 @@ fn a_plugin_of_a_newer_minor_api_with_appended_fields_and_an_unknown_kind_loads(
     );
     let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
     assert!(reg.failures.is_empty(), "{:?}", reg.failures);
-    assert_eq!(reg.libraries[0].plugin_api, "1.2.0");
+    assert_eq!(reg.libraries[0].plugin_api, "1.3.0");
     let (found, _) = reg.find(ComponentKind::Network, "versioned_net").unwrap();
     assert_eq!(found.info.name.as_str(), "versioned");
     // The component of an unknown kind is listed and skipped, never used.
@@ -428,4 +434,50 @@ fn a_plugin_of_a_newer_minor_api_with_appended_fields_and_an_unknown_kind_loads(
     assert_eq!(row.kind, "unknown kind 7");
     assert!(row.status.starts_with("skipped: a kind this host does not know"), "{row:?}");
     assert_eq!(row.file, lib);
+}
+
+#[test]
+fn a_network_of_plugin_api_1_1_gets_the_default_forward_outputs_through_its_forward() {
+    // Built against 1.1: the Network trait without `forward_outputs` (appended in 1.2), and a
+    // network whose `forward` fails with its own message. The host's call of
+    // `forward_outputs` must reach the default, which calls `forward`.
+    let lib = api_variant(
+        "v1_1_network",
+        Variant {
+            version: "1.1.0",
+            cuts: &[NETWORK_1_1],
+            patches: &[(
+                "plugin/src/lib.rs",
+                "extern \"C\" fn new_network(_: RStr<'_>, _: RStr<'_>, _: HostModule_Ref) -> RResult<NetworkBox, PluginError> {\n    refuse()\n}",
+                r#"struct OldNet;
+
+impl niftyhost_plugin_api::Network for OldNet {
+    fn forward(&mut self, _: &niftyhost_plugin_api::RTensor, _: bool) -> RResult<niftyhost_plugin_api::RTensor, PluginError> {
+        RResult::RErr(PluginError::new("forward of a plugin-api 1.1 network"))
+    }
+    fn named_parameters(&self) -> RResult<abi_stable::std_types::RVec<niftyhost_plugin_api::NamedTensor>, PluginError> {
+        RResult::ROk(abi_stable::std_types::RVec::new())
+    }
+    fn named_buffers(&self) -> RResult<abi_stable::std_types::RVec<niftyhost_plugin_api::NamedTensor>, PluginError> {
+        RResult::ROk(abi_stable::std_types::RVec::new())
+    }
+    fn set_device(&mut self, _: RStr<'_>) -> RResult<(), PluginError> {
+        RResult::ROk(())
+    }
+}
+
+extern "C" fn new_network(_: RStr<'_>, _: RStr<'_>, _: HostModule_Ref) -> RResult<NetworkBox, PluginError> {
+    RResult::ROk(niftyhost_plugin_api::Network_TO::from_value(OldNet, abi_stable::sabi_trait::TD_Opaque))
+}"#,
+            )],
+            ..Variant::default()
+        },
+    );
+    let reg = Registry::load(&only_files(std::slice::from_ref(&lib)));
+    assert!(reg.failures.is_empty(), "{:?}", reg.failures);
+    assert_eq!(reg.libraries[0].plugin_api, "1.1.0");
+    let mut net = reg.new_network("versioned_net", &serde_json::json!({})).unwrap();
+    let x = niftyhost_plugin_api::RTensor::from_tch(tch::Tensor::zeros([1, 1, 2, 2, 2], tch::kind::FLOAT_CPU));
+    let err = net.forward_outputs(&x, false).into_result().map(|o| o.len()).unwrap_err();
+    assert_eq!(err.message.as_str(), "forward of a plugin-api 1.1 network");
 }

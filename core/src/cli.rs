@@ -59,11 +59,45 @@ pub enum Command {
     Bench(BenchArgs),
     /// List every plugin component found, with its file, sha256 and status.
     ListPlugins(PluginArgs),
-    /// Print the merged configuration and every parameter with its default.
-    Config(JobArgs),
+    /// Print the merged configuration and every parameter with its default; with
+    /// `--explain`, what each key of a NiftyNet .ini file became.
+    Config(ConfigArgs),
     /// Show what NIfTI files hold: shape, data type, scaling, voxel size, orientation,
     /// affine and value statistics.
     Info(InfoArgs),
+    /// Read every labelled subject once, write its fingerprint and a complete, commented
+    /// training config derived from it by nnU-Net's rules (`-c` input sections, or
+    /// `--dataset DIR` in the Decathlon layout).
+    Plan(PlanArgs),
+}
+
+/// Arguments of `niftyhost plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Config (its input sections and segmentation; other keys such as devices kept),
+    /// overrides and plugins.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// A dataset folder in the Medical Segmentation Decathlon layout (dataset.json,
+    /// imagesTr/, labelsTr/, imagesTs/) instead of the config's input sections.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// The planned config to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Where the fingerprint goes (default: fingerprint.json beside --out).
+    #[arg(long, value_name = "FILE")]
+    pub fingerprint: Option<PathBuf>,
+    /// Memory budget of a training step in GiB (default: the GPU's memory when the first
+    /// device is one, else 4).
+    #[arg(long, value_name = "GB")]
+    pub memory_gb: Option<f64>,
+    /// Training iterations instead of the rule's.
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Do not check the batch by a forward/backward pass.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// Arguments of `niftyhost inference`.
@@ -106,6 +140,19 @@ impl InferenceArgs {
         }
         Ok(overrides)
     }
+}
+
+/// Arguments of `niftyhost config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Config, overrides and plugins.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Print, key by key, what each key of the NiftyNet .ini file given with `-c` became
+    /// in niftyhost (or why it was refused); exits 2 if any key is refused, unknown or
+    /// invalid.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Arguments of `niftyhost export`.

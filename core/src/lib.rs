@@ -13,6 +13,7 @@
 //! (`niftyhost-engine`, beside it) unchanged ([`front::exec_engine`]). Nothing in this
 //! crate may depend on tch, torch-sys or the plugin interface.
 
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod config;

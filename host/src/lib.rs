@@ -23,9 +23,10 @@ pub mod data;
 pub mod distributed;
 pub mod engine;
 pub mod help;
+pub mod plan;
 pub mod plugins;
 pub mod runlog;
 pub mod torch;
 
 // The torch-free modules, under the paths they always had.
-pub use niftyhost_core::{cli, config, io, memory, metrics, preprocess, rng, telemetry};
+pub use niftyhost_core::{budget, cli, config, io, memory, metrics, preprocess, rng, telemetry};

@@ -57,7 +57,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             reg.check_explicit(&search)?;
         }
+        Command::Config(args) if args.explain => {
+            let explained = commands::explain(&args.job);
+            let (Ok(report) | Err(commands::ExplainFailure { report, .. })) = &explained;
+            if args.job.plugins.json {
+                print_json(report)?;
+            } else {
+                print!("{report}");
+            }
+            explained.map_err(|failure| failure.error)?;
+        }
         Command::Config(args) => {
+            let args = args.job;
             let config = commands::config(&args)?;
             if args.plugins.json {
                 print_json(&config.settings)?;
@@ -66,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{}", config.parameters);
             }
         }
+        Command::Plan(args) => report(&niftyhost::plan::plan(&args)?, args.job.plugins.json)?,
         // Run above, as the front binary runs them.
         Command::Evaluation(_) | Command::Check(_) | Command::Info(_) => {}
     }

@@ -43,6 +43,25 @@ pub trait Network: Send {
     /// Moves every parameter and buffer to a device (`cpu`, `cuda:0`, …).
     #[sabi(last_prefix_field)]
     fn set_device(&mut self, device: RStr<'_>) -> RResult<(), PluginError>;
+
+    /// Since 1.2: runs the network and returns every output it has, the main output
+    /// (the one [`Network::forward`] returns) first, then auxiliary outputs (deep
+    /// supervision) from the finest to the coarsest resolution. Hosts train on all of them
+    /// and infer with [`Network::forward`].
+    ///
+    /// The default, which a plugin built against plugin-api 1.0 or 1.1 gets (its vtable lacks
+    /// this method), is the main output alone.
+    ///
+    /// # Shapes
+    /// - input: as [`Network::forward`]
+    /// - outputs: `[N, num_classes, D_i, H_i, W_i]`, the first as [`Network::forward`]'s
+    ///   output, each auxiliary one at a resolution that divides the first's
+    ///
+    /// # Errors
+    /// As [`Network::forward`].
+    fn forward_outputs(&mut self, input: &RTensor, train: bool) -> RResult<RVec<RTensor>, PluginError> {
+        self.forward(input, train).map(|main| RVec::from(vec![main]))
+    }
 }
 
 /// An owned, type-erased network.

@@ -86,7 +86,8 @@ impl fmt::Debug for ComponentKind {
 /// One hyper-parameter of a component.
 ///
 /// `ty` is one of `int`, `float`, `bool`, `string`, `int_list`, `float_list`,
-/// `string_list`; `default_json` is the default as a JSON literal.
+/// `string_list`, `int_list_list` (a list of integer lists, since 1.2; a host that does not
+/// know a type shows it as given); `default_json` is the default as a JSON literal.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = ParamSpec_Ref)))]

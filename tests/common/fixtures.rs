@@ -71,9 +71,16 @@ pub struct Variant<'a> {
     pub init_fails: bool,
 }
 
+/// The cut that removes `Network::forward_outputs` (appended in 1.2) from the API copy: the
+/// network trait of plugin-api 1.0 and 1.1.
+pub const NETWORK_1_1: (&str, &str, &str) =
+    ("plugin-api/src/network.rs", "    /// Since 1.2: runs the network", "}\n\n/// An owned");
+
 /// The cuts that turn the fixture and its API copy into a plugin built against plugin-api
-/// 1.0: a root module without the fields appended in 1.1.
+/// 1.0: a root module without the fields appended in 1.1, a network trait without the
+/// method appended in 1.2.
 pub const ROOT_MODULE_1_0: &[(&str, &str, &str)] = &[
+    NETWORK_1_1,
     ("plugin-api/src/root.rs", "    /// Since 1.1: the libtorch", "}\n\nimpl RootModule"),
     ("plugin-api/src/root.rs", ", PluginInfo_Ref}", "};"),
     ("plugin/src/lib.rs", "    let torch_abi_tag = RStr", "    PluginModule {"),

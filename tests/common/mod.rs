@@ -148,3 +148,36 @@ pub fn logged_losses(log: &Path) -> Vec<(u64, f64)> {
         })
         .collect()
 }
+
+/// A 1-channel volume of `dims` (i, j, k) on an identity grid, image `[k, j, i]`.
+pub fn identity_volume(dims: [usize; 3], image: Vec<f32>) -> niftyhost::data::SubjectVolumes {
+    use niftyhost::data::prepare::{Geometry, GeometryOptions};
+    use niftyhost::preprocess::{Grid, IDENTITY};
+    let options = GeometryOptions {
+        axcodes: None,
+        pixdim: None,
+        padding: [0, 0, 0],
+        padding_mode: niftyhost::config::PaddingMode::Constant,
+    };
+    let geometry = Geometry::plan(Grid::new(dims, IDENTITY).unwrap(), &options).unwrap();
+    let reference = niftyhost::io::Volume {
+        data: Vec::new(),
+        dims,
+        channels: 1,
+        header: niftyhost::io::nifti::reference_for_affine(&IDENTITY),
+        affine: IDENTITY,
+        pixdim: [1.0; 3],
+        path: "in.nii".into(),
+    };
+    niftyhost::data::SubjectVolumes {
+        id: "s".into(),
+        image,
+        channels: 1,
+        dims,
+        label: None,
+        weights: None,
+        loss_weight: None,
+        reference,
+        geometry,
+    }
+}

@@ -41,8 +41,9 @@ pub struct NiftyNetArgs {
     /// `inference.spatial_window_size` = [s, s, s].
     #[arg(long = "image_size", value_name = "S")]
     pub image_size: Option<usize>,
-    /// The label window's edge: the same as `--image_size` (a smaller label window, the
-    /// border of valid-convolution networks, is not supported yet and is refused).
+    /// The label window's edge: `network.label_size` = [s, s, s]. Smaller than
+    /// `--image_size`, the loss sees only the centre of each window and inference keeps
+    /// only it (NiftyNet's border, (image - label) / 2 per side, a whole number).
     #[arg(long = "label_size", value_name = "S")]
     pub label_size: Option<usize>,
     /// Shortcut for `segmentation.num_classes`.
@@ -68,7 +69,8 @@ impl NiftyNetArgs {
     /// The keys these flags set, as `(flag, key, TOML value)`, in flag order.
     ///
     /// # Errors
-    /// `--label_size` other than `--image_size`, or without it.
+    /// `--label_size` without `--image_size` (a label window needs the image window it
+    /// is the centre of).
     pub fn overrides(&self) -> Result<Vec<(String, String, String)>, ConfigError> {
         let mut out = Vec::new();
         let mut set = |flag: &str, key: String, value: String| out.push((format!("--{flag}"), key, value));
@@ -92,20 +94,18 @@ impl NiftyNetArgs {
         if let Some(dir) = &self.save_seg_dir {
             set("save_seg_dir", "inference.output_dir".into(), path_value(dir));
         }
-        match (self.image_size, self.label_size) {
-            (_, Some(l)) if self.image_size != Some(l) => {
-                let image = self.image_size.map_or("no `--image_size`".to_owned(), |s| format!("`--image_size {s}`"));
-                return Err(ConfigError::Invalid(format!(
-                    "`--label_size {l}` with {image}: a label window other than the image window (NiftyNet's border \
-                     for valid convolutions) is not supported yet; give the same size to both, or leave `--label_size` out"
-                )));
-            }
-            _ => {}
+        if let (Some(l), None) = (self.label_size, self.image_size) {
+            return Err(ConfigError::Invalid(format!(
+                "`--label_size {l}` with no `--image_size`: give the image window the label window is the centre of"
+            )));
         }
         if let Some(s) = self.image_size {
             let window = format!("[{s}, {s}, {s}]");
             set("image_size", "network.spatial_window_size".into(), window.clone());
             set("image_size", "inference.spatial_window_size".into(), window);
+        }
+        if let Some(l) = self.label_size {
+            set("label_size", "network.label_size".into(), format!("[{l}, {l}, {l}]"));
         }
         if let Some(k) = self.num_classes {
             set("num_classes", "segmentation.num_classes".into(), k.to_string());
@@ -145,6 +145,7 @@ mod tests {
             ("segmentation.label", "\"label\""),
             ("network.spatial_window_size", "[42, 42, 42]"),
             ("inference.spatial_window_size", "[42, 42, 42]"),
+            ("network.label_size", "[42, 42, 42]"),
             ("system.num_gpus", "2"),
         ];
         let expected: Vec<(String, String)> = expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -156,10 +157,10 @@ mod tests {
     }
 
     #[test]
-    fn a_label_window_other_than_the_image_window_is_refused_by_name() {
+    fn a_label_window_needs_an_image_window() {
         let args = NiftyNetArgs { image_size: Some(42), label_size: Some(36), ..NiftyNetArgs::default() };
-        let err = args.overrides().unwrap_err().to_string();
-        assert!(err.contains("`--label_size 36` with `--image_size 42`") && err.contains("not supported yet"), "{err}");
+        let keys = args.overrides().unwrap();
+        assert!(keys.iter().any(|(f, k, v)| f == "--label_size" && k == "network.label_size" && v == "[36, 36, 36]"));
         let alone = NiftyNetArgs { label_size: Some(36), ..NiftyNetArgs::default() }.overrides().unwrap_err();
         assert!(alone.to_string().contains("with no `--image_size`"), "{alone}");
     }

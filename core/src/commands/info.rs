@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::cli::InfoArgs;
 use crate::io::info::FileInfo;
-use crate::io::nifti::read_image;
+use crate::io::nifti::read::read_raw;
 use crate::io::IoError;
 
 /// What `info` found about one file.
@@ -50,11 +50,12 @@ pub fn info(args: &InfoArgs) -> InfoReport {
 }
 
 impl InfoReport {
-    /// Reads and summarises every file (the voxels are not kept).
+    /// Reads and summarises every file (the voxels are kept in their stored type, one
+    /// file at a time, and not converted: see [`Stats::of_stored`](crate::io::info::Stats::of_stored)).
     pub fn read(files: &[PathBuf]) -> InfoReport {
         let entries = files
             .iter()
-            .map(|file| match read_image(file) {
+            .map(|file| match read_raw(file, &|_| Ok(())) {
                 Ok(image) => InfoEntry::Read(Box::new(FileInfo::of(file, &image))),
                 Err(e) => InfoEntry::Unreadable(e),
             })

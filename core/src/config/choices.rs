@@ -109,6 +109,33 @@ choices! {
         Mean = "mean",
         /// Above `network.foreground_threshold`.
         Threshold = "threshold",
+        /// Below Otsu's threshold (NiftyNet's `otsu_minus`).
+        OtsuMinus = "otsu_minus",
+        /// Below `network.foreground_threshold` (NiftyNet's `threshold_minus`).
+        ThresholdMinus = "threshold_minus",
+    }
+}
+
+choices! {
+    /// `network.multimod_foreground_type`: how the foreground masks of several image
+    /// channels combine (NiftyNet's `multimod_foreground_type`).
+    pub enum MultimodForeground {
+        /// Each channel its own mask.
+        Multi = "multi",
+        /// One mask: foreground in every channel.
+        And = "and",
+        /// One mask: foreground in any channel.
+        Or = "or",
+    }
+}
+
+choices! {
+    /// `training.weight_decay_norm`: the penalty `training.weight_decay` weighs.
+    pub enum WeightDecayNorm {
+        /// `decay · Σw²/2`: the gradient gains `decay · w`.
+        L2 = "l2",
+        /// `decay · Σ|w|`: the gradient gains `decay · sign(w)`.
+        L1 = "l1",
     }
 }
 
@@ -254,6 +281,19 @@ choices! {
         /// bf16 on a CPU with bf16 dot products, where the network runs in it (else
         /// float32, from its first batch on); float32 on other devices.
         Auto = "auto",
+    }
+}
+
+impl Default for MultimodForeground {
+    /// Each channel its own mask (niftyhost's behaviour before the key existed).
+    fn default() -> Self {
+        MultimodForeground::Multi
+    }
+}
+
+impl Default for WeightDecayNorm {
+    fn default() -> Self {
+        WeightDecayNorm::L2
     }
 }
 

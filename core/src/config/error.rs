@@ -56,6 +56,17 @@ pub enum ConfigError {
         /// File, environment variable or flag.
         origin: String,
     },
+    /// A key of a NiftyNet INI file that niftyhost refuses, or whose value NiftyNet's
+    /// specification does not allow.
+    #[error("NiftyNet key `{key}` in {origin}: {message}")]
+    NiftyNet {
+        /// `[SECTION] key`.
+        key: String,
+        /// File and line.
+        origin: String,
+        /// "refused: why", or what is wrong with the value.
+        message: String,
+    },
     /// The merged configuration is inconsistent (the message names the keys and where
     /// they were set), or a value that only the job can check is wrong.
     #[error("invalid configuration: {0}")]

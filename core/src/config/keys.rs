@@ -55,6 +55,11 @@ pub const KEYS: &[KeySpec] = &[
     k("network.name", "\"toynet\"", "network component (a plugin's network name)"),
     k("network.batch_size", "2", "windows per training step"),
     k("network.spatial_window_size", "[32, 32, 32]", "training window (i, j, k) in voxels"),
+    k(
+        "network.label_size",
+        "[]",
+        "label window (i, j, k): the loss sees only this centre of each training window, inference keeps only it (border (window - label)/2 per axis; NiftyNet's label spatial_window_size); empty = the whole window",
+    ),
     k("network.whitening", "true", "z-score each image channel (mean 0, std 1)"),
     k(
         "network.normalise_foreground_only",
@@ -64,7 +69,12 @@ pub const KEYS: &[KeySpec] = &[
     k(
         "network.foreground_type",
         "\"otsu\"",
-        "foreground rule: otsu, mean (above the mean), threshold (above network.foreground_threshold)",
+        "foreground rule: otsu, mean (above the mean), threshold (above network.foreground_threshold), otsu_minus or threshold_minus (below)",
+    ),
+    k(
+        "network.multimod_foreground_type",
+        "\"multi\"",
+        "foreground of several image channels: multi (each its own mask), and (foreground in all), or (in any)",
     ),
     k("network.foreground_threshold", "0.0", "intensity threshold of foreground_type = \"threshold\""),
     k("network.normalisation", "false", "Nyúl histogram standardisation, learned on TRAIN subjects (TRAIN and VALID with k_folds >= 2)"),
@@ -98,6 +108,7 @@ pub const KEYS: &[KeySpec] = &[
     k("training.warmup_iters", "0", "iterations of linear warm-up from 0 to training.lr"),
     k("training.clip_grad_norm", "0.0", "largest global gradient norm (0 = no clipping)"),
     k("training.weight_decay", "0.0", "weight decay (L2; decoupled for adamw)"),
+    k("training.weight_decay_norm", "\"l2\"", "penalty of training.weight_decay: l2 (Σw²/2) or l1 (Σ|w|; not with adamw)"),
     k("training.max_iter", "100", "iterations to train"),
     k(
         "training.starting_iter",
@@ -241,6 +252,27 @@ pub const INPUT_KEYS: &[KeySpec] = &[
     k("csv_file", "\"\"", "CSV of subject_id,path (instead of searching folders)"),
     k("pixdim", "[]", "resample to this voxel size in mm (i, j, k); every section of a job must agree"),
     k("axcodes", "\"\"", "reorient to these axis codes, e.g. \"RAS\"; every section of a job must agree"),
+    k(
+        "interp_order",
+        "-1",
+        "resampling of an image section: 0 nearest, 1 linear, 3 cubic B-spline (-1 = linear; labels always nearest)",
+    ),
+    k(
+        "inference_path_to_search",
+        "\"\"",
+        "folders searched by inference only, comma-separated: new subjects without labels (a Decathlon imagesTs)",
+    ),
+    k(
+        "modality",
+        "\"\"",
+        "the section's imaging modality, e.g. \"CT\" (`niftyhost plan` normalises CT with fixed statistics)",
+    ),
+    k("intensity_clip", "[]", "[lo, hi]: clip this image section's intensities before normalisation ([] = none)"),
+    k(
+        "intensity_zscore",
+        "[]",
+        "[mean, std]: z-score this image section with these fixed statistics instead of whitening ([] = whitening)",
+    ),
 ];
 
 /// Tables whose keys belong to a plugin's schema.

@@ -57,7 +57,7 @@ fn literal(text: &str) -> Value {
         .unwrap_or_else(|| Value::String(text.to_owned()))
 }
 
-fn insert(table: &mut Table, key: &str, value: Value) {
+pub(super) fn insert(table: &mut Table, key: &str, value: Value) {
     let mut parts: Vec<&str> = key.split('.').collect();
     let last = parts.pop().unwrap_or_default();
     let mut t = table;
@@ -179,10 +179,29 @@ fn read_file(path: &Path) -> Result<Table, ConfigError> {
     let origin = path.display().to_string();
     let is_ini = matches!(path.extension().and_then(|e| e.to_str()), Some("ini" | "cfg"));
     if is_ini {
-        ini::parse(&text, &origin)
+        ini::parse(&text, path, |key, value| validate_key(key, value, &origin))
     } else {
         toml::from_str(&text).map_err(|e| ConfigError::Parse { origin, message: e.message().to_owned() })
     }
+}
+
+/// Checks one dotted key's value as a layer of its own would be.
+fn validate_key(key: &str, value: &Value, origin: &str) -> Result<(), ConfigError> {
+    let mut one = Table::new();
+    insert(&mut one, key, value.clone());
+    validate(&one, "", origin)
+}
+
+/// What each key of the NiftyNet INI file at `path` became in niftyhost, or why it was
+/// refused: `niftyhost config -c file.ini --explain`.
+///
+/// # Errors
+/// An unreadable file, or a key before any section.
+pub fn explain_ini(path: &Path) -> Result<Vec<super::niftynet::Explained>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    ini::explain(&text, path, |key, value| {
+        validate_key(key, value, "this file").map_err(|e| e.to_string().replace(" in this file", ""))
+    })
 }
 
 fn layer(entries: &[(String, String, String)]) -> Result<Table, ConfigError> {
@@ -366,7 +385,7 @@ mod tests {
     fn a_bad_value_of_each_typed_key_names_key_file_and_choices() {
         let cases = [
             ("system", "distributed", "\"gloo\"", "one of auto, in-process, mpi, nccl"),
-            ("network", "foreground_type", "\"otsu2\"", "otsu, mean or threshold"),
+            ("network", "foreground_type", "\"otsu2\"", "one of otsu, mean, threshold, otsu_minus, threshold_minus"),
             ("network", "norm_type", "\"decile\"", "percentile or quartile"),
             ("network", "volume_padding_mode", "\"wrap\"", "one of minimum, constant, edge, symmetric, reflect"),
             ("network", "window_sampling", "\"random\"", "one of uniform, weighted, balanced, resize, foreground"),
@@ -412,6 +431,53 @@ mod tests {
             err.starts_with("`system.seed` (`--seed`) is invalid: ") && err.ends_with("in --set system.seed=-1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn niftynet_06_keys_load_translated_and_refused_keys_name_key_and_reason() {
+        let ini = "[T1]\npath_to_search = ./d\nspatial_window_size = (16, 16, 16)\ninterp_order = 3\naxcodes=(A, R, S)\n\
+                   [Label]\npath_to_search = ./d\nspatial_window_size = (16, 16, 16)\ninterp_order = 0\naxcodes = A, R, S\n\
+                   [SYSTEM]\ncuda_devices = \"\"\nnum_threads = 3\nnum_gpus = 0\nmodel_dir = ./m\n\
+                   [NETWORK]\nname = toynet\nactivation_function = relu\ndecay = 0.01\nreg_type = L1\nqueue_length = 8\n\
+                   foreground_type = otsu_minus\nmultimod_foreground_type = and\nnormalise_foreground_only = True\n\
+                   [TRAINING]\nloss_type = Dice_NS\noptimiser = adam\n\
+                   [INFERENCE]\nsave_seg_dir = seg\noutput_interp_order = 0\nborder = 2\n\
+                   [SEGMENTATION]\nimage = T1\nlabel = Label\noutput_prob = True\nnum_classes = 3\n";
+        let (_d, path) = write(ini, "ini");
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!((s.system.loader_threads, s.system.num_gpus), (3, 0));
+        assert_eq!(s.network.spatial_window_size, vec![16, 16, 16]);
+        assert_eq!(s.image_interp(), crate::preprocess::Interp::Cubic);
+        assert_eq!(s.training.weight_decay, 0.01);
+        assert_eq!(s.training.weight_decay_norm, super::super::WeightDecayNorm::L1);
+        assert_eq!(s.training.queue_length, 4);
+        assert_eq!(s.network.foreground_type, super::super::ForegroundType::OtsuMinus);
+        assert_eq!(s.network.multimod_foreground_type, super::super::MultimodForeground::And);
+        assert_eq!(s.training.loss, "dice");
+        assert_eq!(s.inference.output_dir, std::path::PathBuf::from("./m/seg"));
+        assert_eq!(s.inference.border, vec![2, 2, 2]);
+        assert!(s.inference.output_prob);
+        assert_eq!(s.input["t1"].axcodes.map(|c| c.to_string()).as_deref(), Some("ARS"));
+
+        let (_d, path) = write(&ini.replace("[TRAINING]\n", "[TRAINING]\nantialiasing = True\n"), "ini");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::NiftyNet { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(err.starts_with("NiftyNet key `[TRAINING] antialiasing` in "), "{err}");
+        assert!(err.contains("refused: niftyhost's scaling augmentation does not smooth"), "{err}");
+
+        let (_d, path) = write(&ini.replace("num_threads", "num_thread"), "ini");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("unknown key `[SYSTEM] num_thread` in "), "{err}");
+        assert!(err.ends_with("; did you mean `num_threads`?"), "{err}");
+
+        let (_d, path) = write(&ini.replace("otsu_minus", "otsu_minu"), "ini");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("`network.foreground_type` must be one of otsu, mean, threshold"), "{err}");
+
+        let (_d, path) = write(&ini.replace("interp_order = 0\naxcodes", "interp_order = 3\naxcodes"), "ini");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("`input.label.interp_order` must be -1 or 0"), "{err}");
     }
 
     #[test]
@@ -514,5 +580,27 @@ mod tests {
         }
         let o = Overrides { cli: vec![cli("segmentation.weight", "\"label\"")], ..Default::default() };
         assert_eq!(load(Some(&path), &o).unwrap().segmentation.weight, "label");
+    }
+
+    #[test]
+    fn a_label_window_gives_the_border_and_needs_whole_margins() {
+        let (_d, path) = write(BASE, "toml");
+        let set = |pairs: &[(&str, &str)]| Overrides {
+            cli: pairs.iter().map(|(k, v)| cli(k, v)).collect(),
+            ..Default::default()
+        };
+        let whole = load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!((whole.label_window(), whole.label_border()), ([32, 32, 32], [0, 0, 0]));
+        let s = load(Some(&path), &set(&[("network.label_size", "[26, 32, 20]")])).unwrap();
+        assert_eq!((s.label_window(), s.label_border()), ([26, 32, 20], [3, 0, 6]));
+        assert_eq!(s.inference_border(), [3, 0, 6], "inference keeps the label window");
+        let wider = set(&[("network.label_size", "[26, 32, 20]"), ("inference.border", "[5, 1, 0]")]);
+        assert_eq!(load(Some(&path), &wider).unwrap().inference_border(), [5, 1, 6]);
+        for bad in ["[27, 32, 32]", "[34, 32, 32]", "[26, 26]", "[0, 26, 26]"] {
+            let err = load(Some(&path), &set(&[("network.label_size", bad)])).unwrap_err().to_string();
+            assert!(err.contains("`network.label_size`"), "{bad}: {err}");
+        }
+        let odd = load(Some(&path), &set(&[("network.label_size", "[27, 32, 32]")])).unwrap_err().to_string();
+        assert!(odd.contains("`network.spatial_window_size`") && odd.contains("2.5"), "{odd}");
     }
 }

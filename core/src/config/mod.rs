@@ -8,15 +8,17 @@ mod error;
 mod ini;
 mod keys;
 mod layers;
+pub mod niftynet;
 mod settings;
 
 pub use choices::{
-    Blending, Distributed, EarlyStoppingMode, ForegroundType, InferencePrecision, LrSchedule, MixedPrecision, NormType,
-    OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype, Shard, WindowSampling,
+    Blending, Distributed, EarlyStoppingMode, ForegroundType, InferencePrecision, LrSchedule, MixedPrecision,
+    MultimodForeground, NormType, OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype, Shard,
+    WeightDecayNorm, WindowSampling,
 };
 pub use error::ConfigError;
 pub use keys::{KeySpec, INPUT_KEYS, KEYS};
-pub use layers::{load, parse_set, Overrides};
+pub use layers::{explain_ini, load, parse_set, Overrides};
 pub use settings::{
     AugmentationEntry, Evaluation, Inconsistency, Inference, InputSection, Network, Segmentation, Settings, System,
     Training,

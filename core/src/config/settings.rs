@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::choices::{
     axcodes_text, shard_text, Blending, Distributed, EarlyStoppingMode, ForegroundType, InferencePrecision, LrSchedule,
-    MixedPrecision, NormType, OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype, Shard,
-    WindowSampling,
+    MixedPrecision, MultimodForeground, NormType, OptimiserRule, OutputKind, OutputType, PaddingMode, ProbabilityDtype,
+    Shard, WeightDecayNorm, WindowSampling,
 };
 use crate::preprocess::AxCodes;
 
@@ -31,7 +31,7 @@ pub struct System {
 }
 
 /// `[input.<name>]`: where the files of one modality (or of the labels) are.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputSection {
     pub path_to_search: String,
@@ -42,6 +42,35 @@ pub struct InputSection {
     pub pixdim: Vec<f64>,
     #[serde(with = "axcodes_text")]
     pub axcodes: Option<AxCodes>,
+    #[serde(default = "interp_order_default")]
+    pub interp_order: i64,
+    pub inference_path_to_search: String,
+    pub modality: String,
+    pub intensity_clip: Vec<f64>,
+    pub intensity_zscore: Vec<f64>,
+}
+
+fn interp_order_default() -> i64 {
+    -1
+}
+
+impl Default for InputSection {
+    fn default() -> Self {
+        InputSection {
+            path_to_search: String::new(),
+            filename_contains: Vec::new(),
+            filename_not_contains: Vec::new(),
+            filename_removefromid: String::new(),
+            csv_file: String::new(),
+            pixdim: Vec::new(),
+            axcodes: None,
+            interp_order: interp_order_default(),
+            inference_path_to_search: String::new(),
+            modality: String::new(),
+            intensity_clip: Vec::new(),
+            intensity_zscore: Vec::new(),
+        }
+    }
 }
 
 /// `[segmentation]`: which inputs are images and labels.
@@ -63,10 +92,13 @@ pub struct Network {
     pub name: String,
     pub batch_size: usize,
     pub spatial_window_size: Vec<usize>,
+    pub label_size: Vec<usize>,
     pub whitening: bool,
     pub normalise_foreground_only: bool,
     pub foreground_type: ForegroundType,
     pub foreground_threshold: f64,
+    #[serde(default)]
+    pub multimod_foreground_type: MultimodForeground,
     pub normalisation: bool,
     pub histogram_ref_file: PathBuf,
     pub norm_type: NormType,
@@ -94,6 +126,8 @@ pub struct Training {
     pub warmup_iters: u64,
     pub clip_grad_norm: f64,
     pub weight_decay: f64,
+    #[serde(default)]
+    pub weight_decay_norm: WeightDecayNorm,
     pub max_iter: u64,
     pub starting_iter: i64,
     pub restore_from: PathBuf,
@@ -262,6 +296,7 @@ impl Settings {
                 return inconsistent(&[key], format!("`{key}` must be three positive sizes (i, j, k), got {w:?}"));
             }
         }
+        self.validate_label_size()?;
         if self.segmentation.num_classes < 2 {
             return inconsistent(
                 &["segmentation.num_classes"],
@@ -307,16 +342,51 @@ impl Settings {
         self.validate_network()
     }
 
+    /// `network.label_size`: empty, or three positive sizes inside the training window
+    /// leaving a whole number of voxels on each side.
+    fn validate_label_size(&self) -> Result<(), Inconsistency> {
+        let (label, image) = (&self.network.label_size, self.train_window());
+        if label.is_empty() {
+            return Ok(());
+        }
+        let keys = ["network.label_size", "network.spatial_window_size"];
+        let Some(label) = window(label) else {
+            return inconsistent(
+                &keys[..1],
+                format!("`network.label_size` must be three positive sizes (i, j, k) or [], got {label:?}"),
+            );
+        };
+        if let Some(a) = (0..3).find(|&a| label[a] > image[a] || (image[a] - label[a]) % 2 != 0) {
+            return inconsistent(
+                &keys,
+                format!(
+                    "`network.label_size` {label:?} must fit `network.spatial_window_size` {image:?} with the same margin on both sides: \
+                     the border (window - label) / 2 on axis {} is {}, not a whole number of voxels",
+                    ["i", "j", "k"][a],
+                    (image[a] as f64 - label[a] as f64) / 2.0
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// The `[inference]` keys.
     fn validate_inference(&self) -> Result<(), Inconsistency> {
         let inf = &self.inference;
         let window = self.inference_window();
         let b = &inf.border;
-        if b.len() != 3 || (0..3).any(|a| 2 * b[a] >= window[a]) {
+        let border = self.inference_border();
+        if b.len() != 3 || (0..3).any(|a| 2 * border[a] >= window[a]) {
             return inconsistent(
-                &["inference.border", "inference.spatial_window_size", "network.spatial_window_size"],
+                &[
+                    "inference.border",
+                    "inference.spatial_window_size",
+                    "network.spatial_window_size",
+                    "network.label_size",
+                ],
                 format!(
-                    "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, got {b:?}"
+                    "`inference.border` must be three sizes (i, j, k) with 2·border smaller than the window {window:?}, \
+                     got {b:?} (the border kept is at least the label window's, (network.spatial_window_size - network.label_size) / 2: {border:?})"
                 ),
             );
         }
@@ -403,6 +473,12 @@ impl Settings {
             return inconsistent(
                 &["training.restore_from", "training.starting_iter"],
                 "`training.restore_from` starts a new run: it needs `training.starting_iter = 0`",
+            );
+        }
+        if t.weight_decay_norm == WeightDecayNorm::L1 && t.optimiser == OptimiserRule::AdamW {
+            return inconsistent(
+                &["training.weight_decay_norm", "training.optimiser"],
+                "`training.weight_decay_norm = \"l1\"` adds to the gradient, which `training.optimiser = \"adamw\"` decouples: use adam, or l2",
             );
         }
         super::augmentation::validate(t)
@@ -498,6 +574,10 @@ impl Settings {
                 });
             }
         }
+        self.validate_interp_orders(&used)?;
+        for name in &self.segmentation.image {
+            self.validate_intensity(name)?;
+        }
         let Some(name) = self.segmentation.image.first() else {
             return inconsistent(&["segmentation.image"], "`segmentation.image` lists no input section");
         };
@@ -511,9 +591,91 @@ impl Settings {
         Ok(())
     }
 
+    /// `input.<name>.interp_order`: 0, 1 or 3 (or -1) for images, the same for every image
+    /// section (they are resampled as one stack); -1 or 0 for the label section.
+    fn validate_interp_orders(&self, used: &[&String]) -> Result<(), Inconsistency> {
+        for name in used {
+            let order = self.input[*name].interp_order;
+            let is_label = **name == self.segmentation.label;
+            let allowed: &[i64] = if is_label { &[-1, 0] } else { &[-1, 0, 1, 3] };
+            if !allowed.contains(&order) {
+                let what = if is_label {
+                    "-1 or 0 (labels are resampled by nearest neighbour)"
+                } else {
+                    "0 (nearest), 1 (linear), 3 (cubic B-spline) or -1 (linear)"
+                };
+                return inconsistent(
+                    &[&format!("input.{name}.interp_order")],
+                    format!("`input.{name}.interp_order` must be {what}, got {order}"),
+                );
+            }
+        }
+        let images = &self.segmentation.image;
+        // -1 is linear, as 1 is.
+        let order = |n: &String| self.input.get(n).map_or(1, |s| if s.interp_order == -1 { 1 } else { s.interp_order });
+        if images.windows(2).any(|w| order(&w[0]) != order(&w[1])) {
+            let keys: Vec<String> = images.iter().map(|n| format!("input.{n}.interp_order")).collect();
+            return Err(Inconsistency {
+                keys,
+                message: format!(
+                    "image sections {images:?} must agree on `interp_order` (they are resampled as one stack)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// An image section's fixed intensity keys: `intensity_clip` two finite values
+    /// lo < hi, `intensity_zscore` a finite mean and a positive finite std.
+    fn validate_intensity(&self, name: &str) -> Result<(), Inconsistency> {
+        let section = &self.input[name];
+        let clip = &section.intensity_clip;
+        if !clip.is_empty() && !matches!(clip.as_slice(), [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi) {
+            let key = format!("input.{name}.intensity_clip");
+            return inconsistent(&[&key], format!("`{key}` must be [lo, hi] with lo < hi, got {clip:?}"));
+        }
+        let z = &section.intensity_zscore;
+        if !z.is_empty() && !matches!(z.as_slice(), [m, s] if m.is_finite() && s.is_finite() && *s > 0.0) {
+            let key = format!("input.{name}.intensity_zscore");
+            return inconsistent(&[&key], format!("`{key}` must be [mean, std] with std > 0, got {z:?}"));
+        }
+        Ok(())
+    }
+
+    /// How image sections are resampled: `interp_order` of the first image section.
+    pub fn image_interp(&self) -> crate::preprocess::Interp {
+        use crate::preprocess::Interp;
+        let order = self.segmentation.image.first().and_then(|n| self.input.get(n)).map_or(-1, |s| s.interp_order);
+        match order {
+            0 => Interp::Nearest,
+            3 => Interp::Cubic,
+            _ => Interp::Linear,
+        }
+    }
+
     /// The training window `(i, j, k)`.
     pub fn train_window(&self) -> [usize; 3] {
         window(&self.network.spatial_window_size).unwrap_or([32, 32, 32])
+    }
+
+    /// The label window `(i, j, k)`: `network.label_size`, else the training window.
+    pub fn label_window(&self) -> [usize; 3] {
+        window(&self.network.label_size).unwrap_or_else(|| self.train_window())
+    }
+
+    /// Voxels between each side of the training window and its centre label window,
+    /// `(window - label) / 2` per axis (checked to be whole when the configuration loaded).
+    pub fn label_border(&self) -> [usize; 3] {
+        let (image, label) = (self.train_window(), self.label_window());
+        std::array::from_fn(|a| image[a].saturating_sub(label[a]) / 2)
+    }
+
+    /// Voxels dropped from each side of every inference output window: per axis the
+    /// larger of `inference.border` and [`Settings::label_border`] (the network was
+    /// trained on the label window only, so nothing outside it is written).
+    pub fn inference_border(&self) -> [usize; 3] {
+        let (b, label) = (&self.inference.border, self.label_border());
+        std::array::from_fn(|a| b.get(a).copied().unwrap_or(0).max(label[a]))
     }
 
     /// The inference window `(i, j, k)`: its own, else the training window.

@@ -73,6 +73,9 @@ pub struct Needs {
     pub weights: bool,
     /// The loss's weight-map section.
     pub loss_weights: bool,
+    /// The folders of `inference_path_to_search` too (inference of new, unlabelled
+    /// subjects).
+    pub inference_folders: bool,
 }
 
 impl Needs {
@@ -82,6 +85,7 @@ impl Needs {
             labels: true,
             weights: settings.network.window_sampling == WindowSampling::Weighted,
             loss_weights: !settings.segmentation.weight.is_empty(),
+            inference_folders: false,
         }
     }
 }
@@ -136,17 +140,26 @@ fn read_csv(path: &Path) -> Result<BTreeMap<String, PathBuf>, DataError> {
     Ok(files)
 }
 
-/// The files of one input section, by subject id.
+/// The files of one input section, by subject id: its `csv_file`, else the files of its
+/// `path_to_search` folders (and of its `inference_path_to_search` folders when
+/// `inference_folders`; a subject found in both keeps its `path_to_search` file).
 fn section_files(
     config_dir: &Path,
     name: &str,
     section: &InputSection,
+    inference_folders: bool,
 ) -> Result<BTreeMap<String, PathBuf>, DataError> {
     if !section.csv_file.is_empty() {
         return read_csv(&config_dir.join(&section.csv_file));
     }
     let mut files = BTreeMap::new();
-    for dir in section.path_to_search.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    let folders = |list: &str| list.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
+    let mut dirs: Vec<String> = folders(&section.path_to_search);
+    let searched = dirs.len();
+    if inference_folders {
+        dirs.extend(folders(&section.inference_path_to_search));
+    }
+    for (n, dir) in dirs.iter().enumerate() {
         let dir = config_dir.join(dir);
         let entries = std::fs::read_dir(&dir).map_err(|e| IoError {
             path: dir.clone(),
@@ -158,7 +171,10 @@ fn section_files(
             let wanted = section.filename_contains.iter().all(|p| name.contains(p.as_str()))
                 && !section.filename_not_contains.iter().any(|p| !p.is_empty() && name.contains(p.as_str()));
             if wanted {
-                files.insert(subject_id(stem, section), path);
+                let id = subject_id(stem, section);
+                if n < searched || !files.contains_key(&id) {
+                    files.insert(id, path);
+                }
             }
         }
     }
@@ -196,7 +212,10 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Resu
     }
     let found: Vec<(&String, BTreeMap<String, PathBuf>)> = sections
         .iter()
-        .map(|name| Ok((*name, section_files(base_dir, name, &settings.input[name.as_str()])?)))
+        .map(|name| {
+            let section = &settings.input[name.as_str()];
+            Ok((*name, section_files(base_dir, name, section, needs.inference_folders)?))
+        })
         .collect::<Result<_, DataError>>()?;
     let all_ids: std::collections::BTreeSet<&String> = found.iter().flat_map(|(_, f)| f.keys()).collect();
     let mut missing = Vec::new();
@@ -448,18 +467,18 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
     if !problems.is_empty() {
         return Err(tag(problems));
     }
-    let channels = read.images.iter().map(|v| v.channels).sum();
+    let section_channels: Vec<usize> = read.images.iter().map(|v| v.channels).collect();
+    let channels = section_channels.iter().sum();
     let mut images = read.images.into_iter();
     let mut reference = images.next().expect("a subject has images");
-    let mut image = std::mem::take(&mut reference.data);
-    for v in images {
-        image.extend_from_slice(&v.data);
-    }
+    let rest: Vec<Volume> = images.collect();
+    let image = concat_channels(std::mem::take(&mut reference.data), &rest, &subject.id)
+        .map_err(|e| tag(vec![e.to_string()]))?;
     let prepared = options.preparation.apply(
         &subject.id,
         &reference,
         image,
-        channels,
+        &section_channels,
         read.label.map(|v| v.data),
         read.weights.map(|v| v.data),
     )?;
@@ -480,6 +499,26 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         weights: prepared.weights,
         loss_weight,
     })
+}
+
+/// `first`'s values followed by those of `rest` (a subject's image channels, one buffer),
+/// the growth within the memory budget.
+///
+/// # Errors
+/// The whole over the budget, or refused by the system.
+pub(crate) fn concat_channels(
+    mut first: Vec<f32>,
+    rest: &[Volume],
+    subject: &str,
+) -> Result<Vec<f32>, crate::budget::AllocError> {
+    let extra: usize = rest.iter().map(|v| v.data.len()).sum();
+    let total = first.len() + extra;
+    let what = || format!("the image channels of subject `{subject}` ({total} float32 values)");
+    crate::budget::try_reserve(&mut first, extra, &what)?;
+    for v in rest {
+        first.extend_from_slice(&v.data);
+    }
+    Ok(first)
 }
 
 /// Checks every subject (in parallel) and lists every problem found; nothing is kept.

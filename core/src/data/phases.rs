@@ -121,7 +121,9 @@ pub fn held_out_subjects(
     with_labels: bool,
 ) -> Result<Vec<HeldOutSubject>, DataError> {
     let job = if with_labels { "evaluation" } else { "inference" };
-    let subjects = find_subjects(settings, base_dir, Needs { labels: with_labels, ..Needs::default() })?;
+    // Inference also segments the unlabelled subjects of `inference_path_to_search`.
+    let needs = Needs { labels: with_labels, inference_folders: !with_labels, ..Needs::default() };
+    let subjects = find_subjects(settings, base_dir, needs)?;
     let path = settings.split_file();
     if !path.exists() {
         tracing::warn!(

@@ -11,11 +11,11 @@
 use std::sync::Arc;
 
 use super::DataError;
-use crate::config::{ForegroundType, NormType, PaddingMode, Settings};
+use crate::config::{ForegroundType, MultimodForeground, NormType, PaddingMode, Settings};
 use crate::io::Volume;
 use crate::preprocess::{
-    crop, pad, pad_record, reorient, reoriented_grid, resample_to_grid, resampled_grid, AxCodes, Grid, HistogramConfig,
-    HistogramModel, Interp, LabelMap, MaskRule, PadMode, PadRecord, PreprocessError, SavedModel,
+    crop, pad, pad_record, reorient, reoriented_grid, resample_to_grid, resampled_grid, AxCodes, FixedIntensity, Grid,
+    HistogramConfig, HistogramModel, Interp, LabelMap, MaskRule, PadMode, PadRecord, PreprocessError, SavedModel,
 };
 
 fn error(what: &str, e: PreprocessError) -> DataError {
@@ -160,8 +160,16 @@ pub struct PreparedVolumes {
 pub struct Preparation {
     /// Geometry changes.
     pub geometry: GeometryOptions,
+    /// How images are resampled (`input.<name>.interp_order`; labels: nearest).
+    pub image_interp: Interp,
     /// Whitening, and its foreground rule (`MaskRule::All` for the whole channel).
     pub whitening: Option<MaskRule>,
+    /// How the channels' foreground masks combine for whitening.
+    pub multimod: MultimodForeground,
+    /// Fixed intensity normalisation of each image section (`intensity_clip`,
+    /// `intensity_zscore`), in `segmentation.image` order; a section with a fixed z-score
+    /// is not whitened.
+    pub fixed_intensity: Vec<FixedIntensity>,
     /// Learned histogram standardisation.
     pub histogram: Option<Arc<HistogramModel>>,
     /// Learned label map.
@@ -174,6 +182,8 @@ fn foreground_rule(settings: &Settings) -> MaskRule {
         ForegroundType::Mean => MaskRule::Mean,
         ForegroundType::Threshold => MaskRule::Threshold(n.foreground_threshold as f32),
         ForegroundType::Otsu => MaskRule::Otsu,
+        ForegroundType::OtsuMinus => MaskRule::OtsuBelow,
+        ForegroundType::ThresholdMinus => MaskRule::ThresholdBelow(n.foreground_threshold as f32),
     }
 }
 
@@ -190,6 +200,55 @@ pub fn geometry_options(settings: &Settings) -> GeometryOptions {
     }
 }
 
+/// Whitening with the channels' masks combined as `multimod` says: each its own, or one
+/// mask (their intersection or union) shared by every channel.
+fn whiten_combined(
+    images: &mut [f32],
+    channels: usize,
+    rule: MaskRule,
+    multimod: MultimodForeground,
+) -> Result<(), PreprocessError> {
+    let shared = match multimod {
+        _ if rule == MaskRule::All || channels < 2 => None,
+        MultimodForeground::Multi => None,
+        MultimodForeground::And | MultimodForeground::Or => {
+            let n = images.len() / channels;
+            let mut combined: Option<Vec<bool>> = None;
+            for channel in images.chunks(n) {
+                let mask = crate::preprocess::foreground_mask(channel, rule)?;
+                combined = Some(match combined {
+                    None => mask,
+                    Some(mut c) => {
+                        let and = multimod == MultimodForeground::And;
+                        c.iter_mut().zip(mask).for_each(|(c, m)| *c = if and { *c && m } else { *c || m });
+                        c
+                    }
+                });
+            }
+            combined
+        }
+    };
+    match shared {
+        Some(mask) => crate::preprocess::whiten_with_mask(images, channels, &mask)?,
+        None => crate::preprocess::whiten(images, channels, rule)?,
+    };
+    Ok(())
+}
+
+/// The fixed intensity normalisation of each image section (checked by the config).
+fn fixed_intensity(settings: &Settings) -> Vec<FixedIntensity> {
+    let pair = |v: &[f64]| (v.len() == 2).then(|| [v[0], v[1]]);
+    settings
+        .segmentation
+        .image
+        .iter()
+        .map(|name| {
+            let section = &settings.input[name];
+            FixedIntensity { clip: pair(&section.intensity_clip), zscore: pair(&section.intensity_zscore) }
+        })
+        .collect()
+}
+
 impl Preparation {
     /// Geometry and whitening only (nothing learned): enough to learn the rest.
     pub fn unlearned(settings: &Settings) -> Preparation {
@@ -197,7 +256,10 @@ impl Preparation {
         let rule = if n.normalise_foreground_only { foreground_rule(settings) } else { MaskRule::All };
         Preparation {
             geometry: geometry_options(settings),
+            image_interp: settings.image_interp(),
             whitening: n.whitening.then_some(rule),
+            multimod: n.multimod_foreground_type,
+            fixed_intensity: fixed_intensity(settings),
             histogram: None,
             label_map: None,
         }
@@ -243,10 +305,13 @@ impl Preparation {
                 let images: Vec<(Vec<f32>, usize)> = train
                     .par_iter()
                     .map(|s| {
-                        let vols: Vec<Volume> =
+                        let mut vols: Vec<Volume> =
                             s.images.iter().map(|f| crate::io::read_volume(f)).collect::<Result<_, _>>()?;
                         let channels = vols.iter().map(|v| v.channels).sum();
-                        Ok((vols.into_iter().flat_map(|v| v.data).collect(), channels))
+                        let first = std::mem::take(&mut vols[0].data);
+                        let data = super::dataset::concat_channels(first, &vols[1..], &s.id)
+                            .map_err(|e| DataError::Invalid(vec![e.to_string()]))?;
+                        Ok((data, channels))
                     })
                     .collect::<Result<_, DataError>>()?;
                 let model = HistogramModel::learn(config, images.iter().map(|(d, c)| (d.as_slice(), *c)))
@@ -299,7 +364,44 @@ impl Preparation {
         }
     }
 
-    /// Prepares a subject's volumes (geometry of `first`): images, labels, weights.
+    /// Each image section's fixed intensity normalisation, then whitening of the
+    /// channels of sections without a fixed z-score. With no fixed z-score anywhere, all
+    /// channels are whitened together, their masks combined as `multimod` says; sections
+    /// beside a fixed z-score are whitened each with its own channels' masks.
+    ///
+    /// # Errors
+    /// Images that do not hold `channels` (per section) equal channels.
+    fn normalise(&self, images: &mut [f32], channels: &[usize]) -> Result<(), PreprocessError> {
+        let total: usize = channels.iter().sum();
+        let voxels = images.len() / total.max(1);
+        if voxels * total != images.len() {
+            return Err(PreprocessError::InvalidParameter {
+                what: "image buffer",
+                expected: "the same number of voxels in every channel",
+                got: format!("{} values for {total} channels", images.len()),
+            });
+        }
+        let fixed = |n: usize| self.fixed_intensity.get(n).copied().unwrap_or_default();
+        let any_zscore = (0..channels.len()).any(|n| fixed(n).zscore.is_some());
+        let mut rest = &mut *images;
+        for (n, &c) in channels.iter().enumerate() {
+            let (section, tail) = rest.split_at_mut(c * voxels);
+            rest = tail;
+            for channel in section.chunks_mut(voxels.max(1)) {
+                fixed(n).apply(channel);
+            }
+            if let (Some(rule), true, None) = (self.whitening, any_zscore, fixed(n).zscore) {
+                crate::preprocess::whiten(section, c, rule)?;
+            }
+        }
+        if let (Some(rule), false) = (self.whitening, any_zscore) {
+            whiten_combined(images, total, rule, self.multimod)?;
+        }
+        Ok(())
+    }
+
+    /// Prepares a subject's volumes (geometry of `first`): images (`channels`: the
+    /// channels of each image section, in order), labels, weights.
     ///
     /// # Errors
     /// Anything the preprocessing refuses (e.g. a label value the map does not know),
@@ -309,21 +411,20 @@ impl Preparation {
         subject: &str,
         first: &Volume,
         images: Vec<f32>,
-        channels: usize,
+        channels: &[usize],
         label: Option<Vec<f32>>,
         weights: Option<Vec<f32>>,
     ) -> Result<PreparedVolumes, DataError> {
         let fail = |e: PreprocessError| error(&format!("subject `{subject}`"), e);
         let grid = Grid::new(first.dims, first.affine).map_err(fail)?;
         let geometry = Geometry::plan(grid, &self.geometry).map_err(fail)?;
+        let total: usize = channels.iter().sum();
         let mode = self.image_padding(&images);
-        let mut images = geometry.forward(images, channels, Interp::Linear, mode).map_err(fail)?;
+        let mut images = geometry.forward(images, total, self.image_interp, mode).map_err(fail)?;
         if let Some(h) = &self.histogram {
-            h.apply(&mut images, channels).map_err(fail)?;
+            h.apply(&mut images, total).map_err(fail)?;
         }
-        if let Some(rule) = self.whitening {
-            crate::preprocess::whiten(&mut images, channels, rule).map_err(fail)?;
-        }
+        self.normalise(&mut images, channels).map_err(fail)?;
         let zero = PadMode::Constant(0.0);
         let label = match label {
             Some(l) => {

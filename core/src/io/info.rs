@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::nifti::affine::xform_name;
-use super::nifti::{axcodes_string, Affine, Image};
+use super::nifti::read::{for_each_f64, RawImage};
+use super::nifti::{axcodes_string, best_affine, Affine};
 
 /// Value statistics over every voxel (NaN and infinities counted, not summed).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,28 +35,43 @@ pub struct Stats {
 impl Stats {
     /// The statistics of `values` (`get_fdata()` semantics: scaled, NaN-aware).
     pub fn of(values: &[f64]) -> Stats {
-        let (mut sum, mut n, mut nonzero) = (0.0, 0usize, 0usize);
+        Stats::of_chunks(&|visit| visit(values))
+    }
+
+    /// The statistics of an image's on-disk voxels, scaled as [`Stats::of`] sees them
+    /// after `read_image`, but computed a chunk at a time from the stored type: no `f64`
+    /// (or `f32`) copy of the volume is made. The results equal [`Stats::of`]'s exactly
+    /// (same values, same order of summation).
+    pub fn of_stored(image: &RawImage) -> Stats {
+        let (datatype, endian, scaling) = (image.layout.datatype, image.header.endian, image.scaling);
+        Stats::of_chunks(&|visit| for_each_f64(&image.bytes, datatype, endian, scaling, visit))
+    }
+
+    /// The statistics of the values `each` visits, chunk by chunk, in order; `each` is
+    /// called twice (the standard deviation needs the mean first).
+    fn of_chunks(each: &dyn Fn(&mut dyn FnMut(&[f64]))) -> Stats {
+        let (mut sum, mut n, mut nonzero, mut voxels) = (0.0, 0usize, 0usize, 0usize);
         let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            sum += v;
-            n += 1;
-            min = min.min(v);
-            max = max.max(v);
-            nonzero += usize::from(v != 0.0);
-        }
+        each(&mut |values| {
+            voxels += values.len();
+            for &v in values.iter().filter(|v| v.is_finite()) {
+                sum += v;
+                n += 1;
+                min = min.min(v);
+                max = max.max(v);
+                nonzero += usize::from(v != 0.0);
+            }
+        });
         let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
-        let var = values.iter().filter(|v| v.is_finite()).map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+        let mut squares = 0.0;
+        each(&mut |values| {
+            for v in values.iter().filter(|v| v.is_finite()) {
+                squares += (v - mean) * (v - mean);
+            }
+        });
+        let var = squares / n as f64;
         let (min, max) = if n > 0 { (min, max) } else { (f64::NAN, f64::NAN) };
-        Stats {
-            voxels: values.len(),
-            min,
-            max,
-            mean,
-            std: var.sqrt(),
-            sum,
-            nan_count: values.len() - n,
-            nonzero_count: nonzero,
-        }
+        Stats { voxels, min, max, mean, std: var.sqrt(), sum, nan_count: voxels - n, nonzero_count: nonzero }
     }
 }
 
@@ -128,10 +144,13 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
-    /// The report of an image read with [`read_image`](super::nifti::read_image), named `file`.
-    pub fn of(file: &Path, image: &Image) -> FileInfo {
+    /// The report of an image read with [`read_raw`](super::nifti::read::read_raw), named
+    /// `file`: the statistics come from the voxels in their stored type
+    /// ([`Stats::of_stored`]).
+    pub fn of(file: &Path, image: &RawImage) -> FileInfo {
         let h = &image.header;
         let (slope, inter) = image.scaling.unwrap_or((1.0, 0.0));
+        let (affine, affine_source) = best_affine(h);
         FileInfo {
             file: file.to_owned(),
             header_file: image.files.is_pair().then(|| image.files.header.clone()),
@@ -140,8 +159,8 @@ impl FileInfo {
             magic: h.magic.clone(),
             gzip: image.gzip,
             byte_order: h.endian.to_string(),
-            shape: image.shape.clone(),
-            datatype: image.datatype.name().to_owned(),
+            shape: image.layout.shape.clone(),
+            datatype: image.layout.datatype.name().to_owned(),
             datatype_code: h.datatype,
             bitpix: h.bitpix,
             scl_slope: h.scl_slope,
@@ -149,17 +168,17 @@ impl FileInfo {
             scaled: image.scaling.is_some(),
             slope,
             inter,
-            voxel_size: h.pixdim[1..=image.shape.len()].to_vec(),
+            voxel_size: h.pixdim[1..=image.layout.shape.len()].to_vec(),
             space_unit: h.space_unit().to_owned(),
-            axcodes: axcodes_string(&image.affine),
-            affine: image.affine,
-            affine_source: image.affine_source.to_string(),
+            axcodes: axcodes_string(&affine),
+            affine,
+            affine_source: affine_source.to_string(),
             qform_code: h.qform_code,
             sform_code: h.sform_code,
             vox_offset: h.vox_offset,
             extensions: h.extensions.iter().map(|e| ExtensionInfo { code: e.code, bytes: e.data.len() }).collect(),
             description: String::from_utf8_lossy(&h.descrip).into_owned(),
-            stats: Stats::of(&image.data),
+            stats: Stats::of_stored(image),
         }
     }
 }

@@ -100,9 +100,9 @@ pub enum PreprocessError {
         source: std::io::Error,
     },
 
-    /// The output buffer could not be allocated.
-    #[error("cannot allocate an output of {values} values ({bytes} bytes)")]
-    Allocation { values: usize, bytes: usize },
+    /// The output buffer is over the memory budget, or could not be allocated.
+    #[error(transparent)]
+    Allocation(#[from] crate::budget::AllocError),
 
     /// A padded volume whose size does not match the padding record used to crop it.
     #[error("cannot crop: padding record {before:?} + {after:?} does not fit volume dims {dims:?}")]

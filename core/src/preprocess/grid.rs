@@ -111,25 +111,16 @@ impl Grid {
     }
 }
 
-/// A zero-filled buffer of `len` values, reporting a failed allocation as an error
-/// instead of aborting the process.
+/// A zero-filled buffer of `len` values, within the memory budget (see
+/// [`crate::budget`]), reporting a failed allocation as an error instead of aborting.
 pub(crate) fn zeroed(len: usize) -> Result<Vec<f32>, PreprocessError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| PreprocessError::Allocation {
-        values: len,
-        bytes: len.saturating_mul(std::mem::size_of::<f32>()),
-    })?;
-    v.resize(len, 0.0);
-    Ok(v)
+    Ok(crate::budget::try_zeroed(len, &|| format!("a preprocessed volume of {len} float32 values"))?)
 }
 
-/// A copy of `data`, reporting a failed allocation as an error.
+/// A copy of `data`, within the memory budget (see [`crate::budget`]).
 pub(crate) fn copied(data: &[f32]) -> Result<Vec<f32>, PreprocessError> {
-    let mut v = zeroed(0)?;
-    v.try_reserve_exact(data.len()).map_err(|_| PreprocessError::Allocation {
-        values: data.len(),
-        bytes: data.len().saturating_mul(std::mem::size_of::<f32>()),
-    })?;
+    let what = || format!("a copy of a volume of {} float32 values", data.len());
+    let mut v = crate::budget::try_with_capacity(data.len(), &what)?;
     v.extend_from_slice(data);
     Ok(v)
 }

@@ -91,8 +91,7 @@ fn foreground_values(channel: &[f32], mask: MaskRule) -> Result<Vec<f32>, Prepro
         return Err(PreprocessError::EmptyVolume { channels: 1, dims: [0, 1, 1] });
     }
     let threshold = rule_threshold(channel, mask)?;
-    let mut values: Vec<f32> =
-        channel.iter().copied().filter(|&v| v.is_finite() && threshold.is_none_or(|t| v > t)).collect();
+    let mut values: Vec<f32> = channel.iter().copied().filter(|&v| threshold.keeps(v)).collect();
     if values.is_empty() {
         values = channel.iter().copied().filter(|v| v.is_finite()).collect();
     }

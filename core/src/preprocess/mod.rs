@@ -26,6 +26,7 @@
 //! Every function checks its buffers against its grid and returns a
 //! [`PreprocessError`] for bad input; nothing panics on user data.
 
+mod bspline;
 mod error;
 mod grid;
 pub mod histogram;
@@ -40,7 +41,9 @@ pub use error::PreprocessError;
 pub use grid::{Grid, IDENTITY};
 pub use histogram::{image_landmarks, HistogramConfig, HistogramModel, HistogramTrainer};
 pub use labels::{LabelMap, LabelMapLearner};
-pub use normalise::{foreground_mask, otsu_threshold, whiten, whiten_with_mask, ChannelStats, MaskRule};
+pub use normalise::{
+    foreground_mask, otsu_threshold, whiten, whiten_with_mask, ChannelStats, FixedIntensity, MaskRule,
+};
 pub use orientation::{axcodes, reorient, reoriented_grid, AxCodes};
 pub use pad::{crop, pad, pad_record, pad_to, PadMode, PadRecord};
 pub use resample::{resample, resample_to_grid, resampled_grid, Interp};

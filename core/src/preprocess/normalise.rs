@@ -26,6 +26,10 @@ pub enum MaskRule {
     /// Voxels strictly above the mean of all the channel's finite voxels (NiftyNet's
     /// `mean_plus` mask, without its hole filling or morphology).
     Mean,
+    /// Voxels strictly below the given value (NiftyNet's `threshold_minus`).
+    ThresholdBelow(f32),
+    /// Voxels strictly below the channel's Otsu threshold (NiftyNet's `otsu_minus`).
+    OtsuBelow,
 }
 
 impl std::fmt::Display for MaskRule {
@@ -35,6 +39,8 @@ impl std::fmt::Display for MaskRule {
             Self::Threshold(t) => write!(f, "voxels > {t}"),
             Self::Otsu => write!(f, "voxels > Otsu threshold"),
             Self::Mean => write!(f, "voxels > channel mean"),
+            Self::ThresholdBelow(t) => write!(f, "voxels < {t}"),
+            Self::OtsuBelow => write!(f, "voxels < Otsu threshold"),
         }
     }
 }
@@ -156,21 +162,45 @@ pub fn otsu_threshold(values: &[f32], bins: usize) -> Result<f32, PreprocessErro
     Ok((lo64 + (t + 1) as f64 * width) as f32)
 }
 
-/// The threshold a rule compares against (`None` for [`MaskRule::All`]): foreground is
-/// finite and strictly above it.
-pub(crate) fn rule_threshold(channel: &[f32], rule: MaskRule) -> Result<Option<f32>, PreprocessError> {
-    Ok(match rule {
-        MaskRule::All => None,
-        MaskRule::Threshold(t) => Some(t),
-        MaskRule::Otsu => Some(match finite_range(channel) {
+/// The comparison a rule selects foreground voxels by: finite, and strictly above (or,
+/// for the `…Below` rules, below) a threshold; every finite voxel for [`MaskRule::All`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cut {
+    at: Option<f32>,
+    below: bool,
+}
+
+impl Cut {
+    /// Whether `v` is foreground.
+    #[inline]
+    pub(crate) fn keeps(self, v: f32) -> bool {
+        v.is_finite() && self.at.is_none_or(|t| if self.below { v < t } else { v > t })
+    }
+}
+
+/// The [`Cut`] of `rule` on `channel` (Otsu's or the mean's threshold computed here).
+pub(crate) fn rule_threshold(channel: &[f32], rule: MaskRule) -> Result<Cut, PreprocessError> {
+    let otsu = || -> Result<f32, PreprocessError> {
+        Ok(match finite_range(channel) {
             None => f32::INFINITY,
             Some(_) => otsu_threshold(channel, OTSU_BINS)?,
-        }),
-        MaskRule::Mean => Some(match moments(channel, |_| true) {
-            (0, _, _) => f32::INFINITY,
-            (_, mean, _) => mean as f32,
-        }),
-    })
+        })
+    };
+    let (at, below) = match rule {
+        MaskRule::All => (None, false),
+        MaskRule::Threshold(t) => (Some(t), false),
+        MaskRule::ThresholdBelow(t) => (Some(t), true),
+        MaskRule::Otsu => (Some(otsu()?), false),
+        MaskRule::OtsuBelow => (Some(otsu()?), true),
+        MaskRule::Mean => (
+            Some(match moments(channel, |_| true) {
+                (0, _, _) => f32::INFINITY,
+                (_, mean, _) => mean as f32,
+            }),
+            false,
+        ),
+    };
+    Ok(Cut { at, below })
 }
 
 /// Count, mean and population variance of the finite values selected by `keep`
@@ -203,10 +233,9 @@ fn moments(values: &[f32], keep: impl Fn(f32) -> bool + Sync) -> (usize, f64, f6
 pub fn foreground_mask(channel: &[f32], rule: MaskRule) -> Result<Vec<bool>, PreprocessError> {
     channel_len(channel.len(), 1)?;
     let threshold = rule_threshold(channel, rule)?;
-    let mut mask = Vec::new();
-    mask.try_reserve_exact(channel.len())
-        .map_err(|_| PreprocessError::Allocation { values: channel.len(), bytes: channel.len() })?;
-    mask.extend(channel.iter().map(|&v| v.is_finite() && threshold.is_none_or(|t| v > t)));
+    let mut mask =
+        crate::budget::try_with_capacity(channel.len(), &|| format!("a foreground mask of {} voxels", channel.len()))?;
+    mask.extend(channel.iter().map(|&v| threshold.keeps(v)));
     Ok(mask)
 }
 
@@ -218,6 +247,34 @@ fn apply(channel: &mut [f32], mean: f64, std: f64) {
             *v = ((f64::from(*v) - mean) * scale) as f32;
         }
     });
+}
+
+/// Fixed intensity normalisation of one image section (nnU-Net's CT scheme): clip to a
+/// range, then z-score with statistics learned once for the whole dataset, so that an
+/// intensity means the same in every image (Hounsfield units do).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct FixedIntensity {
+    /// `[lo, hi]` every finite voxel is clipped to.
+    pub clip: Option<[f64; 2]>,
+    /// `[mean, std]` of the z-score; `None` leaves the clipped values to whitening.
+    pub zscore: Option<[f64; 2]>,
+}
+
+impl FixedIntensity {
+    /// Applies the clip, then the z-score, to one channel in place; non-finite voxels
+    /// stay as they are.
+    pub fn apply(&self, channel: &mut [f32]) {
+        if let Some([lo, hi]) = self.clip {
+            channel.par_chunks_mut(CHUNK).for_each(|c| {
+                for v in c.iter_mut().filter(|v| v.is_finite()) {
+                    *v = f64::from(*v).clamp(lo, hi) as f32;
+                }
+            });
+        }
+        if let Some([mean, std]) = self.zscore {
+            apply(channel, mean, std);
+        }
+    }
 }
 
 /// Whitens each channel in place: `x ← (x − mean) / std` over every voxel, with the mean
@@ -242,7 +299,7 @@ pub fn whiten(data: &mut [f32], channels: usize, rule: MaskRule) -> Result<Vec<C
     data.chunks_mut(n)
         .map(|channel| {
             let threshold = rule_threshold(channel, rule)?;
-            let (count, mean, var) = moments(channel, |v| threshold.is_none_or(|t| v > t));
+            let (count, mean, var) = moments(channel, |v| threshold.keeps(v));
             Ok(finish(channel, count, mean, var))
         })
         .collect()
@@ -321,6 +378,17 @@ mod tests {
         let n = values.len() as f64;
         let m = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         (m, (values.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / n).sqrt())
+    }
+
+    #[test]
+    fn fixed_intensity_clips_then_zscores() {
+        let mut c = vec![-1000.0, 0.0, 50.0, 3000.0, f32::NAN];
+        FixedIntensity { clip: Some([-100.0, 200.0]), zscore: Some([50.0, 25.0]) }.apply(&mut c);
+        assert_eq!(&c[..4], &[-6.0, -2.0, 0.0, 6.0]);
+        assert!(c[4].is_nan());
+        let mut only_clip = vec![-5.0, 5.0];
+        FixedIntensity { clip: Some([0.0, 1.0]), zscore: None }.apply(&mut only_clip);
+        assert_eq!(only_clip, [0.0, 1.0]);
     }
 
     #[test]

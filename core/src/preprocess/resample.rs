@@ -27,7 +27,7 @@
 //! Each output voxel centre is mapped to a fractional input position `p` (positions within
 //! `10⁻⁶` voxel of an integer are snapped to it, so grid-aligned samples copy values
 //! bit-exactly). [`Interp::Linear`] is trilinear interpolation between the 8 surrounding
-//! voxels; [`Interp::Nearest`] takes the voxel at `floor(p + 0.5)` (halves round up), so it
+//! voxels; [`Interp::Cubic`] the cubic B-spline through the voxel values; [`Interp::Nearest`] takes the voxel at `floor(p + 0.5)` (halves round up), so it
 //! only ever copies input values (use it for labels). Positions outside the input's voxel
 //! centres are clamped to the nearest edge voxel (edge replication), also far outside the
 //! field of view: resampling never invents a background value.
@@ -45,6 +45,9 @@ pub enum Interp {
     Linear,
     /// The nearest voxel's value: for labels (never produces a value not in the input).
     Nearest,
+    /// Cubic B-spline interpolation through the voxel values (NiftyNet's `interp_order = 3`;
+    /// see [`super::bspline`]): for images.
+    Cubic,
 }
 
 /// Positions this close to an integer are taken as that integer.
@@ -183,7 +186,8 @@ fn weights(p: f64, n: usize, interp: Interp) -> (usize, usize, f64) {
             let i = (p + 0.5).floor().min(last) as usize;
             (i, i, 0.0)
         }
-        Interp::Linear => {
+        // Cubic sampling goes through `bspline::sample` (see `sample`), never here.
+        Interp::Linear | Interp::Cubic => {
             let lo = p.floor();
             let w = p - lo;
             let lo = lo as usize;
@@ -205,6 +209,18 @@ fn lerp(a: f64, b: f64, w: f64) -> f64 {
     }
 }
 
+/// A zeroed buffer of `channels` volumes of `dims`.
+///
+/// # Errors
+/// [`PreprocessError::SizeOverflow`] / [`PreprocessError::Allocation`].
+pub(super) fn output_buffer(channels: usize, dims: [usize; 3]) -> Result<Vec<f32>, PreprocessError> {
+    let len = dims
+        .iter()
+        .try_fold(channels, |acc, &d| acc.checked_mul(d))
+        .ok_or(PreprocessError::SizeOverflow { channels, dims })?;
+    zeroed(len)
+}
+
 /// Samples every output voxel of `to` at input position `map · (i, j, k, 1)`.
 fn sample(
     data: &[f32],
@@ -217,15 +233,14 @@ fn sample(
     if from.dims == to.dims && *map == super::IDENTITY {
         return copied(data);
     }
+    if interp == Interp::Cubic {
+        return super::bspline::sample(data, channels, from, to, map);
+    }
     let [n0, n1, n2] = from.dims;
     let in_voxels = n0 * n1 * n2;
     let [m0, m1, m2] = to.dims;
     let slice = m0 * m1;
-    let out_len = slice
-        .checked_mul(m2)
-        .and_then(|v| v.checked_mul(channels))
-        .ok_or(PreprocessError::SizeOverflow { channels, dims: to.dims })?;
-    let mut out = zeroed(out_len)?;
+    let mut out = output_buffer(channels, to.dims)?;
     let axis_aligned = (0..3).all(|r| (0..3).all(|c| r == c || map[r][c].abs() < 1e-12));
     if axis_aligned {
         let tables: [AxisTable; 3] =

@@ -7,8 +7,11 @@
 //! is run. A library user sets the process's allocator as the binary does with
 //! [`crate::memory`].
 
+mod explain;
+
 use anyhow::{Context, Result};
 
+pub use self::explain::{explain, ExplainFailure, ExplainReport};
 pub use niftyhost_core::commands::{check, evaluation, here, info, settings, InfoReport};
 use niftyhost_core::commands::{chosen_folds, load};
 

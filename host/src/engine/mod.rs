@@ -2,10 +2,12 @@
 //! sliding-window inference and evaluation (`niftyhost_core::evaluation`, re-exported).
 
 pub mod checkpoint;
+pub mod deep_supervision;
 mod error;
 pub mod folder_lock;
 pub mod folds;
 pub mod inference;
+pub mod label_window;
 pub mod model;
 pub mod optim;
 pub mod precision;

@@ -97,17 +97,57 @@ impl Model {
     pub fn forward(&mut self, input: &Tensor, train: bool) -> Result<Tensor, PluginError> {
         let x = RTensor::from_tch(input.shallow_clone());
         let out = self.net.forward(&x, train).into_result().map(RTensor::into_tch)?;
+        self.check_output(&out, input, "")?;
+        Ok(out)
+    }
+
+    /// Runs the network and returns every output it has: the main one (as
+    /// [`Model::forward`]'s) then its auxiliary outputs for deep supervision, finer first
+    /// (none for a network without, or built against plugin-api 1.0 or 1.1). Each is
+    /// checked like [`Model::forward`]'s output, and each auxiliary output's spatial size
+    /// must divide the main one's.
+    ///
+    /// # Shapes
+    /// `[N, C, D, H, W]` → `[N, K, D, H, W]`, then `[N, K, D / f_D, H / f_H, W / f_W]`
+    ///
+    /// # Errors
+    /// The plugin's error, no output, or an output of another shape (sizes named).
+    pub fn forward_outputs(&mut self, input: &Tensor, train: bool) -> Result<Vec<Tensor>, PluginError> {
+        let x = RTensor::from_tch(input.shallow_clone());
+        let outputs: Vec<Tensor> =
+            self.net.forward_outputs(&x, train).into_result()?.into_iter().map(RTensor::into_tch).collect();
+        let Some(main) = outputs.first() else {
+            return Err(PluginError::new("returned no output from forward_outputs (expected the main output first)"));
+        };
+        self.check_output(main, input, "")?;
+        let main_size = main.size();
+        for (i, aux) in outputs.iter().enumerate().skip(1) {
+            self.check_output(aux, input, &format!("auxiliary output {i}: "))?;
+            let size = aux.size();
+            if size[2..].iter().zip(&main_size[2..]).any(|(&a, &m)| a < 1 || m % a != 0) {
+                return Err(PluginError::new(format!(
+                    "auxiliary output {i}: returned a tensor of shape {size:?}, whose spatial size does not divide \
+                     the main output's {main_size:?}: deep supervision needs integer subsampling factors"
+                )));
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Checks that `out` has the input's batch size and [`Model::num_classes`] classes on
+    /// five axes; `which` prefixes the message.
+    fn check_output(&self, out: &Tensor, input: &Tensor, which: &str) -> Result<(), PluginError> {
         let size = out.size();
         let batch = input.size().first().copied().unwrap_or(0);
         if size.len() != 5 || size[0] != batch || size[1] != self.num_classes as i64 {
             return Err(PluginError::new(format!(
-                "returned a tensor of shape {size:?} for an input of {:?}: expected [N, K, D, H, W] with N = {batch} \
-                 windows and K = {} classes (segmentation.num_classes)",
+                "{which}returned a tensor of shape {size:?} for an input of {:?}: expected [N, K, D, H, W] with N = \
+                 {batch} windows and K = {} classes (segmentation.num_classes)",
                 input.size(),
                 self.num_classes
             )));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Class probabilities without gradients (softmax over the class axis).

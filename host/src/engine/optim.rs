@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 
 use tch::{Kind, Tensor};
 
-use crate::config::{LrSchedule, OptimiserRule, Training};
+use crate::config::{LrSchedule, OptimiserRule, Training, WeightDecayNorm};
 
 /// State tensors kept per parameter by `rule`.
 fn slots(rule: OptimiserRule) -> &'static [&'static str] {
@@ -28,6 +28,9 @@ pub struct OptimiserConfig {
     pub momentum: f64,
     /// Weight decay (L2, decoupled for adamw).
     pub weight_decay: f64,
+    /// The penalty weight decay weighs: L2 adds `decay · w` to the gradient, L1
+    /// `decay · sign(w)`.
+    pub weight_decay_norm: WeightDecayNorm,
     /// Largest global gradient norm (0: no clipping).
     pub clip_grad_norm: f64,
 }
@@ -39,6 +42,7 @@ impl OptimiserConfig {
             rule: t.optimiser,
             momentum: t.momentum,
             weight_decay: t.weight_decay,
+            weight_decay_norm: t.weight_decay_norm,
             clip_grad_norm: t.clip_grad_norm,
         }
     }
@@ -80,7 +84,10 @@ impl Optimiser {
                 let Some(g) = g else { continue };
                 let mut g = if scale < 1.0 { g * scale } else { g };
                 if c.weight_decay > 0.0 && c.rule != OptimiserRule::AdamW {
-                    g += &*p * c.weight_decay;
+                    g += match c.weight_decay_norm {
+                        WeightDecayNorm::L2 => &*p * c.weight_decay,
+                        WeightDecayNorm::L1 => p.sign() * c.weight_decay,
+                    };
                 }
                 let update = match c.rule {
                     OptimiserRule::Sgd => g,
@@ -230,8 +237,16 @@ mod tests {
         // Minimise ½‖p − 3‖² from p = 0.
         let p = Tensor::zeros([4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let mut params = vec![("p".to_owned(), p)];
-        let mut opt =
-            Optimiser::new(OptimiserConfig { rule, momentum: 0.9, weight_decay: 0.0, clip_grad_norm: 0.0 }, &params);
+        let mut opt = Optimiser::new(
+            OptimiserConfig {
+                rule,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                weight_decay_norm: WeightDecayNorm::L2,
+                clip_grad_norm: 0.0,
+            },
+            &params,
+        );
         for _ in 0..steps {
             let loss = (&params[0].1 - 3.0).square().sum(Kind::Float) * 0.5;
             loss.backward();
@@ -260,8 +275,13 @@ mod tests {
     fn sgd_and_momentum_follow_their_formulas() {
         let p = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
         let mut params = vec![("p".to_owned(), p)];
-        let cfg =
-            OptimiserConfig { rule: OptimiserRule::Momentum, momentum: 0.5, weight_decay: 0.0, clip_grad_norm: 0.0 };
+        let cfg = OptimiserConfig {
+            rule: OptimiserRule::Momentum,
+            momentum: 0.5,
+            weight_decay: 0.0,
+            weight_decay_norm: WeightDecayNorm::L2,
+            clip_grad_norm: 0.0,
+        };
         let mut opt = Optimiser::new(cfg, &params);
         for _ in 0..2 {
             (&params[0].1 * 2.0).sum(Kind::Float).backward(); // gradient 2
@@ -275,7 +295,13 @@ mod tests {
     fn clipping_bounds_the_update_and_reports_the_norm() {
         let p = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
         let mut params = vec![("p".to_owned(), p)];
-        let cfg = OptimiserConfig { rule: OptimiserRule::Sgd, momentum: 0.0, weight_decay: 0.0, clip_grad_norm: 1.0 };
+        let cfg = OptimiserConfig {
+            rule: OptimiserRule::Sgd,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            weight_decay_norm: WeightDecayNorm::L2,
+            clip_grad_norm: 1.0,
+        };
         let mut opt = Optimiser::new(cfg, &params);
         (&params[0].1 * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float).backward();
         let norm = opt.step(&mut params, 1.0);
@@ -289,8 +315,13 @@ mod tests {
         let run = |restore: bool| {
             let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
             let mut params = vec![("w".to_owned(), p)];
-            let cfg =
-                OptimiserConfig { rule: OptimiserRule::Adam, momentum: 0.0, weight_decay: 0.01, clip_grad_norm: 0.0 };
+            let cfg = OptimiserConfig {
+                rule: OptimiserRule::Adam,
+                momentum: 0.0,
+                weight_decay: 0.01,
+                weight_decay_norm: WeightDecayNorm::L2,
+                clip_grad_norm: 0.0,
+            };
             let mut opt = Optimiser::new(cfg, &params);
             let step = |opt: &mut Optimiser, params: &mut Vec<(String, Tensor)>| {
                 params[0].1.square().sum(Kind::Float).backward();
@@ -311,6 +342,25 @@ mod tests {
             Vec::<f32>::try_from(params[0].1.detach()).unwrap()
         };
         assert_eq!(run(false), run(true));
+    }
+
+    #[test]
+    fn l1_weight_decay_moves_each_weight_by_decay_times_its_sign() {
+        let p = Tensor::from_slice(&[1.0f32, -2.0, 0.0]).set_requires_grad(true);
+        let mut params = vec![("w".to_owned(), p)];
+        let cfg = OptimiserConfig {
+            rule: OptimiserRule::Sgd,
+            momentum: 0.0,
+            weight_decay: 0.5,
+            weight_decay_norm: WeightDecayNorm::L1,
+            clip_grad_norm: 0.0,
+        };
+        let mut opt = Optimiser::new(cfg, &params);
+        // A loss with zero gradient: only the penalty moves the weights.
+        (params[0].1.sum(Kind::Float) * 0.0).backward();
+        opt.step(&mut params, 0.1);
+        let got = Vec::<f32>::try_from(params[0].1.detach()).unwrap();
+        assert_eq!(got, [1.0 - 0.05, -2.0 + 0.05, 0.0]);
     }
 
     #[test]

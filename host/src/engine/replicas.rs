@@ -10,7 +10,8 @@
 //! windows (e.g. Dice summed over the batch) are computed per replica, as NiftyNet's
 //! towers do. Loss weight maps (`segmentation.weight`) are split like the labels, and
 //! each replica's loss is given its chunk: a weighted mean `Σ w ℓ / Σ w` is then one per
-//! replica, combined by window share like the Dice losses.
+//! replica, combined by window share like the Dice losses. A network with auxiliary outputs
+//! (deep supervision) is trained on all of them ([`super::deep_supervision`]).
 
 use std::time::Instant;
 
@@ -18,6 +19,8 @@ use abi_stable::std_types::ROption;
 use niftyhost_plugin_api::{LossBox, RTensor};
 use tch::{Device, Tensor};
 
+use super::deep_supervision::{refuse_label_border, supervised_loss};
+use super::label_window::LabelWindow;
 use super::precision::{Autocasting, MixedPrecision};
 use super::tensors::{backward, loss_value, to_device, torch_error};
 use super::{EngineError, Model};
@@ -32,6 +35,7 @@ pub struct Replicas {
     losses: Vec<LossBox>,
     devices: Vec<Device>,
     precision: MixedPrecision,
+    label_window: LabelWindow,
 }
 
 /// What a training step's forward and backward passes report.
@@ -78,7 +82,8 @@ impl Replicas {
             losses.push(registry.new_loss(&settings.training.loss, &loss_config)?);
         }
         let precision = settings.training.mixed_precision.on(devices);
-        let mut replicas = Replicas { models, losses, devices: devices.to_vec(), precision };
+        let label_window = LabelWindow::from_settings(settings);
+        let mut replicas = Replicas { models, losses, devices: devices.to_vec(), precision, label_window };
         replicas.broadcast()?;
         Ok(replicas)
     }
@@ -91,6 +96,11 @@ impl Replicas {
     /// The arithmetic the replicas' forward passes run in.
     pub fn precision(&self) -> MixedPrecision {
         self.precision
+    }
+
+    /// The centre of each window the loss is computed on (`network.label_size`).
+    pub fn label_window(&self) -> LabelWindow {
+        self.label_window
     }
 
     /// Number of replicas.
@@ -106,14 +116,16 @@ impl Replicas {
     /// Forward and backward of one batch on every replica in parallel; leaves the
     /// averaged gradient in the primary replica, multiplied by `loss_scale` (1 unless
     /// fp16 loss scaling is on). Returns the batch loss (the replicas' losses weighted by
-    /// their share of the batch, unscaled) and each replica's part.
+    /// their share of the batch, unscaled) and each replica's part. The loss sees the
+    /// label window only ([`LabelWindow::apply`]).
     ///
     /// # Shapes
     /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]` (on the CPU)
     ///
     /// # Errors
-    /// A plugin failure in any replica, naming the component; a loss that is not a scalar
-    /// or carries no gradient; a batch or gradient that cannot be moved to its device.
+    /// A plugin failure in any replica, naming the component; an output of neither the
+    /// window's nor the label window's size; a loss that is not a scalar or carries no
+    /// gradient; a batch or gradient that cannot be moved to its device.
     pub fn forward_backward(
         &mut self,
         images: &Tensor,
@@ -122,7 +134,7 @@ impl Replicas {
         loss_name: &str,
         loss_scale: f64,
     ) -> Result<StepOutcome, EngineError> {
-        let precision = self.precision;
+        let (precision, label_window) = (self.precision, self.label_window);
         let n = images.size()[0] as usize;
         let chunks = split(n, self.models.len());
         let jobs: Vec<_> = self
@@ -145,12 +157,16 @@ impl Replicas {
             let started = Instant::now();
             let share = len as f64 / n as f64;
             let autocast = precision.autocast(device);
-            let logits = model.forward(&x, true).map_err(|error| EngineError::Plugin {
+            let outputs = model.forward_outputs(&x, true).map_err(|error| EngineError::Plugin {
                 context: format!("network `{}` forward on {device:?}", model.name),
                 error,
             })?;
-            let loss = call_loss(loss_fn, logits, y, w)
-                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })?;
+            refuse_label_border(outputs.len(), label_window.border, &model.name)?;
+            let loss = supervised_loss(outputs, y, w, |logits, y, w| {
+                let on = label_window.apply(logits, y, w, &model.name)?;
+                call_loss(loss_fn, on.logits, on.labels, on.weights)
+                    .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}`"), error })
+            })?;
             drop(autocast);
             let value = loss_value(&loss, loss_name, true)?;
             if value.is_finite() {
@@ -206,35 +222,45 @@ impl Replicas {
         })
     }
 
-    /// Loss and logits of the primary replica in evaluation mode, without gradients.
+    /// Loss, logits and labels of the primary replica in evaluation mode, without
+    /// gradients; logits and labels on the label window ([`LabelWindow::apply`]), on the
+    /// CPU.
     ///
     /// # Shapes
-    /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]`
+    /// images `[N, C, D, H, W]`, labels and loss weights `[N, 1, D, H, W]` → logits
+    /// `[N, K, ld, lh, lw]` and labels `[N, 1, ld, lh, lw]`
     ///
     /// # Errors
-    /// A plugin failure, a loss that is not a scalar, or data that cannot be moved
-    /// between devices.
+    /// A plugin failure, an output of neither the window's nor the label window's size,
+    /// a loss that is not a scalar, or data that cannot be moved between devices.
     pub fn evaluate(
         &mut self,
         images: &Tensor,
         labels: &Tensor,
         loss_weights: Option<&Tensor>,
         loss_name: &str,
-    ) -> Result<(f64, Tensor), EngineError> {
+    ) -> Result<(f64, Tensor, Tensor), EngineError> {
         let device = self.devices[0];
         let model = &mut self.models[0];
         tch::no_grad(|| {
             let images = to_device(images, device, "the batch's images")?;
-            let logits = model.forward(&images, false).map_err(|error| EngineError::Plugin {
+            let outputs = model.forward_outputs(&images, false).map_err(|error| EngineError::Plugin {
                 context: format!("network `{}` forward (validation)", model.name),
                 error,
             })?;
+            let logits = outputs[0].shallow_clone();
             let weights = loss_weights.map(|w| to_device(w, device, "the batch's loss weights")).transpose()?;
             let labels = to_device(labels, device, "the batch's labels")?;
-            let loss = call_loss(&self.losses[0], logits.shallow_clone(), labels, weights)
-                .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })?;
+            refuse_label_border(outputs.len(), self.label_window.border, &model.name)?;
+            let on = self.label_window.apply(logits, labels.shallow_clone(), None, &model.name)?;
+            let loss = supervised_loss(outputs, labels, weights, |logits, y, w| {
+                let on = self.label_window.apply(logits, y, w, &model.name)?;
+                call_loss(&self.losses[0], on.logits, on.labels, on.weights)
+                    .map_err(|error| EngineError::Plugin { context: format!("loss `{loss_name}` (validation)"), error })
+            })?;
             let value = loss_value(&loss, loss_name, false)?;
-            Ok((value, to_device(&logits, Device::Cpu, &format!("network `{}`'s output", model.name))?))
+            let logits = to_device(&on.logits, Device::Cpu, &format!("network `{}`'s output", model.name))?;
+            Ok((value, logits, to_device(&on.labels, Device::Cpu, "the batch's labels")?))
         })
     }
 

@@ -561,7 +561,9 @@ impl<'a> TrainingRun<'a> {
         };
         let (image, label) = (step.images.narrow(0, 0, 1), step.labels.narrow(0, 0, 1));
         // Only the prediction is shown: the loss (and so its weights) does not matter here.
-        let (_, logits) = self.replicas.evaluate(&image, &label, None, &t.loss)?;
+        let (_, logits, label) = self.replicas.evaluate(&image, &label, None, &t.loss)?;
+        // The input shown is the label window the prediction and label cover.
+        let image = self.replicas.label_window().crop(&image, "the logged window")?;
         let prediction =
             logits.f_argmax(1, false).and_then(|p| p.f_get(0)).map_err(crate::engine::tensors::torch_error(
                 format_args!("the prediction of network `{}`", self.settings.network.name),

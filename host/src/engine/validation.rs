@@ -77,7 +77,8 @@ pub fn validate(
         let batch =
             loader.next_batch().ok_or_else(|| EngineError::Other("validation loader stopped early".into()))??;
         let (images, labels) = batch.to_tensors();
-        let (loss, logits) = replicas.evaluate(&images, &labels, batch.loss_weight_tensor().as_ref(), loss_name)?;
+        let (loss, logits, labels) =
+            replicas.evaluate(&images, &labels, batch.loss_weight_tensor().as_ref(), loss_name)?;
         total += loss;
         let predicted = logits
             .f_argmax(1, false)
@@ -85,7 +86,12 @@ pub fn validate(
             .and_then(|p| p.f_view([-1]))
             .and_then(|p| Vec::<f32>::try_from(p))
             .map_err(torch_error("the validation prediction (the arg-max of the network's output)"))?;
-        let reference: Vec<f32> = batch.labels.iter().map(|&l| f32::from(l)).collect();
+        // The labels of the label window the loss saw (`network.label_size`).
+        let reference = labels
+            .f_to_kind(Kind::Float)
+            .and_then(|l| l.f_view([-1]))
+            .and_then(|l| Vec::<f32>::try_from(l))
+            .map_err(torch_error("the validation labels"))?;
         for (sum, c) in counts.iter_mut().zip(confusion(&predicted, &reference, classes as u32)) {
             *sum = crate::metrics::LabelOverlap {
                 label: c.label,

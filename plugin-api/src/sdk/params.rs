@@ -24,6 +24,8 @@ pub enum ParamType {
     FloatList,
     /// A list of strings.
     StringList,
+    /// A list of lists of integers (e.g. one `[d, h, w]` per network level), since 1.2.
+    IntListList,
 }
 
 impl ParamType {
@@ -37,19 +39,24 @@ impl ParamType {
             ParamType::IntList => "int_list",
             ParamType::FloatList => "float_list",
             ParamType::StringList => "string_list",
+            ParamType::IntListList => "int_list_list",
         }
     }
 
     fn accepts(self, value: &Value) -> bool {
         let all = |f: fn(&Value) -> bool| value.as_array().is_some_and(|a| a.iter().all(f));
+        fn int(v: &Value) -> bool {
+            v.is_i64() || v.is_u64()
+        }
         match self {
             ParamType::Int => value.is_i64() || value.is_u64(),
             ParamType::Float => value.is_number(),
             ParamType::Bool => value.is_boolean(),
             ParamType::String => value.is_string(),
-            ParamType::IntList => all(|v| v.is_i64() || v.is_u64()),
+            ParamType::IntList => all(int),
             ParamType::FloatList => all(Value::is_number),
             ParamType::StringList => all(Value::is_string),
+            ParamType::IntListList => all(|row| row.as_array().is_some_and(|r| r.iter().all(int))),
         }
     }
 }
@@ -180,6 +187,13 @@ impl Params {
         }
     }
 
+    /// A list-of-integer-lists parameter (`int_list_list`).
+    pub fn int_lists(&self, key: &str) -> Result<Vec<Vec<i64>>, PluginError> {
+        self.typed(key, "a list of integer lists", |v| {
+            v.as_array()?.iter().map(|row| row.as_array()?.iter().map(Value::as_i64).collect()).collect()
+        })
+    }
+
     /// A list-of-numbers parameter.
     pub fn floats(&self, key: &str) -> Result<Vec<f64>, PluginError> {
         self.typed(key, "a list of numbers", |v| v.as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
@@ -212,6 +226,20 @@ mod tests {
     fn wrong_type_names_key_and_value() {
         let err = Params::parse("net", r#"{"base_channels": "8"}"#, DECLARED, &[]).unwrap_err();
         assert!(err.message.contains("`base_channels` must be int, got \"8\""), "{}", err.message);
+    }
+
+    #[test]
+    fn int_list_list_takes_nested_integer_lists_only() {
+        const NESTED: &[Param] =
+            &[Param { name: "strides", ty: ParamType::IntListList, default: "[[1, 1, 1]]", doc: "" }];
+        let p = Params::parse("net", r#"{"strides": [[1, 1, 1], [1, 2, 2]]}"#, NESTED, &[]).unwrap();
+        assert_eq!(p.int_lists("strides").unwrap(), vec![vec![1, 1, 1], vec![1, 2, 2]]);
+        let p = Params::parse("net", "{}", NESTED, &[]).unwrap();
+        assert_eq!(p.int_lists("strides").unwrap(), vec![vec![1, 1, 1]]);
+        for bad in [r#"[1, 2]"#, r#"[[1, 2.5]]"#, r#"[[1], "2"]"#, r#"3"#] {
+            let err = Params::parse("net", &format!(r#"{{"strides": {bad}}}"#), NESTED, &[]).unwrap_err();
+            assert!(err.message.contains("`strides` must be int_list_list, got"), "{bad}: {}", err.message);
+        }
     }
 
     #[test]

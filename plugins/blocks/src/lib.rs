@@ -18,7 +18,7 @@
 //!
 //! Siblings: `niftyhost-plugin-api` (the SDK the plugins export with) and the network
 //! plugins under `plugins/` (`unet3d`, `highres3dnet`, `vnet`, `unet2d`, `deepmedic`,
-//! `densevnet`, `scalenet`, `toynet`, `example-net`).
+//! `densevnet`, `scalenet`, `dynunet`, `toynet`, `example-net`).
 //!
 //! Every constructor takes the `nn::Path` first and returns `Result<_, PluginError>`,
 //! so a bad configuration is an error from the plugin's `build`, never a panic.

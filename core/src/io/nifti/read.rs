@@ -12,6 +12,7 @@ use super::affine::{best_affine, Affine, AffineSource};
 use super::header::{parse_extensions, DataType, Endian, Format, Layout, NiftiHeader, NIFTI1_HEADER_SIZE};
 use super::source::Source;
 use super::{io_error, IoError};
+use crate::budget::AllocError;
 
 /// Header bytes between the header and the voxels read to list extensions; a larger
 /// gap is skipped unread.
@@ -325,13 +326,17 @@ pub(crate) fn read_decoded<T: Sample>(
     let pipelined = !p.source.is_gzip()
         || p.layout.bytes <= PIPELINE_GZIP_LIMIT
         || p.layout.bytes as u64 <= p.source.file_len().saturating_mul(PIPELINE_GZIP_RATIO);
+    let as_values = || format!("{} as {}", p.layout.describe_voxels(), T::NAME);
+    let budget_error = |e: crate::budget::AllocError| io_error(&vp, e.to_string());
     let values = if !pipelined {
+        // Both buffers are checked before the stream is inflated.
+        crate::budget::check(budget_bytes::<T>(p.layout.voxels), &as_values).map_err(budget_error)?;
         let what = || p.layout.describe_voxels();
         let bytes = p.source.read_exact(p.layout.bytes, &what).map_err(|m| io_error(&vp, m))?;
-        decode(&bytes, datatype, endian, scaling)
+        decode(&bytes, datatype, endian, scaling, &as_values).map_err(budget_error)?
     } else {
         let size = datatype.size();
-        let mut values = vec![T::default(); p.layout.voxels];
+        let mut values = crate::budget::try_zeroed::<T>(p.layout.voxels, &as_values).map_err(budget_error)?;
         advise_huge_pages(&mut values);
         let source = &mut p.source;
         let layout = &p.layout;
@@ -405,14 +410,22 @@ fn advise_huge_pages<T>(values: &mut [T]) {
     }
 }
 
+/// Bytes of `voxels` values of `T`, saturating.
+fn budget_bytes<T>(voxels: usize) -> u64 {
+    (voxels as u64).saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
 /// A value type voxels decode to.
-pub(crate) trait Sample: Copy + Default + Send + Sync {
+pub(crate) trait Sample: Copy + Default + Send + Sync + crate::budget::Zeroed {
+    /// Its name in messages (`float32`).
+    const NAME: &'static str;
     fn from_f64(v: f64) -> Self;
     fn from_f32(v: f32) -> Self;
     fn from_u8(v: u8) -> Self;
 }
 
 impl Sample for f32 {
+    const NAME: &'static str = "float32";
     fn from_f64(v: f64) -> Self {
         v as f32
     }
@@ -425,6 +438,7 @@ impl Sample for f32 {
 }
 
 impl Sample for f64 {
+    const NAME: &'static str = "float64";
     fn from_f64(v: f64) -> Self {
         v
     }
@@ -485,29 +499,71 @@ fn decode_into<T: Sample>(
 /// Voxels converted per parallel task.
 const DECODE_CHUNK: usize = 1 << 18;
 
-fn decode<T: Sample>(bytes: &[u8], datatype: DataType, endian: Endian, scaling: Option<(f64, f64)>) -> Vec<T> {
+/// Decodes `bytes` into a new buffer (fallible: `what` names it in the error).
+fn decode<T: Sample>(
+    bytes: &[u8],
+    datatype: DataType,
+    endian: Endian,
+    scaling: Option<(f64, f64)>,
+    what: &dyn Fn() -> String,
+) -> Result<Vec<T>, AllocError> {
     use rayon::prelude::*;
     let size = datatype.size();
     // A zeroed allocation maps fresh pages lazily: the page faults of the output, which
     // dominate this conversion, are then fewer (huge pages) and shared by the threads.
-    let mut out = vec![T::default(); bytes.len() / size];
+    let mut out = crate::budget::try_zeroed::<T>(bytes.len() / size, what)?;
     advise_huge_pages(&mut out);
     out.par_chunks_mut(DECODE_CHUNK)
         .zip(bytes.par_chunks(DECODE_CHUNK * size))
         .for_each(|(o, b)| decode_into(b, datatype, endian, scaling, o));
-    out
+    Ok(out)
 }
 
 /// On-disk voxels as `f32`, scaled. Integers wider than 24 bits and float64 round to
 /// the nearest `f32`.
-pub fn decode_f32(bytes: &[u8], datatype: DataType, endian: Endian, scaling: Option<(f64, f64)>) -> Vec<f32> {
-    decode(bytes, datatype, endian, scaling)
+///
+/// # Errors
+/// The output over the memory budget, or refused by the system.
+pub fn decode_f32(
+    bytes: &[u8],
+    datatype: DataType,
+    endian: Endian,
+    scaling: Option<(f64, f64)>,
+) -> Result<Vec<f32>, AllocError> {
+    decode(bytes, datatype, endian, scaling, &|| format!("{} bytes of {datatype} as float32", bytes.len()))
 }
 
 /// On-disk voxels as `f64`, scaled: exact for every type but 64-bit integers beyond
 /// 2^53 (as numpy's `get_fdata`).
-pub fn decode_f64(bytes: &[u8], datatype: DataType, endian: Endian, scaling: Option<(f64, f64)>) -> Vec<f64> {
-    decode(bytes, datatype, endian, scaling)
+///
+/// # Errors
+/// The output over the memory budget, or refused by the system.
+pub fn decode_f64(
+    bytes: &[u8],
+    datatype: DataType,
+    endian: Endian,
+    scaling: Option<(f64, f64)>,
+) -> Result<Vec<f64>, AllocError> {
+    decode(bytes, datatype, endian, scaling, &|| format!("{} bytes of {datatype} as float64", bytes.len()))
+}
+
+/// Visits on-disk voxels as scaled `f64` values, in order, a chunk at a time, without
+/// a buffer of the whole volume: the values are those of [`decode_f64`].
+pub fn for_each_f64(
+    bytes: &[u8],
+    datatype: DataType,
+    endian: Endian,
+    scaling: Option<(f64, f64)>,
+    mut visit: impl FnMut(&[f64]),
+) {
+    const CHUNK: usize = 1 << 14;
+    let size = datatype.size();
+    let mut scratch = vec![0f64; CHUNK];
+    for b in bytes.chunks(CHUNK * size) {
+        let out = &mut scratch[..b.len() / size];
+        decode_into(b, datatype, endian, scaling, out);
+        visit(out);
+    }
 }
 
 /// An image of any dimensionality with `f64` values, as nibabel's `get_fdata()`.
@@ -561,13 +617,16 @@ mod tests {
     #[test]
     fn decoding_applies_byte_order_and_scaling() {
         let be = [0x01u8, 0x02, 0xff, 0xfe];
-        assert_eq!(decode_f64(&be, DataType::I16, Endian::Big, None), vec![258.0, -2.0]);
-        assert_eq!(decode_f64(&be, DataType::U16, Endian::Little, None), vec![513.0, 65279.0]);
-        assert_eq!(decode_f32(&[1, 2], DataType::U8, Endian::Little, Some((0.5, 10.0))), vec![10.5, 11.0]);
+        assert_eq!(decode_f64(&be, DataType::I16, Endian::Big, None), Ok(vec![258.0, -2.0]));
+        assert_eq!(decode_f64(&be, DataType::U16, Endian::Little, None), Ok(vec![513.0, 65279.0]));
+        assert_eq!(decode_f32(&[1, 2], DataType::U8, Endian::Little, Some((0.5, 10.0))), Ok(vec![10.5, 11.0]));
         let nan = f32::NAN.to_le_bytes();
-        assert!(decode_f32(&nan, DataType::F32, Endian::Little, None)[0].is_nan());
+        assert!(decode_f32(&nan, DataType::F32, Endian::Little, None).unwrap()[0].is_nan());
         let big = (1u64 << 53).to_le_bytes();
-        assert_eq!(decode_f64(&big, DataType::U64, Endian::Little, None), vec![9007199254740992.0]);
+        assert_eq!(decode_f64(&big, DataType::U64, Endian::Little, None), Ok(vec![9007199254740992.0]));
+        let mut visited = vec![];
+        for_each_f64(&be, DataType::I16, Endian::Big, Some((2.0, 1.0)), |v| visited.extend_from_slice(v));
+        assert_eq!(visited, vec![517.0, -3.0]);
     }
 
     #[test]

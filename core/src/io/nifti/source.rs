@@ -56,7 +56,9 @@ impl Source {
         }
         let gzip = got == 2 && magic == [0x1f, 0x8b];
         let reader = if gzip {
-            let mut compressed = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
+            let what = || "the compressed file".to_owned();
+            let len = usize::try_from(file_len).unwrap_or(usize::MAX);
+            let mut compressed = crate::budget::try_with_capacity(len, &what).map_err(|e| e.to_string())?;
             compressed.extend_from_slice(&magic);
             file.read_to_end(&mut compressed).map_err(describe)?;
             Reader::Gzip(Box::new(MultiGzDecoder::new(Cursor::new(compressed))))
@@ -126,12 +128,15 @@ impl Source {
         }
     }
 
-    /// Reads up to `n` bytes; fewer only at the end of the stream.
+    /// Reads up to `n` bytes; fewer only at the end of the stream. The buffer is at most
+    /// what can still follow ([`Source::max_remaining`]), within the memory budget.
     ///
     /// # Errors
-    /// A read failure or a corrupt gzip stream.
+    /// A read failure, a corrupt gzip stream, or a buffer over the memory budget.
     pub fn read_prefix(&mut self, n: usize) -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; n];
+        let n = n.min(usize::try_from(self.max_remaining()).unwrap_or(usize::MAX));
+        let what = || format!("{n} bytes after the header");
+        let mut buf = crate::budget::try_zeroed::<u8>(n, &what).map_err(|e| e.to_string())?;
         let got = self.read_raw(&mut buf).map_err(|e| self.stream_error(&e))?;
         buf.truncate(got);
         Ok(buf)
@@ -139,24 +144,27 @@ impl Source {
 
     /// Reads exactly `n` bytes into a buffer that grows with the data actually
     /// decoded (so a header that overstates the size costs no more memory than the
-    /// stream holds); `what` describes the data for the error message.
+    /// stream holds); `what` describes the data for the error message. `n` is checked
+    /// against the memory budget first, and every allocation is fallible.
     ///
     /// # Errors
-    /// The stream ends first (`what` and the counts are named), a read failure, or a
-    /// corrupt gzip stream.
+    /// The stream ends first (`what` and the counts are named), a read failure, a
+    /// corrupt gzip stream, or `n` bytes over the memory budget or refused by the system.
     pub fn read_exact(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<Vec<u8>, String> {
         const STEP: usize = 64 << 20;
         let start = self.pos;
-        let mut buf: Vec<u8> = Vec::new();
+        crate::budget::check(n as u64, what).map_err(|e| e.to_string())?;
+        let mut buf: Vec<u8> = match self.reader {
+            // Plain files were checked against their length: allocate at once.
+            Reader::Plain(_) => crate::budget::try_zeroed(n, what).map_err(|e| e.to_string())?,
+            Reader::Gzip(_) => Vec::new(),
+        };
         let mut filled = 0usize;
         while filled < n {
             if buf.len() == filled {
-                // Plain files were checked against their length: allocate at once.
                 // Gzip streams grow in steps, doubling, as the data arrive.
-                let grow = match self.reader {
-                    Reader::Plain(_) => n - filled,
-                    Reader::Gzip(_) => (n - filled).min(STEP.max(buf.len())),
-                };
+                let grow = (n - filled).min(STEP.max(buf.len()));
+                crate::budget::try_reserve(&mut buf, grow, what).map_err(|e| e.to_string())?;
                 buf.resize(filled + grow, 0);
             }
             let got = self.read_raw(&mut buf[filled..]).map_err(|e| {
@@ -232,4 +240,23 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
         }
     }
     (filled, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_allocate_no_more_than_the_file_can_hold() {
+        let dir = std::env::temp_dir().join(format!("niftyhost-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("short.hdr");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut source = Source::open(&path).unwrap();
+        // A terabyte asked of a 10-byte file: 10 bytes allocated and read, no abort.
+        let got = source.read_prefix(1 << 40).unwrap();
+        assert_eq!((got.as_slice(), got.capacity()), (&b"0123456789"[..], 10));
+        assert_eq!(source.read_prefix(100).unwrap(), b"");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

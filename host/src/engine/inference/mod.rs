@@ -130,15 +130,11 @@ impl InferenceOptions {
             fill_holes: inf.fill_holes.clone(),
             connectivity,
         };
-        let b = &inf.border;
         Ok(InferenceOptions {
             tiling: Tiling {
                 window: s.inference_window(),
-                border: [
-                    b.first().copied().unwrap_or(0),
-                    b.get(1).copied().unwrap_or(0),
-                    b.get(2).copied().unwrap_or(0),
-                ],
+                // At least the label window's border: the network was trained on it alone.
+                border: s.inference_border(),
                 overlap: inf.overlap,
                 batch_size: inf.batch_size.max(1),
             },
@@ -183,8 +179,8 @@ pub struct Predicted {
 /// `volume.image`: `[C, k, j, i]`; windows fed as `[N, C, wk, wj, wi]`
 ///
 /// # Errors
-/// A plugin failure, a network whose output size differs from its input, or a class
-/// count other than `num_classes`.
+/// A plugin failure, a network whose output is neither the input's size nor smaller by
+/// at most the border on each side, or a class count other than `num_classes`.
 pub fn predict_volume(
     predictor: &mut Predictor,
     volume: &SubjectVolumes,
@@ -210,7 +206,7 @@ pub fn predict_volume(
     }
     let mut blender = Blender::new(agg, tiling, options.num_classes);
     let batches = Batches::new(volume, tiling, &grid);
-    let target = pipeline::Target { device, num_classes: options.num_classes };
+    let target = pipeline::Target { device, num_classes: options.num_classes, border: tiling.border };
     let network = pipeline::run(predictor, batches, &mut blender, target)?;
     Ok(Predicted { volume: blender.into_volume()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
 }

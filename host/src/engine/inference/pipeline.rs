@@ -135,12 +135,22 @@ impl Iterator for Batches<'_> {
     }
 }
 
+/// The outputs of a batch's run windows.
+#[derive(Debug, Default)]
+pub(super) struct Outputs {
+    /// `[N, K, ok, oj, oi]` as float32.
+    values: Vec<f32>,
+    /// One output window `(oi, oj, ok)`: the input window, or smaller by the same on
+    /// both sides (valid convolutions; checked by [`check_output`]).
+    dims: [usize; 3],
+}
+
 /// Adds the windows of a finished batch to the aggregator, in grid order, and keeps the
 /// outputs of its first constant windows.
 pub(super) struct Blender {
     agg: Aggregator,
-    shared: Vec<Vec<f32>>,
-    per_output: usize,
+    shared: Vec<Outputs>,
+    classes: usize,
     window: [usize; 3],
     border: [usize; 3],
 }
@@ -148,8 +158,13 @@ pub(super) struct Blender {
 impl Blender {
     /// A blender of the window outputs of `tiling` with `classes` classes into `agg`.
     pub(super) fn new(agg: Aggregator, tiling: &Tiling, classes: usize) -> Blender {
-        let per_output = classes * tiling.window.iter().product::<usize>();
-        Blender { agg, shared: Vec::new(), per_output, window: tiling.window, border: tiling.border }
+        Blender { agg, shared: Vec::new(), classes, window: tiling.window, border: tiling.border }
+    }
+
+    /// Where the kept region starts inside an output window of `dims`: the border less
+    /// what the network already left out on each side.
+    fn offset(&self, dims: [usize; 3]) -> [usize; 3] {
+        std::array::from_fn(|a| self.border[a] - (self.window[a] - dims[a]) / 2)
     }
 
     /// The finished volume.
@@ -160,29 +175,45 @@ impl Blender {
         self.agg.finish()
     }
 
-    /// Blends `batch`, whose run windows gave `values` (`[N, K, wk, wj, wi]`).
-    fn finish(&mut self, batch: &Batch, values: &[f32]) -> Result<(), EngineError> {
-        let per = self.per_output;
+    /// Blends `batch`, whose run windows gave `outputs`.
+    fn finish(&mut self, batch: &Batch, outputs: &Outputs) -> Result<(), EngineError> {
+        let per = self.classes * outputs.dims.iter().product::<usize>();
+        let values = &outputs.values;
         for &(constant, b) in &batch.firsts {
             debug_assert_eq!(self.shared.len(), constant);
-            self.shared.push(values[b * per..(b + 1) * per].to_vec());
+            self.shared.push(Outputs { values: values[b * per..(b + 1) * per].to_vec(), dims: outputs.dims });
         }
         for &(corner, source) in &batch.windows {
-            let output = match source {
-                Source::Batch(b) => &values[b * per..(b + 1) * per],
-                Source::Constant(n) => &self.shared[n][..],
+            let (output, dims) = match source {
+                Source::Batch(b) => (&values[b * per..(b + 1) * per], outputs.dims),
+                Source::Constant(n) => (&self.shared[n].values[..], self.shared[n].dims),
             };
-            self.agg.add(corner, output, self.window, self.border)?;
+            self.agg.add(corner, output, dims, self.offset(dims))?;
         }
         Ok(())
     }
 }
 
-/// Checks a batch's output `size` against its input `shape`.
-fn check_output(size: &[i64], shape: &[i64; 5], num_classes: usize) -> Result<(), EngineError> {
-    if size.len() != 5 || size[2..] != shape[2..] || size[0] != shape[0] {
+/// Checks a batch's output `size` against its input `shape`: the input's window, or a
+/// window smaller by the same on both sides of each axis by at most `border` (a network
+/// with valid convolutions; the kept region must lie inside it). Returns the output
+/// window `(oi, oj, ok)`.
+fn check_output(
+    size: &[i64],
+    shape: &[i64; 5],
+    num_classes: usize,
+    border: [usize; 3],
+) -> Result<[usize; 3], EngineError> {
+    // Spatial sizes in (i, j, k) order, tensors being [N, K, k, j, i].
+    let fits = |a: usize| {
+        let (o, w, b) = (size[4 - a], shape[4 - a], border[a] as i64);
+        o <= w && (w - o) % 2 == 0 && (w - o) / 2 <= b
+    };
+    if size.len() != 5 || size[0] != shape[0] || !(0..3).all(fits) {
         return Err(EngineError::Other(format!(
-            "the network returned {size:?} for inputs of {shape:?}; inference needs outputs of the input's window size"
+            "the network returned {size:?} for inputs of {shape:?}; inference needs outputs of the input's window \
+             size, or smaller by the same on both sides by at most the border {border:?} (i, j, k) \
+             (`network.label_size`, `inference.border`)"
         )));
     }
     if size[1] as usize != num_classes {
@@ -191,7 +222,7 @@ fn check_output(size: &[i64], shape: &[i64; 5], num_classes: usize) -> Result<()
             size[1]
         )));
     }
-    Ok(())
+    Ok([size[4] as usize, size[3] as usize, size[2] as usize])
 }
 
 /// Where batches run and what their outputs must be.
@@ -201,27 +232,30 @@ pub(super) struct Target {
     pub device: Device,
     /// The classes each output voxel must have.
     pub num_classes: usize,
+    /// Voxels dropped from each side of an input window, `(i, j, k)`: the most an output
+    /// may be smaller by on each side.
+    pub border: [usize; 3],
 }
 
-/// Runs `input` of `shape` through `predictor`: the outputs `[N, K, wk, wj, wi]` as
-/// float32, and the time the forward pass took.
+/// Runs `input` of `shape` through `predictor`: the outputs, and the time the forward
+/// pass took.
 fn run_batch(
     predictor: &mut Predictor,
     input: &[f32],
     shape: [i64; 5],
     target: Target,
-) -> Result<(Vec<f32>, Duration), EngineError> {
+) -> Result<(Outputs, Duration), EngineError> {
     let x = Tensor::from_slice(input).f_view(shape).map_err(torch_error("shaping a batch of windows"))?;
     let x = to_device(&x, target.device, "a batch of windows")?;
     let started = std::time::Instant::now();
     let out = predictor.predict(&x)?;
     let elapsed = started.elapsed();
-    check_output(&out.size(), &shape, target.num_classes)?;
+    let dims = check_output(&out.size(), &shape, target.num_classes, target.border)?;
     let values = out
         .f_view([-1])
         .and_then(|v| Vec::<f32>::try_from(v))
         .map_err(|e| EngineError::Other(format!("network output: {e}")))?;
-    Ok((values, elapsed))
+    Ok((Outputs { values, dims }, elapsed))
 }
 
 /// Runs every batch through `predictor` (on its workers' threads too, when it has
@@ -229,8 +263,8 @@ fn run_batch(
 /// passes, summed over the workers.
 ///
 /// # Errors
-/// A plugin failure, a network whose output size differs from its input, or a class
-/// count other than `target.num_classes`.
+/// A plugin failure, a network whose output is neither its input's size nor smaller by
+/// at most the border on each side, or a class count other than `target.num_classes`.
 pub(super) fn run(
     predictor: &mut Predictor,
     batches: Batches<'_>,
@@ -242,24 +276,24 @@ pub(super) fn run(
     }
     let mut network = Duration::ZERO;
     for batch in batches {
-        let values = if batch.run() > 0 {
-            let (values, seconds) = run_batch(predictor, &batch.input, batch.shape, target)?;
+        let outputs = if batch.run() > 0 {
+            let (outputs, seconds) = run_batch(predictor, &batch.input, batch.shape, target)?;
             network += seconds;
-            values
+            outputs
         } else {
-            Vec::new()
+            Outputs::default()
         };
-        blender.finish(&batch, &values)?;
+        blender.finish(&batch, &outputs)?;
     }
     Ok(network)
 }
 
 /// What a worker sends back: the batch's number and its outputs.
-type Done = (usize, Result<(Vec<f32>, Duration), EngineError>);
+type Done = (usize, Result<(Outputs, Duration), EngineError>);
 
 /// Batches sent to the workers, in grid order, with their outputs once back.
 struct InFlight {
-    queue: VecDeque<(Batch, Option<Vec<f32>>)>,
+    queue: VecDeque<(Batch, Option<Outputs>)>,
     /// Number of the batch at the front.
     first: usize,
     network: Duration,
@@ -269,7 +303,7 @@ impl InFlight {
     /// Sends `batch` to the workers (one without windows to run is done at once).
     fn send(&mut self, mut batch: Batch, jobs: &Sender<(usize, Vec<f32>, [i64; 5])>) -> Result<(), EngineError> {
         if batch.run() == 0 {
-            self.queue.push_back((batch, Some(Vec::new())));
+            self.queue.push_back((batch, Some(Outputs::default())));
             return Ok(());
         }
         let input = std::mem::take(&mut batch.input);
@@ -281,17 +315,17 @@ impl InFlight {
     /// Waits for one batch's outputs.
     fn receive(&mut self, done: &Receiver<Done>) -> Result<(), EngineError> {
         let (seq, out) = done.recv().map_err(|_| stopped())?;
-        let (values, seconds) = out?;
+        let (outputs, seconds) = out?;
         self.network += seconds;
-        self.queue[seq - self.first].1 = Some(values);
+        self.queue[seq - self.first].1 = Some(outputs);
         Ok(())
     }
 
     /// Blends the batches at the front whose outputs are back.
     fn drain(&mut self, blender: &mut Blender) -> Result<(), EngineError> {
         while self.queue.front().is_some_and(|(_, v)| v.is_some()) {
-            if let Some((batch, values)) = self.queue.pop_front() {
-                blender.finish(&batch, values.as_deref().unwrap_or_default())?;
+            if let Some((batch, Some(outputs))) = self.queue.pop_front() {
+                blender.finish(&batch, &outputs)?;
                 self.first += 1;
             }
         }

@@ -1,0 +1,306 @@
+use super::*;
+
+/// A value for every row of the table, as a NiftyNet file would write it, and the
+/// outcome kind it must get: `s` set, `k` kept, `r` refused.
+const SAMPLES: &[(&str, &str, &str, char)] = &[
+    ("system", "cuda_devices", "1, 2", 's'),
+    ("system", "num_threads", "3", 's'),
+    ("system", "num_gpus", "1", 'k'),
+    ("system", "model_dir", "./models/m", 's'),
+    ("system", "dataset_split_file", "split.csv", 's'),
+    ("system", "event_handler", "model_saver, model_restorer, sampler_threading, apply_gradients, output_interpreter, console_logger, tensorboard_logger", 'k'),
+    ("system", "iteration_generator", "iteration_generator", 'k'),
+    ("network", "name", "niftynet.network.highres3dnet.HighRes3DNet", 's'),
+    ("network", "activation_function", "leakyrelu", 's'),
+    ("network", "batch_size", "4", 's'),
+    ("network", "smaller_final_batch_mode", "pad", 'k'),
+    ("network", "decay", "1e-5", 's'),
+    ("network", "reg_type", "L1", 's'),
+    ("network", "volume_padding_size", "21", 's'),
+    ("network", "volume_padding_mode", "symmetric", 's'),
+    ("network", "volume_padding_to_size", "0", 'k'),
+    ("network", "window_sampling", "balanced", 's'),
+    ("network", "force_output_identity_resizing", "False", 'k'),
+    ("network", "queue_length", "20", 's'),
+    ("network", "multimod_foreground_type", "or", 's'),
+    ("network", "histogram_ref_file", "./hist.txt", 's'),
+    ("network", "norm_type", "quartile", 's'),
+    ("network", "cutoff", "(0.05, 0.95)", 's'),
+    ("network", "foreground_type", "thresh_minus", 's'),
+    ("network", "normalisation", "True", 's'),
+    ("network", "rgb_normalisation", "False", 'k'),
+    ("network", "whitening", "True", 's'),
+    ("network", "normalise_foreground_only", "True", 's'),
+    ("network", "weight_initializer", "he_normal", 'k'),
+    ("network", "bias_initializer", "zeros", 'k'),
+    ("network", "weight_initializer_args", "{}", 'k'),
+    ("network", "bias_initializer_args", "{}", 'k'),
+    ("network", "keep_prob", "0.5", 'r'),
+    ("training", "optimiser", "gradientdescent", 's'),
+    ("training", "sample_per_volume", "32", 's'),
+    ("training", "rotation_angle", "(-10.0, 10.0)", 's'),
+    ("training", "rotation_angle_x", "(-5, 5)", 's'),
+    ("training", "rotation_angle_y", "(-5, 5)", 's'),
+    ("training", "rotation_angle_z", "(-5, 5)", 's'),
+    ("training", "scaling_percentage", "(-10.0, 10.0)", 's'),
+    ("training", "isotropic_scaling", "True", 's'),
+    ("training", "antialiasing", "True", 'r'),
+    ("training", "bias_field_range", "(-0.5, 0.5)", 's'),
+    ("training", "bf_order", "3", 's'),
+    ("training", "random_flipping_axes", "0, 1", 's'),
+    ("training", "do_elastic_deformation", "False", 's'),
+    ("training", "num_ctrl_points", "4", 's'),
+    ("training", "deformation_sigma", "15", 's'),
+    ("training", "proportion_to_deform", "0.5", 's'),
+    ("training", "lr", "0.0001", 's'),
+    ("training", "loss_type", "DicePlusXEnt", 's'),
+    ("training", "starting_iter", "0", 's'),
+    ("training", "save_every_n", "0", 's'),
+    ("training", "tensorboard_every_n", "20", 's'),
+    ("training", "max_iter", "6", 's'),
+    ("training", "max_checkpoints", "20", 's'),
+    ("training", "validation_every_n", "-1", 's'),
+    ("training", "validation_max_iter", "1", 's'),
+    ("training", "exclude_fraction_for_validation", "0.1", 's'),
+    ("training", "exclude_fraction_for_inference", "0.1", 's'),
+    ("training", "vars_to_restore", "", 'k'),
+    ("training", "vars_to_freeze", "conv_0.*", 's'),
+    ("training", "patience", "100", 's'),
+    ("training", "early_stopping_mode", "mean", 's'),
+    ("inference", "spatial_window_size", "(64, 64)", 's'),
+    ("inference", "inference_iter", "-1", 's'),
+    ("inference", "dataset_to_infer", "Training", 'r'),
+    ("inference", "save_seg_dir", "./output/seg", 's'),
+    ("inference", "output_postfix", "_niftynet_out", 's'),
+    ("inference", "output_interp_order", "0", 'k'),
+    ("inference", "border", "(5, 5, 5)", 's'),
+    ("inference", "fill_constant", "0.0", 'k'),
+    ("evaluation", "evaluations", "dice, jaccard, n_pos_ref, hausdorff95_distance", 'k'),
+    ("evaluation", "save_csv_dir", "eval", 's'),
+    ("segmentation", "image", "T1, FLAIR", 's'),
+    ("segmentation", "label", "Lesion", 's'),
+    ("segmentation", "weight", "", 'k'),
+    ("segmentation", "sampler", "Lesion", 's'),
+    ("segmentation", "inferred", "inferred", 'r'),
+    ("segmentation", "num_classes", "2", 's'),
+    ("segmentation", "output_prob", "False", 's'),
+    ("segmentation", "label_normalisation", "True", 's'),
+    ("segmentation", "softmax", "True", 'k'),
+    ("segmentation", "min_sampling_ratio", "0.00001", 'k'),
+    ("segmentation", "compulsory_labels", "(0, 1)", 'k'),
+    ("segmentation", "rand_samples", "0", 'k'),
+    ("segmentation", "min_numb_labels", "1", 'k'),
+    ("segmentation", "proba_connect", "True", 'k'),
+    ("segmentation", "evaluation_units", "foreground", 's'),
+    ("segmentation", "do_mixup", "True", 'r'),
+    ("segmentation", "mixup_alpha", "0.2", 'r'),
+    ("segmentation", "mix_match", "False", 'r'),
+    ("input", "csv_file", "", 'k'),
+    ("input", "csv_data_file", "data.csv", 'r'),
+    ("input", "to_ohe", "False", 'k'),
+    ("input", "path_to_search", "./data", 's'),
+    ("input", "filename_contains", "T1, subject", 's'),
+    ("input", "filename_not_contains", "T1c", 's'),
+    ("input", "filename_removefromid", "_T1$", 'r'),
+    ("input", "interp_order", "3", 's'),
+    ("input", "loader", "opencv", 'r'),
+    ("input", "pixdim", "(1.0, 1.0, 1.0)", 's'),
+    ("input", "axcodes", "(A, R, S)", 's'),
+    ("input", "spatial_window_size", "(32, 32, 32)", 's'),
+];
+
+/// An INI text with one `[SECTION]` per fixed section and the input section `T1`.
+fn ini_of(rows: &[(&str, &str, &str, char)]) -> Vec<IniEntry> {
+    rows.iter()
+        .enumerate()
+        .map(|(n, (section, key, raw, _))| IniEntry {
+            line: n + 1,
+            section: if *section == "input" { "T1".to_owned() } else { section.to_ascii_uppercase() },
+            key: (*key).to_owned(),
+            raw: (*raw).to_owned(),
+        })
+        .collect()
+}
+
+fn explain(entries: &[IniEntry]) -> Vec<Explained> {
+    translate(entries, |_, _| Ok(()))
+}
+
+fn outcome<'a>(explained: &'a [Explained], section: &str, key: &str) -> &'a Outcome {
+    &explained.iter().find(|e| e.section.eq_ignore_ascii_case(section) && e.key == key).expect(key).outcome
+}
+
+fn set_keys(o: &Outcome) -> Vec<(String, String)> {
+    match o {
+        Outcome::Set { keys } => keys.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+        other => panic!("not set: {other:?}"),
+    }
+}
+
+#[test]
+fn every_row_has_a_sample_and_gets_its_outcome() {
+    for row in NIFTYNET_KEYS {
+        assert!(
+            SAMPLES.iter().any(|(s, k, _, _)| *s == row.section && *k == row.key),
+            "no sample for [{}] {}",
+            row.section,
+            row.key
+        );
+        let twice = NIFTYNET_KEYS.iter().filter(|r| r.section == row.section && r.key == row.key).count();
+        assert_eq!(twice, 1, "[{}] {} listed twice", row.section, row.key);
+    }
+    let explained = explain(&ini_of(SAMPLES));
+    for ((section, key, raw, kind), e) in SAMPLES.iter().zip(&explained) {
+        let got = match &e.outcome {
+            Outcome::Set { .. } => 's',
+            Outcome::Kept { .. } => 'k',
+            Outcome::Refused { .. } => 'r',
+            other => panic!("[{section}] {key} = {raw}: {other:?}"),
+        };
+        assert_eq!(got, *kind, "[{section}] {key} = {raw}: {:?}", e.outcome);
+        // Every line of --explain names the key and the outcome.
+        let line = e.to_string();
+        assert!(line.contains(&format!("] {key} = ")) && line.contains("-> "), "{line}");
+    }
+}
+
+#[test]
+fn same_rows_name_existing_niftyhost_keys() {
+    for row in NIFTYNET_KEYS {
+        if let Rule::Same(to) = row.rule {
+            let known = if row.section == "input" {
+                INPUT_KEYS.iter().any(|k| k.key == to)
+            } else {
+                KEYS.iter().any(|k| k.key == to)
+            };
+            assert!(known, "[{}] {} -> {to} is not a niftyhost key", row.section, row.key);
+        }
+        assert!(!row.rule.describe().is_empty());
+    }
+}
+
+#[test]
+fn translations_of_the_specification_examples() {
+    let e = explain(&ini_of(SAMPLES));
+    let pairs = |section, key| set_keys(outcome(&e, section, key));
+    let one = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+    assert_eq!(pairs("system", "cuda_devices"), one("system.devices", "[\"cuda:1\"]"), "num_gpus = 1 of 1, 2");
+    assert_eq!(pairs("system", "num_threads"), one("system.loader_threads", "3"));
+    assert_eq!(pairs("system", "dataset_split_file"), one("system.dataset_split_file", "\"./models/m/split.csv\""));
+    assert_eq!(
+        pairs("network", "name"),
+        vec![("network.name".to_owned(), "\"highres3dnet\"".to_owned())],
+        "module path"
+    );
+    assert_eq!(pairs("network", "activation_function"), one("network.params.activation", "\"leaky_relu\""));
+    assert_eq!(pairs("network", "decay"), one("training.weight_decay", "0.00001"));
+    assert_eq!(pairs("network", "reg_type"), one("training.weight_decay_norm", "\"l1\""));
+    assert_eq!(pairs("network", "volume_padding_size"), one("network.volume_padding_size", "[21, 21, 21]"));
+    assert_eq!(pairs("network", "queue_length"), one("training.queue_length", "5"), "20 windows / batch 4");
+    assert_eq!(pairs("network", "multimod_foreground_type"), one("network.multimod_foreground_type", "\"or\""));
+    assert_eq!(
+        pairs("network", "foreground_type"),
+        vec![
+            ("network.foreground_type".to_owned(), "\"threshold_minus\"".to_owned()),
+            ("network.foreground_threshold".to_owned(), "0.0".to_owned())
+        ]
+    );
+    assert_eq!(pairs("network", "cutoff"), one("network.cutoff", "[0.05, 0.95]"));
+    assert_eq!(pairs("training", "optimiser"), one("training.optimiser", "\"sgd\""));
+    assert_eq!(pairs("training", "loss_type"), one("training.loss", "\"dice_ce\""));
+    assert_eq!(pairs("training", "save_every_n"), one("training.save_every_n", &i64::MAX.to_string()));
+    assert_eq!(pairs("training", "validation_every_n"), one("training.validation_every_n", "0"));
+    assert_eq!(pairs("inference", "spatial_window_size"), one("inference.spatial_window_size", "[64, 64, 1]"));
+    assert_eq!(pairs("inference", "save_seg_dir"), one("inference.output_dir", "\"./models/m/./output/seg\""));
+    assert_eq!(pairs("inference", "border"), one("inference.border", "[5, 5, 5]"));
+    assert_eq!(pairs("evaluation", "save_csv_dir"), one("evaluation.output_csv", "\"./models/m/eval/metrics.csv\""));
+    assert_eq!(pairs("segmentation", "image"), one("segmentation.image", "[\"t1\", \"flair\"]"));
+    assert_eq!(pairs("segmentation", "label"), one("segmentation.label", "\"lesion\""));
+    assert_eq!(pairs("segmentation", "output_prob"), one("inference.output_prob", "false"));
+    assert_eq!(pairs("segmentation", "evaluation_units"), one("evaluation.evaluation_units", "[\"foreground\"]"));
+    assert_eq!(pairs("T1", "axcodes"), one("input.t1.axcodes", "\"ARS\""));
+    assert_eq!(pairs("T1", "interp_order"), one("input.t1.interp_order", "3"));
+    assert_eq!(pairs("T1", "filename_contains"), one("input.t1.filename_contains", "[\"T1\", \"subject\"]"));
+    assert_eq!(pairs("T1", "spatial_window_size"), one("network.spatial_window_size", "[32, 32, 32]"));
+}
+
+#[test]
+fn loss_names_map_to_seglosses_or_are_refused() {
+    let loss = |name: &str| {
+        let entries = [IniEntry { line: 1, section: "TRAINING".into(), key: "loss_type".into(), raw: name.into() }];
+        explain(&entries).remove(0).outcome
+    };
+    for (name, want) in [
+        ("Dice", "dice_squared"),
+        ("Dice_NS", "dice"),
+        ("GDSC", "generalised_dice"),
+        ("CrossEntropy", "cross_entropy"),
+        ("Tversky", "tversky"),
+        ("SensSpec", "sensitivity_specificity"),
+        ("WGDL", "generalised_wasserstein_dice"),
+        ("focal", "focal"),
+    ] {
+        assert_eq!(set_keys(&loss(name)), vec![("training.loss".to_owned(), format!("\"{want}\""))], "{name}");
+    }
+    for name in ["VolEnforcement", "L2Loss", "Huber"] {
+        assert!(matches!(loss(name), Outcome::Refused { .. }), "{name}");
+    }
+}
+
+#[test]
+fn label_windows_follow_the_image_window() {
+    let rows = |label_window: &'static str| {
+        vec![
+            ("segmentation", "image", "T1", 's'),
+            ("segmentation", "label", "lab", 's'),
+            ("input", "spatial_window_size", "(32, 32, 32)", 's'),
+            ("lab", "spatial_window_size", label_window, 's'),
+        ]
+    };
+    let entries = |label_window| {
+        let mut e = ini_of(&rows(label_window));
+        e[3].section = "lab".into();
+        e
+    };
+    let same = explain(&entries("32, 32, 32"));
+    assert!(matches!(outcome(&same, "lab", "spatial_window_size"), Outcome::Kept { .. }));
+    let bigger = explain(&entries("40, 32, 32"));
+    assert!(matches!(outcome(&bigger, "lab", "spatial_window_size"), Outcome::Invalid { .. }));
+    let smaller = explain(&entries("26, 26, 26"));
+    let got = outcome(&smaller, "lab", "spatial_window_size");
+    if KEYS.iter().any(|k| k.key == "network.label_size") {
+        assert_eq!(set_keys(got), vec![("network.label_size".to_owned(), "[26, 26, 26]".to_owned())]);
+    } else {
+        assert!(matches!(got, Outcome::Refused { reason } if reason.contains("network.label_size")), "{got:?}");
+    }
+}
+
+#[test]
+fn unknown_misplaced_and_other_application_keys() {
+    let entries = [
+        IniEntry { line: 1, section: "NETWORK".into(), key: "batch_sise".into(), raw: "2".into() },
+        IniEntry { line: 2, section: "TRAINING".into(), key: "window_sampling".into(), raw: "uniform".into() },
+        IniEntry { line: 3, section: "GAN".into(), key: "noise_size".into(), raw: "100".into() },
+        IniEntry { line: 4, section: "T1".into(), key: "filename_contain".into(), raw: "T1".into() },
+        IniEntry { line: 5, section: "NETWORK".into(), key: "foreground_oversample".into(), raw: "0.5".into() },
+        IniEntry { line: 6, section: "EVALUATION".into(), key: "evaluations".into(), raw: "dice, jacard".into() },
+        IniEntry { line: 7, section: "T1".into(), key: "csv_file".into(), raw: "".into() },
+    ];
+    let e = explain(&entries);
+    assert_eq!(e[0].outcome, Outcome::Unknown { nearest: Some("batch_size".into()) });
+    assert!(e[0].to_string().contains("did you mean `batch_size`?"), "{}", e[0]);
+    assert!(matches!(&e[1].outcome, Outcome::Refused { reason } if reason.contains("[NETWORK] key")), "{:?}", e[1]);
+    assert!(matches!(&e[2].outcome, Outcome::Refused { reason } if reason.contains("GAN")), "{:?}", e[2]);
+    assert_eq!(e[3].outcome, Outcome::Unknown { nearest: Some("filename_contains".into()) });
+    assert_eq!(set_keys(&e[4].outcome), vec![("network.foreground_oversample".to_owned(), "0.5".to_owned())]);
+    assert!(matches!(&e[5].outcome, Outcome::Invalid { message } if message.contains("did you mean `jaccard`")));
+    assert!(matches!(&e[6].outcome, Outcome::Kept { .. }), "empty value");
+}
+
+#[test]
+fn niftyhost_checks_the_translated_values() {
+    let entries =
+        [IniEntry { line: 9, section: "NETWORK".into(), key: "foreground_type".into(), raw: "otsu_pluss".into() }];
+    let e = translate(&entries, |k, v| Err(format!("`{k}` refuses {v}")));
+    assert_eq!(e[0].outcome, Outcome::Invalid { message: "`network.foreground_type` refuses \"otsu_pluss\"".into() });
+}

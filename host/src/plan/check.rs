@@ -1,0 +1,99 @@
+//! The planned batch checked for real: one forward and backward pass of the planned
+//! network on a batch of random windows, on the configured device, measuring the time and
+//! the memory it took (on a GPU the memory the CUDA driver lost to the pass, which
+//! libtorch's caching allocator keeps; on a CPU the growth of the peak resident set).
+
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::config::Settings;
+use crate::data::ChannelLayout;
+use crate::engine::Model;
+use crate::plugins::Registry;
+
+/// What one forward/backward pass took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// Seconds, forward and backward.
+    pub seconds: f64,
+    /// Bytes the pass used at its peak, when they could be measured.
+    pub peak_bytes: Option<u64>,
+}
+
+/// Free and total memory of the current CUDA device, from the CUDA runtime libtorch
+/// loaded (`None` without it).
+pub fn cuda_memory() -> Option<(u64, u64)> {
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> libc::c_int;
+    // SAFETY: dlsym with RTLD_DEFAULT only looks the name up; a C string.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"cudaMemGetInfo".as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: cudaMemGetInfo has this C signature and writes two size_t.
+    let f: MemGetInfo = unsafe { std::mem::transmute::<*mut libc::c_void, MemGetInfo>(f) };
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: both pointers are valid for writes.
+    let rc = unsafe { f(&mut free, &mut total) };
+    (rc == 0).then_some((free as u64, total as u64))
+}
+
+/// The peak resident set of this process (VmHWM), bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// Resets the peak resident set to the current one (Linux `clear_refs` 5).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Runs one training step's forward and backward pass of `settings`' network on
+/// `batch` random windows of `patch` `(i, j, k)` with `channels` input channels.
+///
+/// # Errors
+/// The network cannot be built, or the pass fails (out of memory, a size the network
+/// cannot take): the message says which.
+pub fn forward_backward(
+    registry: &Registry,
+    settings: &Settings,
+    channels: &ChannelLayout,
+    device: Device,
+    batch: usize,
+    patch: [usize; 3],
+) -> Result<Measured, String> {
+    let mut model = Model::build(registry, settings, channels.clone(), device).map_err(|e| e.to_string())?;
+    let shape = [batch as i64, channels.total() as i64, patch[2] as i64, patch[1] as i64, patch[0] as i64];
+    let cuda = matches!(device, Device::Cuda(_));
+    let index = if let Device::Cuda(i) = device { i as i64 } else { 0 };
+    if cuda {
+        tch::Cuda::synchronize(index);
+    }
+    let free_before = if cuda { cuda_memory().map(|m| m.0) } else { None };
+    let rss_before = if !cuda && reset_peak_rss() { peak_rss() } else { None };
+    let start = Instant::now();
+    let result = (|| -> Result<(), String> {
+        let x = Tensor::f_randn(shape, (Kind::Float, device)).map_err(|e| e.to_string())?;
+        // Every output, deep-supervision heads included, as training runs them.
+        let outputs = model.forward_outputs(&x, true).map_err(|e| e.to_string())?;
+        let mut loss = Tensor::f_zeros([], (Kind::Float, device)).map_err(|e| e.to_string())?;
+        for out in &outputs {
+            loss = loss.f_add(&out.f_mean(Kind::Float).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        }
+        loss.f_backward().map_err(|e| e.to_string())?;
+        if cuda {
+            tch::Cuda::synchronize(index);
+        }
+        Ok(())
+    })();
+    let seconds = start.elapsed().as_secs_f64();
+    let peak_bytes = match (free_before, rss_before) {
+        (Some(before), _) => cuda_memory().map(|(free, _)| before.saturating_sub(free)),
+        (None, Some(before)) => peak_rss().map(|p| p.saturating_sub(before)),
+        _ => None,
+    };
+    drop(model);
+    result.map(|()| Measured { seconds, peak_bytes })
+}
