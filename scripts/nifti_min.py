@@ -3,7 +3,7 @@ read a single-file volume (.nii or .nii.gz) as raw voxels, and write a cropped c
 
 Used by scripts/gpu_check.py (a small volume for the CPU mode's inference) and by
 scripts/pytorch_unet3d.py (the training data of the PyTorch baseline). niftyhost's own
-reader (core/src/io) is the real one; this one knows 3D NIfTI-1 files without scaling
+reader (host/core/src/io) is the real one; this one knows 3D NIfTI-1 files without scaling
 extensions, which is what data/ holds.
 """
 

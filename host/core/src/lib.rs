@@ -33,5 +33,5 @@ pub mod telemetry;
 
 /// The spelling hints of the plugin interface's SDK (the same file), without depending on
 /// the interface crate: its `sdk` feature, unified across the workspace, links libtorch.
-#[path = "../../plugin-api/src/sdk/nearest.rs"]
+#[path = "../../../plugin-api/src/sdk/nearest.rs"]
 pub mod nearest;
