@@ -121,6 +121,9 @@ pub struct Explained {
     /// What it became.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// How it was read, where that is not the obvious way (a key read from another section).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl fmt::Display for Explained {
@@ -138,7 +141,8 @@ impl fmt::Display for Explained {
                 write!(f, "-> unknown key of [{}]", self.section)?;
                 nearest.iter().try_for_each(|n| write!(f, "; did you mean `{n}`?"))
             }
-        }
+        }?;
+        self.note.iter().try_for_each(|n| write!(f, " ({n})"))
     }
 }
 
@@ -379,7 +383,10 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     key(
         "input",
         "spatial_window_size",
-        Convert("images: network.spatial_window_size; a smaller label window: network.label_size", input_window),
+        Convert(
+            "images: network.spatial_window_size; a smaller label window: network.label_size; a label window with no image window: network.spatial_window_size",
+            input_window,
+        ),
     ),
 ];
 
@@ -480,6 +487,10 @@ fn default_of(key: &str) -> Option<Value> {
 /// key); one number for a key of three sizes is repeated (`volume_padding_size = 21`).
 pub(super) fn typed(key: &str, raw: &str) -> Value {
     let default = default_of(key);
+    if is_string_list(key, default.as_ref()) {
+        // Names keep their text: `filename_contains = 003` is the string "003".
+        return Value::Array(items(raw).into_iter().map(Value::String).collect());
+    }
     let value = convert(raw, default.as_ref());
     match (&default, &value) {
         (Some(Value::Array(d)), Value::Array(v)) if d.len() == 3 && v.len() == 1 && d.iter().all(Value::is_integer) => {
@@ -487,6 +498,16 @@ pub(super) fn typed(key: &str, raw: &str) -> Value {
         }
         _ => value,
     }
+}
+
+/// List keys of text whose default is empty (so its type does not say so).
+const STRING_LISTS: &[&str] = &["filename_contains", "filename_not_contains", "inference.checkpoints"];
+
+/// Whether `key` takes a list of strings (its default is one, or it is in [`STRING_LISTS`]).
+fn is_string_list(key: &str, default: Option<&Value>) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    STRING_LISTS.iter().any(|k| *k == key || *k == last)
+        || matches!(default, Some(Value::Array(d)) if d.first().is_some_and(Value::is_str))
 }
 
 /// Converts one untyped INI value, guided by the type of the key's default.
@@ -638,33 +659,24 @@ const ACTIVATIONS: &[(&str, Option<&str>)] = &[
     ("elu", Some("elu")),
     ("selu", Some("selu")),
     ("leakyrelu", Some("leaky_relu")),
-    ("relu6", None),
-    ("softplus", None),
-    ("softsign", None),
-    ("sigmoid", None),
-    ("tanh", None),
+    ("relu6", Some("relu6")),
+    ("softplus", Some("softplus")),
+    ("softsign", Some("softsign")),
+    ("sigmoid", Some("sigmoid")),
+    ("tanh", Some("tanh")),
     ("dropout", None),
 ];
 
-fn activation(ctx: &Context, raw: &str) -> Outcome {
+fn activation(_: &Context, raw: &str) -> Outcome {
     let name = unquote(raw).to_ascii_lowercase();
-    let to = match ACTIVATIONS.iter().find(|(n, _)| *n == name) {
-        Some((_, Some(to))) => *to,
-        Some((_, None)) => return Outcome::refused(format!("no niftyhost network block has the `{name}` activation")),
+    match ACTIVATIONS.iter().find(|(n, _)| *n == name) {
+        Some((_, Some(to))) => Outcome::set(vec![("network.params.activation", text(to))]),
+        Some((_, None)) => Outcome::refused(format!("no niftyhost network block has the `{name}` activation")),
         None => {
             let names: Vec<&str> = ACTIVATIONS.iter().map(|(n, _)| *n).collect();
-            return Outcome::invalid(format!("must be one of {}, got `{name}`", names.join(", ")));
+            Outcome::invalid(format!("must be one of {}, got `{name}`", names.join(", ")))
         }
-    };
-    let network = ctx.given("network", "name").map_or(Ok(("toynet".to_owned(), None)), mapped_network);
-    if network.is_ok_and(|(n, _)| n == "toynet") {
-        return if to == "relu" {
-            Outcome::kept("niftyhost's toynet has a fixed ReLU")
-        } else {
-            Outcome::refused(format!("niftyhost's toynet has a fixed ReLU, not {to}"))
-        };
     }
-    Outcome::set(vec![("network.params.activation", text(to))])
 }
 
 fn reg_type(_: &Context, raw: &str) -> Outcome {
@@ -913,11 +925,33 @@ fn input_window(ctx: &Context, raw: &str) -> Outcome {
                 "the {role} window {w:?} must be the image window {img:?}{}",
                 if role == "label" { " or fit inside it" } else { "" }
             )),
+            // NiftyNet sizes each input's window by its own section; with no image window
+            // (an evaluation file), the label's is the window.
+            None if role == "label" => Outcome::set(vec![("network.spatial_window_size", ints(&w))]),
             None => Outcome::invalid(format!(
                 "a {role} window needs a spatial_window_size in the first [SEGMENTATION] image section"
             )),
         },
         None => Outcome::kept("this section is not used by [SEGMENTATION]"),
+    }
+}
+
+/// Keys NiftyNet's own example files write in another section than its specification
+/// (`[SYSTEM] queue_length` in default_segmentation.ini): `(found in, key, read as in)`.
+const READ_ELSEWHERE: &[(&str, &str, &str)] = &[("system", "queue_length", "network")];
+
+/// The section whose row translates `[place] key`, with a note when it is another one.
+fn home_section<'a>(place: &'a str, key: &str) -> (&'a str, Option<String>) {
+    match READ_ELSEWHERE.iter().find(|(from, k, _)| *from == place && *k == key) {
+        Some((_, _, home)) => (
+            home,
+            Some(format!(
+                "read as [{}] {key}: NiftyNet's example files put it under [{}]",
+                home.to_ascii_uppercase(),
+                place.to_ascii_uppercase()
+            )),
+        ),
+        None => (place, None),
     }
 }
 
@@ -947,7 +981,7 @@ fn outcome_of(ctx: &Context, entry: &IniEntry) -> Outcome {
         ));
     }
     let fixed = FIXED_SECTIONS.contains(&place.as_str());
-    let table_section = if fixed { place.as_str() } else { "input" };
+    let table_section = if fixed { home_section(&place, &entry.key).0 } else { "input" };
     let own_key = |k: &str| if fixed { format!("{place}.{k}") } else { format!("input.{place}.{k}") };
     let raw = entry.raw.as_str();
     let row = rule_of(table_section, &entry.key);
@@ -1023,6 +1057,7 @@ pub fn translate(entries: &[IniEntry], check: impl Fn(&str, &Value) -> Result<()
         .map(|entry| {
             let ctx = Context { entries, section: entry.place() };
             let mut outcome = outcome_of(&ctx, entry);
+            let note = home_section(&entry.place(), &entry.key).1;
             if let Outcome::Set { keys } = &outcome {
                 if let Some(message) = keys.iter().find_map(|(k, v)| check(k, v).err()) {
                     outcome = Outcome::invalid(message);
@@ -1034,6 +1069,7 @@ pub fn translate(entries: &[IniEntry], check: impl Fn(&str, &Value) -> Result<()
                 key: entry.key.clone(),
                 value: entry.raw.trim().to_owned(),
                 outcome,
+                note,
             }
         })
         .collect()

@@ -304,3 +304,42 @@ fn niftyhost_checks_the_translated_values() {
     let e = translate(&entries, |k, v| Err(format!("`{k}` refuses {v}")));
     assert_eq!(e[0].outcome, Outcome::Invalid { message: "`network.foreground_type` refuses \"otsu_pluss\"".into() });
 }
+
+#[test]
+fn what_niftynets_own_example_files_write() {
+    let entry = |line, section: &str, key: &str, raw: &str| IniEntry {
+        line,
+        section: section.into(),
+        key: key.into(),
+        raw: raw.into(),
+    };
+    let entries = [
+        entry(1, "SYSTEM", "queue_length", "20"),
+        entry(2, "NETWORK", "batch_size", "4"),
+        entry(3, "NETWORK", "name", "toynet"),
+        entry(4, "NETWORK", "activation_function", "prelu"),
+        entry(5, "T1", "filename_contains", "003"),
+        entry(6, "T1", "filename_not_contains", "01, 0.5"),
+        entry(7, "T1", "csv_file", "007"),
+        entry(8, "SEGMENTATION", "label", "lab"),
+        entry(9, "lab", "spatial_window_size", "(64, 64, 64)"),
+        entry(10, "NETWORK", "activation_function", "dropout"),
+    ];
+    let e = explain(&entries);
+    // default_segmentation.ini's [SYSTEM] queue_length is read as [NETWORK]'s, and says so.
+    assert_eq!(set_keys(&e[0].outcome), vec![("training.queue_length".to_owned(), "5".to_owned())]);
+    assert!(e[0].to_string().contains("read as [NETWORK] queue_length"), "{}", e[0]);
+    assert!(e[1].note.is_none());
+    // toynet takes NiftyNet's activations.
+    assert_eq!(set_keys(&e[3].outcome), vec![("network.params.activation".to_owned(), "\"prelu\"".to_owned())]);
+    assert!(matches!(&e[9].outcome, Outcome::Refused { reason } if reason.contains("dropout")), "{:?}", e[9]);
+    // Names keep their text.
+    assert_eq!(set_keys(&e[4].outcome), vec![("input.t1.filename_contains".to_owned(), "[\"003\"]".to_owned())]);
+    assert_eq!(
+        set_keys(&e[5].outcome),
+        vec![("input.t1.filename_not_contains".to_owned(), "[\"01\", \"0.5\"]".to_owned())]
+    );
+    assert_eq!(set_keys(&e[6].outcome), vec![("input.t1.csv_file".to_owned(), "\"007\"".to_owned())]);
+    // A label window with no image window (an evaluation file) is the window.
+    assert_eq!(set_keys(&e[8].outcome), vec![("network.spatial_window_size".to_owned(), "[64, 64, 64]".to_owned())]);
+}
