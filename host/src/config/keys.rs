@@ -173,7 +173,7 @@ pub const KEYS: &[KeySpec] = &[
     k("training.bias_field_range", "[]", "NiftyNet: [lo, hi] of the random bias field's coefficients ([] = none)"),
     k("training.bf_order", "3", "NiftyNet: polynomial order of the random bias field"),
     k("inference.inference_iter", "-1", "checkpoint to segment with (-1 = latest)"),
-    k("inference.spatial_window_size", "[]", "inference window (i, j, k); empty = the training window"),
+    k("inference.spatial_window_size", "[]", "inference window (i, j, k); empty = the training window; 0 = each volume's full extent on that axis (rounded up to the training window's power-of-two divisibility)"),
     k("inference.overlap", "0.25", "fraction of a window's kept region shared with its neighbour (0 <= overlap < 1)"),
     k(
         "inference.border",

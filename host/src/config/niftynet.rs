@@ -302,7 +302,7 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     key(
         "inference",
         "spatial_window_size",
-        Convert("inference.spatial_window_size (2-D sizes get k = 1)", inference_window),
+        Convert("inference.spatial_window_size (2-D sizes get k = 1; 0 = the image's full length)", inference_window),
     ),
     key("inference", "inference_iter", Same("inference.inference_iter")),
     key(
@@ -463,6 +463,22 @@ fn window(raw: &str) -> Result<Vec<i64>, String> {
             Ok(s)
         }
         _ => Err(format!("must be one to three positive sizes such as (64, 64, 64), got `{raw}`")),
+    }
+}
+
+/// An inference window: as [`window`], but NiftyNet's 0 (or negative) size is the image's
+/// full length along that axis (`image_window.py`), niftyhost's 0.
+fn full_extent_window(raw: &str) -> Result<Vec<i64>, String> {
+    let sizes: Result<Vec<i64>, _> = items(raw).iter().map(|s| s.parse::<i64>()).collect();
+    match sizes {
+        Ok(mut s) if (1..=3).contains(&s.len()) => {
+            s.iter_mut().for_each(|v| *v = (*v).max(0));
+            s.resize(3, 1);
+            Ok(s)
+        }
+        _ => {
+            Err(format!("must be one to three sizes such as (64, 64, 64), 0 for the image's full length, got `{raw}`"))
+        }
     }
 }
 
@@ -777,7 +793,7 @@ fn validation_every_n(_: &Context, raw: &str) -> Outcome {
 }
 
 fn inference_window(_: &Context, raw: &str) -> Outcome {
-    match window(raw) {
+    match full_extent_window(raw) {
         Ok(w) => Outcome::set(vec![("inference.spatial_window_size", ints(&w))]),
         Err(e) => Outcome::invalid(e),
     }

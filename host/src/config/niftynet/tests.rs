@@ -340,6 +340,15 @@ fn what_niftynets_own_example_files_write() {
         vec![("input.t1.filename_not_contains".to_owned(), "[\"01\", \"0.5\"]".to_owned())]
     );
     assert_eq!(set_keys(&e[6].outcome), vec![("input.t1.csv_file".to_owned(), "\"007\"".to_owned())]);
+    // NiftyNet's 0 is the full length.
+    let zero = [entry(1, "INFERENCE", "spatial_window_size", "(0, 0, 3)")];
+    assert_eq!(
+        set_keys(&explain(&zero)[0].outcome),
+        vec![("inference.spatial_window_size".to_owned(), "[0, 0, 3]".to_owned())]
+    );
+    let bad =
+        [entry(1, "INFERENCE", "spatial_window_size", "(a, 3)"), entry(2, "T1", "spatial_window_size", "(0, 0, 3)")];
+    assert!(explain(&bad).iter().all(|e| matches!(e.outcome, Outcome::Invalid { .. })), "{:?}", explain(&bad));
     // A label window with no image window (an evaluation file) is the window.
     assert_eq!(set_keys(&e[8].outcome), vec![("network.spatial_window_size".to_owned(), "[64, 64, 64]".to_owned())]);
 }

@@ -137,6 +137,7 @@ impl InferenceOptions {
                 border: s.inference_border(),
                 overlap: inf.overlap,
                 batch_size: inf.batch_size.max(1),
+                full_extent_multiple: s.full_extent_multiple(),
             },
             blend: Blend::from(inf.blending),
             mirror_axes: inf.tta_mirror_axes.clone(),
@@ -188,7 +189,7 @@ pub fn predict_volume(
     store: Store,
     device: Device,
 ) -> Result<Predicted, EngineError> {
-    let tiling = &options.tiling;
+    let tiling = &options.tiling.for_volume(volume.dims);
     let kept = tiling.kept();
     let region = match options.foreground_margin {
         None => Some(Region::whole(volume.dims)),
