@@ -338,13 +338,17 @@ impl Preparation {
                 tracing::info!(file = %path.display(), classes = map.num_classes(), "label map learned");
                 map
             };
-            if map.num_classes() != settings.segmentation.num_classes {
+            // Fewer values than classes is NiftyNet's rule too (its example files keep
+            // num_classes = 160 on any data): the classes past them are never labelled.
+            let (found, classes) = (map.num_classes(), settings.segmentation.num_classes);
+            if found > classes {
                 return Err(DataError::Invalid(vec![format!(
-                    "label normalisation found {} label values in TRAIN ({}) but segmentation.num_classes is {}",
-                    map.num_classes(),
+                    "label normalisation found {found} label values in TRAIN ({}) but segmentation.num_classes is {classes}",
                     path.display(),
-                    settings.segmentation.num_classes
                 )]));
+            }
+            if found < classes {
+                tracing::warn!(found, classes, "label normalisation found fewer label values in TRAIN than segmentation.num_classes: the other classes are never labelled");
             }
             p.label_map = Some(Arc::new(map));
         }
