@@ -213,7 +213,11 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     ),
     key("system", "iteration_generator", Only(&["iteration_generator"], "niftyhost's training loop is built in")),
     // [NETWORK]
-    key("network", "name", Convert("network.name (NiftyNet's names and module paths mapped)", network_name)),
+    key(
+        "network",
+        "name",
+        Convert("network.name (NiftyNet's names and module paths mapped; nonewnet: dynunet with its topology)", network_name),
+    ),
     key("network", "activation_function", Convert("network.params.activation", activation)),
     key("network", "batch_size", Same("network.batch_size")),
     key(
@@ -317,7 +321,11 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
         "output_interp_order",
         Only(&["0"], "outputs go back to the input grid by nearest neighbour (labels; probabilities linearly)"),
     ),
-    key("inference", "border", Same("inference.border")),
+    key(
+        "inference",
+        "border",
+        Convert("inference.border (clamped to (window - 1) / 2 on an axis the inference window cannot crop by it)", border),
+    ),
     key("inference", "fill_constant", Only(&["0"], "voxels no window covers are background (0)")),
     // [EVALUATION]
     key(
@@ -390,10 +398,12 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     ),
 ];
 
-/// What a conversion sees: the whole file and the section of the key.
+/// What a conversion sees: the whole file and the section of the key; a conversion may
+/// leave a note on how it read the value (shown by `--explain`).
 pub struct Context<'a> {
     entries: &'a [IniEntry],
     section: String,
+    note: std::cell::RefCell<Option<String>>,
 }
 
 impl Context<'_> {
@@ -625,7 +635,7 @@ const NETWORK_NAMES: &[(&str, Result<&str, &str>)] = &[
     ("highres3dnet_small", Ok("highres3dnet:small")),
     ("highres3dnet_large", Ok("highres3dnet:large")),
     ("holistic_scalenet", Err("HolisticNet (ScaleNet with a holistic loss head) is not ported")),
-    ("nonewnet", Err("no-new-Net is not ported")),
+    ("nonewnet", Ok("dynunet")),
     ("simple_gan", Err("a GAN network: niftyhost segments only")),
     ("simulator_gan", Err("a GAN network: niftyhost segments only")),
     ("vae", Err("an autoencoder network: niftyhost segments only")),
@@ -658,7 +668,33 @@ fn mapped_network(raw: &str) -> Result<(String, Option<&'static str>), &'static 
     }
 }
 
-fn network_name(_: &Context, raw: &str) -> Outcome {
+/// NiftyNet's no-new-Net on `dynunet`: five levels of two 3³ conv-instance norm-leaky
+/// ReLU blocks, 30 to 480 feature maps, halved four times (so windows divisible by 16).
+/// It differs in that dynunet downsamples by strided convolutions (no-new-Net: max
+/// pooling), upsamples by transposed convolutions (no-new-Net: linear resizing) and keeps
+/// each level's width in the decoder (no-new-Net halves it before upsampling).
+fn no_new_net() -> Vec<(&'static str, Value)> {
+    let lists = |l: &[[i64; 3]]| Value::Array(l.iter().map(|v| ints(v)).collect());
+    vec![
+        ("network.name", text("dynunet")),
+        ("network.params.kernel_sizes", lists(&[[3, 3, 3]; 5])),
+        ("network.params.strides", lists(&[[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]])),
+        ("network.params.base_channels", Value::Integer(30)),
+        ("network.params.max_channels", Value::Integer(480)),
+        ("network.params.block", text("plain")),
+        ("network.params.norm", text("instance")),
+    ]
+}
+
+fn network_name(ctx: &Context, raw: &str) -> Outcome {
+    if unquote(raw).eq_ignore_ascii_case("nonewnet") || unquote(raw).starts_with("niftynet.network.no_new_net") {
+        *ctx.note.borrow_mut() = Some(
+            "no-new-Net's topology on dynunet; it differs in downsampling (strided convolutions, not max pooling), \
+             upsampling (transposed convolutions, not linear resizing) and decoder widths (not halved before upsampling)"
+                .to_owned(),
+        );
+        return Outcome::set(no_new_net());
+    }
     match mapped_network(raw) {
         Ok((name, None)) => Outcome::set(vec![("network.name", Value::String(name))]),
         Ok((name, Some(variant))) => {
@@ -797,6 +833,34 @@ fn inference_window(_: &Context, raw: &str) -> Outcome {
         Ok(w) => Outcome::set(vec![("inference.spatial_window_size", ints(&w))]),
         Err(e) => Outcome::invalid(e),
     }
+}
+
+/// NiftyNet's `border`, clamped where the inference window is too small to drop it from
+/// both sides (highres3dnet_config.ini: `border = (5, 5, 5)` with a window `(0, 0, 3)`).
+fn border(ctx: &Context, raw: &str) -> Outcome {
+    let Value::Array(sizes) = typed("inference.border", raw) else {
+        return own(typed("inference.border", raw));
+    };
+    let window = ctx.given("inference", "spatial_window_size").and_then(|w| full_extent_window(w).ok());
+    let mut clamped = Vec::new();
+    let sizes: Vec<Value> = sizes
+        .into_iter()
+        .enumerate()
+        .map(|(a, b)| match (b.as_integer(), window.as_ref().map(|w| w[a.min(2)])) {
+            (Some(b), Some(w)) if w > 0 && 2 * b >= w => {
+                clamped.push(format!("axis {a}: {b} -> {} (window {w})", (w - 1) / 2));
+                Value::Integer((w - 1) / 2)
+            }
+            _ => b,
+        })
+        .collect();
+    if !clamped.is_empty() {
+        *ctx.note.borrow_mut() = Some(format!(
+            "clamped, a window cannot lose 2·border voxels: {} (NiftyNet's aggregator cannot crop these either)",
+            clamped.join(", ")
+        ));
+    }
+    Outcome::set(vec![("inference.border", Value::Array(sizes))])
 }
 
 fn save_seg_dir(ctx: &Context, raw: &str) -> Outcome {
@@ -1071,9 +1135,9 @@ pub fn translate(entries: &[IniEntry], check: impl Fn(&str, &Value) -> Result<()
     entries
         .iter()
         .map(|entry| {
-            let ctx = Context { entries, section: entry.place() };
+            let ctx = Context { entries, section: entry.place(), note: Default::default() };
             let mut outcome = outcome_of(&ctx, entry);
-            let note = home_section(&entry.place(), &entry.key).1;
+            let note = home_section(&entry.place(), &entry.key).1.or(ctx.note.take());
             if let Outcome::Set { keys } = &outcome {
                 if let Some(message) = keys.iter().find_map(|(k, v)| check(k, v).err()) {
                     outcome = Outcome::invalid(message);

@@ -212,7 +212,8 @@ fn translations_of_the_specification_examples() {
     assert_eq!(pairs("training", "validation_every_n"), one("training.validation_every_n", "0"));
     assert_eq!(pairs("inference", "spatial_window_size"), one("inference.spatial_window_size", "[64, 64, 1]"));
     assert_eq!(pairs("inference", "save_seg_dir"), one("inference.output_dir", "\"./models/m/./output/seg\""));
-    assert_eq!(pairs("inference", "border"), one("inference.border", "[5, 5, 5]"));
+    // The 2-D window (64, 64) is one voxel thick: a border of 5 is clamped to 0 there.
+    assert_eq!(pairs("inference", "border"), one("inference.border", "[5, 5, 0]"));
     assert_eq!(pairs("evaluation", "save_csv_dir"), one("evaluation.output_csv", "\"./models/m/eval/metrics.csv\""));
     assert_eq!(pairs("segmentation", "image"), one("segmentation.image", "[\"t1\", \"flair\"]"));
     assert_eq!(pairs("segmentation", "label"), one("segmentation.label", "\"lesion\""));
@@ -349,6 +350,20 @@ fn what_niftynets_own_example_files_write() {
     let bad =
         [entry(1, "INFERENCE", "spatial_window_size", "(a, 3)"), entry(2, "T1", "spatial_window_size", "(0, 0, 3)")];
     assert!(explain(&bad).iter().all(|e| matches!(e.outcome, Outcome::Invalid { .. })), "{:?}", explain(&bad));
+    // highres3dnet_config.ini's border (5, 5, 5) with the window (0, 0, 3): clamped on k.
+    let border =
+        [entry(1, "INFERENCE", "spatial_window_size", "(0, 0, 3)"), entry(2, "INFERENCE", "border", "(5, 5, 5)")];
+    let e_border = explain(&border);
+    assert_eq!(set_keys(&e_border[1].outcome), vec![("inference.border".to_owned(), "[5, 5, 1]".to_owned())]);
+    assert!(e_border[1].to_string().contains("axis 2: 5 -> 1 (window 3)"), "{}", e_border[1]);
+    assert!(explain(&border[1..])[1..].is_empty() && explain(&border[1..])[0].note.is_none());
+    // unet_config.ini's nonewnet: dynunet with no-new-Net's levels and widths.
+    let nnn = explain(&[entry(1, "NETWORK", "name", "nonewnet")]);
+    let keys = set_keys(&nnn[0].outcome);
+    assert_eq!(keys[0], ("network.name".to_owned(), "\"dynunet\"".to_owned()));
+    assert!(keys.contains(&("network.params.base_channels".to_owned(), "30".to_owned())), "{keys:?}");
+    assert!(keys.contains(&("network.params.max_channels".to_owned(), "480".to_owned())), "{keys:?}");
+    assert!(nnn[0].to_string().contains("linear resizing"), "{}", nnn[0]);
     // A label window with no image window (an evaluation file) is the window.
     assert_eq!(set_keys(&e[8].outcome), vec![("network.spatial_window_size".to_owned(), "[64, 64, 64]".to_owned())]);
 }
