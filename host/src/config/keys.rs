@@ -81,7 +81,7 @@ pub const KEYS: &[KeySpec] = &[
     k(
         "network.histogram_ref_file",
         "\"\"",
-        "histogram landmarks file (empty = <model_dir>/histogram.json); learned if missing",
+        "histogram landmarks file (empty = <model_dir>/histogram.json); learned if missing; a .txt file is in NiftyNet's text format (one line per image section: name, landmarks)",
     ),
     k("network.norm_type", "\"percentile\"", "histogram landmarks: percentile (deciles) or quartile"),
     k("network.cutoff", "[0.01, 0.99]", "histogram cut-off percentiles (fractions)"),
