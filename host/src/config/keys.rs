@@ -204,6 +204,7 @@ pub const KEYS: &[KeySpec] = &[
     k("inference.tta_mirror_axes", "[]", "test-time augmentation: average over every mirroring along these axes (0 = i, 1 = j, 2 = k)"),
     k("inference.checkpoints", "[]", "checkpoint .safetensors files to ensemble (empty = the one of inference_iter)"),
     k("inference.output_type", "\"labels\"", "what is written: labels (uint8), probabilities (4D, one volume per class) or logits (4D float32)"),
+    k("inference.output_interp_order", "1", "labels back to the input grid: 1 = per-class probabilities resampled linearly, then arg-max; 0 = arg-max on the prepared grid, resampled by nearest neighbour (NiftyNet's output_interp_order; one byte per voxel instead of one per class)"),
     k("inference.output_prob", "false", "NiftyNet's switch: true writes probabilities (same as output_type = \"probabilities\")"),
     k("inference.probability_dtype", "\"float32\"", "probabilities as float32, or uint8 quantised (value/255, scl_slope 1/255)"),
     k("inference.remove_small_components", "[]", "labels whose connected components smaller than min_component_mm3 become background"),

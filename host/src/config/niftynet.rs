@@ -316,11 +316,7 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     ),
     key("inference", "save_seg_dir", Convert("inference.output_dir (relative: in model_dir)", save_seg_dir)),
     key("inference", "output_postfix", Same("inference.output_postfix")),
-    key(
-        "inference",
-        "output_interp_order",
-        Only(&["0"], "outputs go back to the input grid by nearest neighbour (labels; probabilities linearly)"),
-    ),
+    key("inference", "output_interp_order", Same("inference.output_interp_order")),
     key(
         "inference",
         "border",

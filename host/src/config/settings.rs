@@ -202,6 +202,7 @@ pub struct Inference {
     pub checkpoints: Vec<PathBuf>,
     pub output_type: OutputType,
     pub output_prob: bool,
+    pub output_interp_order: u8,
     pub probability_dtype: ProbabilityDtype,
     pub remove_small_components: Vec<u8>,
     pub min_component_mm3: f64,
@@ -413,6 +414,15 @@ impl Settings {
         }
         let output = self.inference.output_kind();
         let output = output.or_else(|m| inconsistent(&["inference.output_prob", "inference.output_type"], m))?;
+        if inf.output_interp_order > 1 {
+            return inconsistent(
+                &["inference.output_interp_order"],
+                format!(
+                    "`inference.output_interp_order` must be 0 (nearest) or 1 (linear), got {}",
+                    inf.output_interp_order
+                ),
+            );
+        }
         if ![6, 18, 26].contains(&inf.connectivity) {
             return inconsistent(
                 &["inference.connectivity"],

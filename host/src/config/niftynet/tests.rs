@@ -72,7 +72,7 @@ const SAMPLES: &[(&str, &str, &str, char)] = &[
     ("inference", "dataset_to_infer", "Training", 'r'),
     ("inference", "save_seg_dir", "./output/seg", 's'),
     ("inference", "output_postfix", "_niftynet_out", 's'),
-    ("inference", "output_interp_order", "0", 'k'),
+    ("inference", "output_interp_order", "0", 's'),
     ("inference", "border", "(5, 5, 5)", 's'),
     ("inference", "fill_constant", "0.0", 'k'),
     ("evaluation", "evaluations", "dice, jaccard, n_pos_ref, hausdorff95_distance", 'k'),

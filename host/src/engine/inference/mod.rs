@@ -94,6 +94,9 @@ pub struct InferenceOptions {
     pub workers: usize,
     /// libtorch threads of each worker when `workers > 1`.
     pub worker_threads: usize,
+    /// Labels go back to the input grid by nearest neighbour from the arg-max on the
+    /// prepared grid (`inference.output_interp_order = 0`), not through probabilities.
+    pub nearest_labels: bool,
     /// Run windows only over the foreground's bounding box widened by this many voxels
     /// ([`foreground`]), the rest being class 0; `None` runs them over the whole volume.
     pub foreground_margin: Option<usize>,
@@ -148,6 +151,7 @@ impl InferenceOptions {
             compute: Compute { precision: inf.precision.on(device), channels_last: inf.channels_last && on_cpu },
             workers,
             worker_threads: (threads / workers).max(1),
+            nearest_labels: inf.output_interp_order == 0,
             // Logits have no value that means "background": they run every window.
             foreground_margin: (inf.crop_to_foreground && output != OutputKind::Logits)
                 .then_some(inf.foreground_margin),
@@ -226,7 +230,10 @@ pub fn segment_subject(
     path: &Path,
     device: Device,
 ) -> Result<(usize, f64), EngineError> {
-    let store = options.output.store(&volume.geometry);
+    let store = match options.output {
+        OutputKind::Labels if options.nearest_labels => Store::Labels,
+        _ => options.output.store(&volume.geometry),
+    };
     let started = std::time::Instant::now();
     let predicted = predict_volume(predictor, &volume, options, store, device)?;
     let windows_seconds = started.elapsed().as_secs_f64();

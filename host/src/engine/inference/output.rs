@@ -16,7 +16,8 @@ use crate::preprocess::{crop, resample_to_grid, Interp, LabelMap};
 impl OutputKind {
     /// What the aggregator keeps for this output on `geometry`: labels directly when
     /// nothing is resampled (cropping and reorienting commute with the arg-max),
-    /// quantised probabilities when labels need resampling.
+    /// quantised probabilities when labels need resampling (unless they are resampled by
+    /// nearest neighbour, `inference.output_interp_order = 0`: then labels too).
     pub fn store(&self, geometry: &Geometry) -> Store {
         match self {
             OutputKind::Labels if geometry.resampled == geometry.reoriented => Store::Labels,
@@ -89,6 +90,12 @@ fn classes_on_original(
                 l
             } else {
                 crop(&l, 1, &geometry.prepared, &geometry.padding).map_err(&fail)?.0
+            };
+            // Only with inference.output_interp_order = 0: labels by nearest neighbour.
+            let l = if geometry.resampled == geometry.reoriented {
+                l
+            } else {
+                resample_to_grid(&l, 1, &geometry.resampled, &geometry.reoriented, Interp::Nearest).map_err(&fail)?
             };
             Ok(to_u8(geometry.labels_to_original(l).map_err(fail)?))
         }
