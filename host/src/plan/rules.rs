@@ -141,18 +141,19 @@ pub const MAX_LEVELS: usize = 7;
 
 /// Patch size and topology: pool (stride 2) along every axis while its feature map stays
 /// at least [`MIN_FEATURE_EDGE`] voxels and its spacing is less than twice the finest
-/// current spacing (a coarse axis waits until the others catch up); kernels are 3 along an
-/// axis whose spacing is less than twice the finest, else 1 (so 1×3×3 on anisotropic
-/// levels); the patch is then rounded up to a multiple of each axis's total stride
-/// (nnU-Net).
+/// current spacing (a coarse axis waits until the others catch up); a kernel is 1 along an
+/// axis until its spacing comes within twice the finest, then 3 on that level and every
+/// level below (so 1×3×3 on anisotropic levels, and an axis that stops pooling because its
+/// map is small keeps its 3); the patch is then rounded up to a multiple of each axis's
+/// total stride (nnU-Net).
 pub fn topology(spacing: [f64; 3], patch: [usize; 3]) -> Topology {
-    let kernel = |s: &[f64; 3]| {
+    let kernel = |s: &[f64; 3], previous: [usize; 3]| {
         let finest = s.iter().copied().fold(f64::INFINITY, f64::min);
-        std::array::from_fn(|a| if s[a] / finest < 2.0 { 3 } else { 1 })
+        std::array::from_fn(|a| if s[a] / finest < 2.0 { 3 } else { previous[a] })
     };
     let (mut s, mut size) = (spacing, patch.map(|p| p as f64));
     let mut strides = vec![[1, 1, 1]];
-    let mut kernels = vec![kernel(&s)];
+    let mut kernels = vec![kernel(&s, [1, 1, 1])];
     while strides.len() < MAX_LEVELS {
         let finest = s.iter().copied().fold(f64::INFINITY, f64::min);
         let pool: [bool; 3] = std::array::from_fn(|a| s[a] / finest < 2.0 && size[a] / 2.0 >= MIN_FEATURE_EDGE as f64);
@@ -164,7 +165,8 @@ pub fn topology(spacing: [f64; 3], patch: [usize; 3]) -> Topology {
             size[a] /= 2.0;
         }
         strides.push(pool.map(|p| if p { 2 } else { 1 }));
-        kernels.push(kernel(&s));
+        let previous = kernels[kernels.len() - 1];
+        kernels.push(kernel(&s, previous));
     }
     let total: [usize; 3] = std::array::from_fn(|a| strides.iter().map(|st| st[a]).product());
     let patch = std::array::from_fn(|a| patch[a].div_ceil(total[a]) * total[a]);
@@ -347,6 +349,16 @@ mod tests {
         let t = topology([1.0; 3], [100, 100, 100]);
         assert_eq!(t.poolings(), [4, 4, 4]);
         assert_eq!(t.patch, [112, 112, 112]);
+    }
+
+    #[test]
+    fn an_axis_that_stops_pooling_for_size_keeps_its_3_kernels() {
+        // i and k reach 4 voxels after 3 poolings (32 → 4), j pools once more (64 → 4):
+        // the last level pools j alone, which makes j's spacing twice the others', yet no
+        // axis becomes flat (a 1 appears only along an axis that has never been fine).
+        let t = topology([1.0; 3], [32, 64, 32]);
+        assert_eq!(t.strides.last(), Some(&[1, 2, 1]));
+        assert!(t.kernels.iter().all(|k| *k == [3, 3, 3]), "{:?}", t.kernels);
     }
 
     #[test]

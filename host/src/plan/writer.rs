@@ -146,7 +146,7 @@ pub fn render(p: &Plan) -> String {
     let _ = writeln!(w, "# Levels in torch's [D, H, W] order = (k, j, i) of the window.");
     let _ = writeln!(
         w,
-        "kernel_sizes = {}  # rule: 3 along axes whose spacing is less than twice the finest, else 1 (nnU-Net)",
+        "kernel_sizes = {}  # rule: 1 along an axis until its spacing comes within twice the finest, 3 from that level down (nnU-Net)",
         levels_dhw(&t.kernels)
     );
     let pools = t.poolings();
