@@ -631,6 +631,7 @@ const NETWORK_NAMES: &[(&str, Result<&str, &str>)] = &[
     ("highres3dnet_small", Ok("highres3dnet:small")),
     ("highres3dnet_large", Ok("highres3dnet:large")),
     ("holistic_scalenet", Err("HolisticNet (ScaleNet with a holistic loss head) is not ported")),
+    ("holisticnet", Err("HolisticNet (holistic_net.py, multi-scale side outputs) is not ported")),
     ("nonewnet", Ok("dynunet")),
     ("simple_gan", Err("a GAN network: niftyhost segments only")),
     ("simulator_gan", Err("a GAN network: niftyhost segments only")),

@@ -364,6 +364,9 @@ fn what_niftynets_own_example_files_write() {
     assert!(keys.contains(&("network.params.base_channels".to_owned(), "30".to_owned())), "{keys:?}");
     assert!(keys.contains(&("network.params.max_channels".to_owned(), "480".to_owned())), "{keys:?}");
     assert!(nnn[0].to_string().contains("linear resizing"), "{}", nnn[0]);
+    // holisticnet_config.ini's network is refused by name, not left to fail at training.
+    let holistic = explain(&[entry(1, "NETWORK", "name", "holisticnet")]);
+    assert!(matches!(&holistic[0].outcome, Outcome::Refused { reason } if reason.contains("HolisticNet")));
     // A label window with no image window (an evaluation file) is the window.
     assert_eq!(set_keys(&e[8].outcome), vec![("network.spatial_window_size".to_owned(), "[64, 64, 64]".to_owned())]);
 }
