@@ -226,7 +226,8 @@ fn outputs_resampled_back_to_the_input_grid_keep_the_input_geometry_and_labels()
 
 fn options(batch_size: usize, compute: Compute) -> InferenceOptions {
     InferenceOptions {
-        tiling: Tiling { window: [8, 8, 8], border: [0, 0, 0], overlap: 0.0, batch_size },
+        tiling: Tiling { window: [8, 8, 8], border: [0, 0, 0], overlap: 0.0, batch_size, full_extent_multiple: [1; 3] },
+        nearest_labels: false,
         blend: Blend::Constant,
         mirror_axes: vec![],
         output: OutputKind::Probabilities { quantised: false },

@@ -18,13 +18,36 @@ pub enum ActivationKind {
     Selu,
     /// Gaussian error linear unit.
     Gelu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// The logistic function.
+    Sigmoid,
+    /// The hyperbolic tangent.
+    Tanh,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
     /// The identity.
     None,
 }
 
 impl ActivationKind {
     /// The names [`ActivationKind::parse`] accepts.
-    pub const NAMES: &'static [&'static str] = &["relu", "prelu", "leaky_relu", "elu", "selu", "gelu", "none"];
+    pub const NAMES: &'static [&'static str] = &[
+        "relu",
+        "prelu",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "gelu",
+        "relu6",
+        "sigmoid",
+        "tanh",
+        "softplus",
+        "softsign",
+        "none",
+    ];
 
     /// Parses a name of [`ActivationKind::NAMES`].
     ///
@@ -38,6 +61,11 @@ impl ActivationKind {
             "elu" => ActivationKind::Elu,
             "selu" => ActivationKind::Selu,
             "gelu" => ActivationKind::Gelu,
+            "relu6" => ActivationKind::Relu6,
+            "sigmoid" => ActivationKind::Sigmoid,
+            "tanh" => ActivationKind::Tanh,
+            "softplus" => ActivationKind::Softplus,
+            "softsign" => ActivationKind::Softsign,
             "none" => ActivationKind::None,
             _ => return Err(format!("unknown activation \"{name}\"; expected one of {:?}", Self::NAMES)),
         })
@@ -70,6 +98,11 @@ impl Activation {
             (ActivationKind::Elu, _) => x.elu(),
             (ActivationKind::Selu, _) => x.selu(),
             (ActivationKind::Gelu, _) => x.gelu("none"),
+            (ActivationKind::Relu6, _) => x.relu6(),
+            (ActivationKind::Sigmoid, _) => x.sigmoid(),
+            (ActivationKind::Tanh, _) => x.tanh(),
+            (ActivationKind::Softplus, _) => x.softplus(),
+            (ActivationKind::Softsign, _) => x / (x.abs() + 1.0),
             (ActivationKind::PRelu, None) | (ActivationKind::None, _) => x.shallow_clone(),
         }
     }

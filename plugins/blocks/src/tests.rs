@@ -94,6 +94,25 @@ fn relu_on_a_known_input() {
 }
 
 #[test]
+fn niftynet_activations_on_a_known_input() {
+    let vs = VarStore::new(Device::Cpu);
+    let x = Tensor::from_slice(&[-2.0f32, 0.0, 8.0]).view([1, 3, 1, 1, 1]);
+    let softplus = |v: f32| (1.0 + v.exp()).ln();
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    for (name, want) in [
+        ("relu6", [0.0, 0.0, 6.0]),
+        ("sigmoid", [sigmoid(-2.0), 0.5, sigmoid(8.0)]),
+        ("tanh", [(-2.0f32).tanh(), 0.0, 8.0f32.tanh()]),
+        ("softplus", [softplus(-2.0), softplus(0.0), softplus(8.0)]),
+        ("softsign", [-2.0 / 3.0, 0.0, 8.0 / 9.0]),
+    ] {
+        let y = ActivationKind::parse(name).unwrap().init(&vs.root(), 3).forward(&x);
+        let got = Vec::<f32>::try_from(y.view([-1])).unwrap();
+        assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-5), "{name}: {got:?} != {want:?}");
+    }
+}
+
+#[test]
 fn identity_shortcut_zero_pads_channels_and_repeat_tiles_them() {
     let vs = VarStore::new(Device::Cpu);
     let block = ConvBlockConfig::new(ConvConfig::new(3, 3), NormKind::Batch, ActivationKind::Relu).pre_activation();

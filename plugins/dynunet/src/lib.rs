@@ -70,7 +70,7 @@ pub const NETWORK: NetworkDef = NetworkDef {
             name: "activation",
             ty: ParamType::String,
             default: "\"leaky_relu\"",
-            doc: "leaky_relu (slope 0.01) or relu",
+            doc: "leaky_relu (slope 0.01), relu, prelu, elu, selu, gelu, relu6, sigmoid, tanh, softplus or softsign",
         },
         Param {
             name: "deep_supervision",
@@ -147,7 +147,7 @@ fn block_style(params: &Params) -> Result<BlockStyle, PluginError> {
     };
     let norm = NormKind::parse(&params.choice("norm", &["instance", "batch", "none"])?)
         .map_err(|e| PluginError::new(format!("dynunet: parameter `norm`: {e}")))?;
-    let activation = ActivationKind::parse(&params.choice("activation", &["leaky_relu", "relu"])?)
+    let activation = ActivationKind::parse(&params.string("activation")?)
         .map_err(|e| PluginError::new(format!("dynunet: parameter `activation`: {e}")))?;
     Ok(BlockStyle { kind, norm, activation })
 }

@@ -1,7 +1,7 @@
-//! `toynet`: the smallest network that segments: two 3³ convolutions with ReLU and a 1³
-//! classifier. A fast check that training, inference and evaluation work end to end.
+//! `toynet`: the smallest network that segments: two 3³ convolutions with an activation
+//! (ReLU unless `activation` says otherwise) and a 1³ classifier. A fast check that training, inference and evaluation work end to end.
 
-use niftyhost_blocks::{shape, spatial_dims, Activation, ActivationKind, Conv, ConvConfig};
+use niftyhost_blocks::{activation_param, shape, spatial_dims, Activation, Conv, ConvConfig};
 use niftyhost_plugin_api::sdk::{NetworkDef, NetworkModel, Param, ParamType, Params, PluginDef};
 use niftyhost_plugin_api::PluginError;
 use tch::nn;
@@ -21,8 +21,16 @@ niftyhost_plugin_api::export_plugin!(PLUGIN);
 /// The network's declaration.
 pub const NETWORK: NetworkDef = NetworkDef {
     name: "toynet",
-    description: "two 3x3x3 convolutions with ReLU and a 1x1x1 classifier",
-    params: &[Param { name: "channels", ty: ParamType::Int, default: "8", doc: "feature maps of the hidden layers" }],
+    description: "two 3x3x3 convolutions with an activation (ReLU) and a 1x1x1 classifier",
+    params: &[
+        Param { name: "channels", ty: ParamType::Int, default: "8", doc: "feature maps of the hidden layers" },
+        Param {
+            name: "activation",
+            ty: ParamType::String,
+            default: "\"relu\"",
+            doc: "activation after each hidden convolution: relu, prelu, leaky_relu, elu, selu, gelu, relu6, sigmoid, tanh, softplus, softsign",
+        },
+    ],
     build,
 };
 
@@ -31,7 +39,8 @@ struct ToyNet {
     in_channels: i64,
     /// `conv1`, `conv2`, `classifier` (checkpoint names kept from the first version).
     convs: [Conv; 3],
-    relu: Activation,
+    /// After `conv1` and `conv2` (PReLU's slopes under `act1`, `act2`; ReLU has none).
+    acts: [Activation; 2],
 }
 
 impl NetworkModel for ToyNet {
@@ -41,8 +50,9 @@ impl NetworkModel for ToyNet {
 
     fn forward_t(&self, input: &Tensor, _train: bool) -> Tensor {
         let [conv1, conv2, classifier] = &self.convs;
-        let h = self.relu.forward(&conv1.forward(input));
-        classifier.forward(&self.relu.forward(&conv2.forward(&h)))
+        let [act1, act2] = &self.acts;
+        let h = act1.forward(&conv1.forward(input));
+        classifier.forward(&act2.forward(&conv2.forward(&h)))
     }
 }
 
@@ -55,7 +65,9 @@ fn build(root: &nn::Path, params: &Params) -> Result<Box<dyn NetworkModel>, Plug
         same.init(&(root / "conv2"), c, c)?,
         ConvConfig::new(dims, 1).init(&(root / "classifier"), c, k)?,
     ];
-    Ok(Box::new(ToyNet { spatial_dims: dims, in_channels: c_in, convs, relu: ActivationKind::Relu.init(root, c) }))
+    let kind = activation_param(params, "activation")?;
+    let acts = [kind.init(&(root / "act1"), c), kind.init(&(root / "act2"), c)];
+    Ok(Box::new(ToyNet { spatial_dims: dims, in_channels: c_in, convs, acts }))
 }
 
 #[cfg(test)]
@@ -76,6 +88,15 @@ mod tests {
             names,
             ["classifier.bias", "classifier.weight", "conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight"]
         );
+    }
+
+    #[test]
+    fn prelu_adds_one_slope_per_channel_and_layer() {
+        let net = build(&NETWORK, r#"{"in_channels": 1, "num_classes": 3, "activation": "prelu"}"#).unwrap();
+        assert_eq!(count::trainable(&net.vs), 216 + 8 + 1728 + 8 + 24 + 3 + 2 * 8);
+        assert!(net.vs.variables().contains_key("act2.weight"));
+        let err = build(&NETWORK, r#"{"in_channels": 1, "num_classes": 3, "activation": "swish"}"#).err().unwrap();
+        assert!(err.contains("activation"), "{err}");
     }
 
     #[test]

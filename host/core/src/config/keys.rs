@@ -81,7 +81,7 @@ pub const KEYS: &[KeySpec] = &[
     k(
         "network.histogram_ref_file",
         "\"\"",
-        "histogram landmarks file (empty = <model_dir>/histogram.json); learned if missing",
+        "histogram landmarks file (empty = <model_dir>/histogram.json); learned if missing; a .txt file is in NiftyNet's text format (one line per image section: name, landmarks)",
     ),
     k("network.norm_type", "\"percentile\"", "histogram landmarks: percentile (deciles) or quartile"),
     k("network.cutoff", "[0.01, 0.99]", "histogram cut-off percentiles (fractions)"),
@@ -173,7 +173,7 @@ pub const KEYS: &[KeySpec] = &[
     k("training.bias_field_range", "[]", "NiftyNet: [lo, hi] of the random bias field's coefficients ([] = none)"),
     k("training.bf_order", "3", "NiftyNet: polynomial order of the random bias field"),
     k("inference.inference_iter", "-1", "checkpoint to segment with (-1 = latest)"),
-    k("inference.spatial_window_size", "[]", "inference window (i, j, k); empty = the training window"),
+    k("inference.spatial_window_size", "[]", "inference window (i, j, k); empty = the training window; 0 = each volume's full extent on that axis (rounded up to the training window's power-of-two divisibility)"),
     k("inference.overlap", "0.25", "fraction of a window's kept region shared with its neighbour (0 <= overlap < 1)"),
     k(
         "inference.border",
@@ -204,6 +204,7 @@ pub const KEYS: &[KeySpec] = &[
     k("inference.tta_mirror_axes", "[]", "test-time augmentation: average over every mirroring along these axes (0 = i, 1 = j, 2 = k)"),
     k("inference.checkpoints", "[]", "checkpoint .safetensors files to ensemble (empty = the one of inference_iter)"),
     k("inference.output_type", "\"labels\"", "what is written: labels (uint8), probabilities (4D, one volume per class) or logits (4D float32)"),
+    k("inference.output_interp_order", "1", "labels back to the input grid: 1 = per-class probabilities resampled linearly, then arg-max; 0 = arg-max on the prepared grid, resampled by nearest neighbour (NiftyNet's output_interp_order; one byte per voxel instead of one per class)"),
     k("inference.output_prob", "false", "NiftyNet's switch: true writes probabilities (same as output_type = \"probabilities\")"),
     k("inference.probability_dtype", "\"float32\"", "probabilities as float32, or uint8 quantised (value/255, scl_slope 1/255)"),
     k("inference.remove_small_components", "[]", "labels whose connected components smaller than min_component_mm3 become background"),

@@ -121,6 +121,9 @@ pub struct Explained {
     /// What it became.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// How it was read, where that is not the obvious way (a key read from another section).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl fmt::Display for Explained {
@@ -138,7 +141,8 @@ impl fmt::Display for Explained {
                 write!(f, "-> unknown key of [{}]", self.section)?;
                 nearest.iter().try_for_each(|n| write!(f, "; did you mean `{n}`?"))
             }
-        }
+        }?;
+        self.note.iter().try_for_each(|n| write!(f, " ({n})"))
     }
 }
 
@@ -209,7 +213,11 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     ),
     key("system", "iteration_generator", Only(&["iteration_generator"], "niftyhost's training loop is built in")),
     // [NETWORK]
-    key("network", "name", Convert("network.name (NiftyNet's names and module paths mapped)", network_name)),
+    key(
+        "network",
+        "name",
+        Convert("network.name (NiftyNet's names and module paths mapped; nonewnet: dynunet with its topology)", network_name),
+    ),
     key("network", "activation_function", Convert("network.params.activation", activation)),
     key("network", "batch_size", Same("network.batch_size")),
     key(
@@ -298,7 +306,7 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     key(
         "inference",
         "spatial_window_size",
-        Convert("inference.spatial_window_size (2-D sizes get k = 1)", inference_window),
+        Convert("inference.spatial_window_size (2-D sizes get k = 1; 0 = the image's full length)", inference_window),
     ),
     key("inference", "inference_iter", Same("inference.inference_iter")),
     key(
@@ -308,12 +316,12 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     ),
     key("inference", "save_seg_dir", Convert("inference.output_dir (relative: in model_dir)", save_seg_dir)),
     key("inference", "output_postfix", Same("inference.output_postfix")),
+    key("inference", "output_interp_order", Same("inference.output_interp_order")),
     key(
         "inference",
-        "output_interp_order",
-        Only(&["0"], "outputs go back to the input grid by nearest neighbour (labels; probabilities linearly)"),
+        "border",
+        Convert("inference.border (clamped to (window - 1) / 2 on an axis the inference window cannot crop by it)", border),
     ),
-    key("inference", "border", Same("inference.border")),
     key("inference", "fill_constant", Only(&["0"], "voxels no window covers are background (0)")),
     // [EVALUATION]
     key(
@@ -379,14 +387,19 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     key(
         "input",
         "spatial_window_size",
-        Convert("images: network.spatial_window_size; a smaller label window: network.label_size", input_window),
+        Convert(
+            "images: network.spatial_window_size; a smaller label window: network.label_size; a label window with no image window: network.spatial_window_size",
+            input_window,
+        ),
     ),
 ];
 
-/// What a conversion sees: the whole file and the section of the key.
+/// What a conversion sees: the whole file and the section of the key; a conversion may
+/// leave a note on how it read the value (shown by `--explain`).
 pub struct Context<'a> {
     entries: &'a [IniEntry],
     section: String,
+    note: std::cell::RefCell<Option<String>>,
 }
 
 impl Context<'_> {
@@ -459,6 +472,22 @@ fn window(raw: &str) -> Result<Vec<i64>, String> {
     }
 }
 
+/// An inference window: as [`window`], but NiftyNet's 0 (or negative) size is the image's
+/// full length along that axis (`image_window.py`), niftyhost's 0.
+fn full_extent_window(raw: &str) -> Result<Vec<i64>, String> {
+    let sizes: Result<Vec<i64>, _> = items(raw).iter().map(|s| s.parse::<i64>()).collect();
+    match sizes {
+        Ok(mut s) if (1..=3).contains(&s.len()) => {
+            s.iter_mut().for_each(|v| *v = (*v).max(0));
+            s.resize(3, 1);
+            Ok(s)
+        }
+        _ => {
+            Err(format!("must be one to three sizes such as (64, 64, 64), 0 for the image's full length, got `{raw}`"))
+        }
+    }
+}
+
 fn ints(values: &[i64]) -> Value {
     Value::Array(values.iter().map(|v| Value::Integer(*v)).collect())
 }
@@ -480,6 +509,10 @@ fn default_of(key: &str) -> Option<Value> {
 /// key); one number for a key of three sizes is repeated (`volume_padding_size = 21`).
 pub(super) fn typed(key: &str, raw: &str) -> Value {
     let default = default_of(key);
+    if is_string_list(key, default.as_ref()) {
+        // Names keep their text: `filename_contains = 003` is the string "003".
+        return Value::Array(items(raw).into_iter().map(Value::String).collect());
+    }
     let value = convert(raw, default.as_ref());
     match (&default, &value) {
         (Some(Value::Array(d)), Value::Array(v)) if d.len() == 3 && v.len() == 1 && d.iter().all(Value::is_integer) => {
@@ -487,6 +520,16 @@ pub(super) fn typed(key: &str, raw: &str) -> Value {
         }
         _ => value,
     }
+}
+
+/// List keys of text whose default is empty (so its type does not say so).
+const STRING_LISTS: &[&str] = &["filename_contains", "filename_not_contains", "inference.checkpoints"];
+
+/// Whether `key` takes a list of strings (its default is one, or it is in [`STRING_LISTS`]).
+fn is_string_list(key: &str, default: Option<&Value>) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    STRING_LISTS.iter().any(|k| *k == key || *k == last)
+        || matches!(default, Some(Value::Array(d)) if d.first().is_some_and(Value::is_str))
 }
 
 /// Converts one untyped INI value, guided by the type of the key's default.
@@ -588,7 +631,8 @@ const NETWORK_NAMES: &[(&str, Result<&str, &str>)] = &[
     ("highres3dnet_small", Ok("highres3dnet:small")),
     ("highres3dnet_large", Ok("highres3dnet:large")),
     ("holistic_scalenet", Err("HolisticNet (ScaleNet with a holistic loss head) is not ported")),
-    ("nonewnet", Err("no-new-Net is not ported")),
+    ("holisticnet", Err("HolisticNet (holistic_net.py, multi-scale side outputs) is not ported")),
+    ("nonewnet", Ok("dynunet")),
     ("simple_gan", Err("a GAN network: niftyhost segments only")),
     ("simulator_gan", Err("a GAN network: niftyhost segments only")),
     ("vae", Err("an autoencoder network: niftyhost segments only")),
@@ -621,7 +665,33 @@ fn mapped_network(raw: &str) -> Result<(String, Option<&'static str>), &'static 
     }
 }
 
-fn network_name(_: &Context, raw: &str) -> Outcome {
+/// NiftyNet's no-new-Net on `dynunet`: five levels of two 3³ conv-instance norm-leaky
+/// ReLU blocks, 30 to 480 feature maps, halved four times (so windows divisible by 16).
+/// It differs in that dynunet downsamples by strided convolutions (no-new-Net: max
+/// pooling), upsamples by transposed convolutions (no-new-Net: linear resizing) and keeps
+/// each level's width in the decoder (no-new-Net halves it before upsampling).
+fn no_new_net() -> Vec<(&'static str, Value)> {
+    let lists = |l: &[[i64; 3]]| Value::Array(l.iter().map(|v| ints(v)).collect());
+    vec![
+        ("network.name", text("dynunet")),
+        ("network.params.kernel_sizes", lists(&[[3, 3, 3]; 5])),
+        ("network.params.strides", lists(&[[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]])),
+        ("network.params.base_channels", Value::Integer(30)),
+        ("network.params.max_channels", Value::Integer(480)),
+        ("network.params.block", text("plain")),
+        ("network.params.norm", text("instance")),
+    ]
+}
+
+fn network_name(ctx: &Context, raw: &str) -> Outcome {
+    if unquote(raw).eq_ignore_ascii_case("nonewnet") || unquote(raw).starts_with("niftynet.network.no_new_net") {
+        *ctx.note.borrow_mut() = Some(
+            "no-new-Net's topology on dynunet; it differs in downsampling (strided convolutions, not max pooling), \
+             upsampling (transposed convolutions, not linear resizing) and decoder widths (not halved before upsampling)"
+                .to_owned(),
+        );
+        return Outcome::set(no_new_net());
+    }
     match mapped_network(raw) {
         Ok((name, None)) => Outcome::set(vec![("network.name", Value::String(name))]),
         Ok((name, Some(variant))) => {
@@ -638,33 +708,24 @@ const ACTIVATIONS: &[(&str, Option<&str>)] = &[
     ("elu", Some("elu")),
     ("selu", Some("selu")),
     ("leakyrelu", Some("leaky_relu")),
-    ("relu6", None),
-    ("softplus", None),
-    ("softsign", None),
-    ("sigmoid", None),
-    ("tanh", None),
+    ("relu6", Some("relu6")),
+    ("softplus", Some("softplus")),
+    ("softsign", Some("softsign")),
+    ("sigmoid", Some("sigmoid")),
+    ("tanh", Some("tanh")),
     ("dropout", None),
 ];
 
-fn activation(ctx: &Context, raw: &str) -> Outcome {
+fn activation(_: &Context, raw: &str) -> Outcome {
     let name = unquote(raw).to_ascii_lowercase();
-    let to = match ACTIVATIONS.iter().find(|(n, _)| *n == name) {
-        Some((_, Some(to))) => *to,
-        Some((_, None)) => return Outcome::refused(format!("no niftyhost network block has the `{name}` activation")),
+    match ACTIVATIONS.iter().find(|(n, _)| *n == name) {
+        Some((_, Some(to))) => Outcome::set(vec![("network.params.activation", text(to))]),
+        Some((_, None)) => Outcome::refused(format!("no niftyhost network block has the `{name}` activation")),
         None => {
             let names: Vec<&str> = ACTIVATIONS.iter().map(|(n, _)| *n).collect();
-            return Outcome::invalid(format!("must be one of {}, got `{name}`", names.join(", ")));
+            Outcome::invalid(format!("must be one of {}, got `{name}`", names.join(", ")))
         }
-    };
-    let network = ctx.given("network", "name").map_or(Ok(("toynet".to_owned(), None)), mapped_network);
-    if network.is_ok_and(|(n, _)| n == "toynet") {
-        return if to == "relu" {
-            Outcome::kept("niftyhost's toynet has a fixed ReLU")
-        } else {
-            Outcome::refused(format!("niftyhost's toynet has a fixed ReLU, not {to}"))
-        };
     }
-    Outcome::set(vec![("network.params.activation", text(to))])
 }
 
 fn reg_type(_: &Context, raw: &str) -> Outcome {
@@ -765,10 +826,38 @@ fn validation_every_n(_: &Context, raw: &str) -> Outcome {
 }
 
 fn inference_window(_: &Context, raw: &str) -> Outcome {
-    match window(raw) {
+    match full_extent_window(raw) {
         Ok(w) => Outcome::set(vec![("inference.spatial_window_size", ints(&w))]),
         Err(e) => Outcome::invalid(e),
     }
+}
+
+/// NiftyNet's `border`, clamped where the inference window is too small to drop it from
+/// both sides (highres3dnet_config.ini: `border = (5, 5, 5)` with a window `(0, 0, 3)`).
+fn border(ctx: &Context, raw: &str) -> Outcome {
+    let Value::Array(sizes) = typed("inference.border", raw) else {
+        return own(typed("inference.border", raw));
+    };
+    let window = ctx.given("inference", "spatial_window_size").and_then(|w| full_extent_window(w).ok());
+    let mut clamped = Vec::new();
+    let sizes: Vec<Value> = sizes
+        .into_iter()
+        .enumerate()
+        .map(|(a, b)| match (b.as_integer(), window.as_ref().map(|w| w[a.min(2)])) {
+            (Some(b), Some(w)) if w > 0 && 2 * b >= w => {
+                clamped.push(format!("axis {a}: {b} -> {} (window {w})", (w - 1) / 2));
+                Value::Integer((w - 1) / 2)
+            }
+            _ => b,
+        })
+        .collect();
+    if !clamped.is_empty() {
+        *ctx.note.borrow_mut() = Some(format!(
+            "clamped, a window cannot lose 2·border voxels: {} (NiftyNet's aggregator cannot crop these either)",
+            clamped.join(", ")
+        ));
+    }
+    Outcome::set(vec![("inference.border", Value::Array(sizes))])
 }
 
 fn save_seg_dir(ctx: &Context, raw: &str) -> Outcome {
@@ -913,11 +1002,33 @@ fn input_window(ctx: &Context, raw: &str) -> Outcome {
                 "the {role} window {w:?} must be the image window {img:?}{}",
                 if role == "label" { " or fit inside it" } else { "" }
             )),
+            // NiftyNet sizes each input's window by its own section; with no image window
+            // (an evaluation file), the label's is the window.
+            None if role == "label" => Outcome::set(vec![("network.spatial_window_size", ints(&w))]),
             None => Outcome::invalid(format!(
                 "a {role} window needs a spatial_window_size in the first [SEGMENTATION] image section"
             )),
         },
         None => Outcome::kept("this section is not used by [SEGMENTATION]"),
+    }
+}
+
+/// Keys NiftyNet's own example files write in another section than its specification
+/// (`[SYSTEM] queue_length` in default_segmentation.ini): `(found in, key, read as in)`.
+const READ_ELSEWHERE: &[(&str, &str, &str)] = &[("system", "queue_length", "network")];
+
+/// The section whose row translates `[place] key`, with a note when it is another one.
+fn home_section<'a>(place: &'a str, key: &str) -> (&'a str, Option<String>) {
+    match READ_ELSEWHERE.iter().find(|(from, k, _)| *from == place && *k == key) {
+        Some((_, _, home)) => (
+            home,
+            Some(format!(
+                "read as [{}] {key}: NiftyNet's example files put it under [{}]",
+                home.to_ascii_uppercase(),
+                place.to_ascii_uppercase()
+            )),
+        ),
+        None => (place, None),
     }
 }
 
@@ -947,7 +1058,7 @@ fn outcome_of(ctx: &Context, entry: &IniEntry) -> Outcome {
         ));
     }
     let fixed = FIXED_SECTIONS.contains(&place.as_str());
-    let table_section = if fixed { place.as_str() } else { "input" };
+    let table_section = if fixed { home_section(&place, &entry.key).0 } else { "input" };
     let own_key = |k: &str| if fixed { format!("{place}.{k}") } else { format!("input.{place}.{k}") };
     let raw = entry.raw.as_str();
     let row = rule_of(table_section, &entry.key);
@@ -1021,8 +1132,9 @@ pub fn translate(entries: &[IniEntry], check: impl Fn(&str, &Value) -> Result<()
     entries
         .iter()
         .map(|entry| {
-            let ctx = Context { entries, section: entry.place() };
+            let ctx = Context { entries, section: entry.place(), note: Default::default() };
             let mut outcome = outcome_of(&ctx, entry);
+            let note = home_section(&entry.place(), &entry.key).1.or(ctx.note.take());
             if let Outcome::Set { keys } = &outcome {
                 if let Some(message) = keys.iter().find_map(|(k, v)| check(k, v).err()) {
                     outcome = Outcome::invalid(message);
@@ -1034,6 +1146,7 @@ pub fn translate(entries: &[IniEntry], check: impl Fn(&str, &Value) -> Result<()
                 key: entry.key.clone(),
                 value: entry.raw.trim().to_owned(),
                 outcome,
+                note,
             }
         })
         .collect()

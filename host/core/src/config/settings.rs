@@ -202,6 +202,7 @@ pub struct Inference {
     pub checkpoints: Vec<PathBuf>,
     pub output_type: OutputType,
     pub output_prob: bool,
+    pub output_interp_order: u8,
     pub probability_dtype: ProbabilityDtype,
     pub remove_small_components: Vec<u8>,
     pub min_component_mm3: f64,
@@ -291,8 +292,15 @@ impl Settings {
             ("network.spatial_window_size", &self.network.spatial_window_size),
             ("inference.spatial_window_size", &self.inference.spatial_window_size),
         ] {
-            let optional = key.starts_with("inference") && w.is_empty();
-            if !optional && window(w).is_none() {
+            if key.starts_with("inference") {
+                // Empty: the training window; a 0 takes the volume's full extent.
+                if !w.is_empty() && w.len() != 3 {
+                    return inconsistent(
+                        &[key],
+                        format!("`{key}` must be three sizes (i, j, k), 0 for a volume's full extent, got {w:?}"),
+                    );
+                }
+            } else if window(w).is_none() {
                 return inconsistent(&[key], format!("`{key}` must be three positive sizes (i, j, k), got {w:?}"));
             }
         }
@@ -376,7 +384,8 @@ impl Settings {
         let window = self.inference_window();
         let b = &inf.border;
         let border = self.inference_border();
-        if b.len() != 3 || (0..3).any(|a| 2 * border[a] >= window[a]) {
+        // A full-extent axis (0) is sized to keep the whole volume inside its border.
+        if b.len() != 3 || (0..3).any(|a| window[a] > 0 && 2 * border[a] >= window[a]) {
             return inconsistent(
                 &[
                     "inference.border",
@@ -405,6 +414,15 @@ impl Settings {
         }
         let output = self.inference.output_kind();
         let output = output.or_else(|m| inconsistent(&["inference.output_prob", "inference.output_type"], m))?;
+        if inf.output_interp_order > 1 {
+            return inconsistent(
+                &["inference.output_interp_order"],
+                format!(
+                    "`inference.output_interp_order` must be 0 (nearest) or 1 (linear), got {}",
+                    inf.output_interp_order
+                ),
+            );
+        }
         if ![6, 18, 26].contains(&inf.connectivity) {
             return inconsistent(
                 &["inference.connectivity"],
@@ -678,9 +696,21 @@ impl Settings {
         std::array::from_fn(|a| b.get(a).copied().unwrap_or(0).max(label[a]))
     }
 
-    /// The inference window `(i, j, k)`: its own, else the training window.
+    /// The inference window `(i, j, k)`: its own, else the training window. A 0 stands
+    /// for each volume's full extent along that axis (NiftyNet's rule), resolved per
+    /// subject by [`crate::engine::inference::Tiling::for_volume`].
     pub fn inference_window(&self) -> [usize; 3] {
-        window(&self.inference.spatial_window_size).unwrap_or_else(|| self.train_window())
+        match self.inference.spatial_window_size[..] {
+            [i, j, k] => [i, j, k],
+            _ => self.train_window(),
+        }
+    }
+
+    /// What a full-extent inference axis is rounded up to a multiple of: the largest
+    /// power of two dividing the training window along that axis, so a network that
+    /// downsamples (and so needs divisible sizes) gets the divisibility it trained with.
+    pub fn full_extent_multiple(&self) -> [usize; 3] {
+        self.train_window().map(|w| 1 << w.trailing_zeros())
     }
 
     /// The folder of fold `k`'s run: `<model_dir>/fold_<k>`.

@@ -142,6 +142,45 @@ impl Geometry {
     }
 }
 
+/// The histogram standardisation the `[network]` keys ask for.
+fn histogram_config(settings: &Settings) -> HistogramConfig {
+    let n = &settings.network;
+    let cutoff = [n.cutoff[0], n.cutoff[1]];
+    match n.norm_type {
+        NormType::Quartile => HistogramConfig::quartiles(cutoff, [0.0, 100.0], foreground_rule(settings)),
+        NormType::Percentile => HistogramConfig::deciles(cutoff, [0.0, 100.0], foreground_rule(settings)),
+    }
+}
+
+/// Whether a histogram file is in NiftyNet's text format (`histogram_ref_file = *.txt`).
+fn is_niftynet_text(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+}
+
+/// The modality name of each image channel in NiftyNet's text format: the image
+/// sections' names, or `image_<c>` when a section has several channels.
+fn histogram_names(settings: &Settings, channels: usize) -> Vec<String> {
+    let sections = &settings.segmentation.image;
+    if sections.len() == channels {
+        sections.clone()
+    } else {
+        (0..channels).map(|c| format!("image_{c}")).collect()
+    }
+}
+
+/// A saved histogram model: NiftyNet's text format for a `.txt` file (its channel count
+/// that of the image sections), else niftyhost's JSON.
+fn load_histogram(settings: &Settings, path: &std::path::Path) -> Result<HistogramModel, DataError> {
+    let fail = |e| error(&path.display().to_string(), e);
+    if !is_niftynet_text(path) {
+        return HistogramModel::load(path).map_err(fail);
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|source| fail(PreprocessError::Io { path: path.to_owned(), source }))?;
+    let names = histogram_names(settings, settings.segmentation.image.len());
+    HistogramModel::from_niftynet_text(&text, &names, histogram_config(settings)).map_err(fail)
+}
+
 /// A subject's volumes on the prepared grid.
 #[derive(Debug, Clone)]
 pub struct PreparedVolumes {
@@ -272,9 +311,7 @@ impl Preparation {
     pub fn saved(settings: &Settings) -> Result<Preparation, DataError> {
         let mut p = Preparation::unlearned(settings);
         if settings.network.normalisation {
-            let path = settings.histogram_file();
-            p.histogram =
-                Some(Arc::new(HistogramModel::load(&path).map_err(|e| error(&path.display().to_string(), e))?));
+            p.histogram = Some(Arc::new(load_histogram(settings, &settings.histogram_file())?));
         }
         if settings.segmentation.label_normalisation {
             let path = settings.label_map_file();
@@ -295,13 +332,9 @@ impl Preparation {
         if n.normalisation {
             let path = settings.histogram_file();
             let model = if path.exists() {
-                HistogramModel::load(&path).map_err(|e| error(&path.display().to_string(), e))?
+                load_histogram(settings, &path)?
             } else {
-                let cutoff = [n.cutoff[0], n.cutoff[1]];
-                let config = match n.norm_type {
-                    NormType::Quartile => HistogramConfig::quartiles(cutoff, [0.0, 100.0], foreground_rule(settings)),
-                    NormType::Percentile => HistogramConfig::deciles(cutoff, [0.0, 100.0], foreground_rule(settings)),
-                };
+                let config = histogram_config(settings);
                 let images: Vec<(Vec<f32>, usize)> = train
                     .par_iter()
                     .map(|s| {
@@ -316,7 +349,13 @@ impl Preparation {
                     .collect::<Result<_, DataError>>()?;
                 let model = HistogramModel::learn(config, images.iter().map(|(d, c)| (d.as_slice(), *c)))
                     .map_err(|e| error("histogram standardisation", e))?;
-                model.save(&path).map_err(|e| error(&path.display().to_string(), e))?;
+                if is_niftynet_text(&path) {
+                    std::fs::write(&path, model.to_niftynet_text(&histogram_names(settings, model.channels())))
+                        .map_err(|source| PreprocessError::Io { path: path.clone(), source })
+                        .map_err(|e| error(&path.display().to_string(), e))?;
+                } else {
+                    model.save(&path).map_err(|e| error(&path.display().to_string(), e))?;
+                }
                 tracing::info!(file = %path.display(), subjects = train.len(), "histogram landmarks learned");
                 model
             };
@@ -338,13 +377,17 @@ impl Preparation {
                 tracing::info!(file = %path.display(), classes = map.num_classes(), "label map learned");
                 map
             };
-            if map.num_classes() != settings.segmentation.num_classes {
+            // Fewer values than classes is NiftyNet's rule too (its example files keep
+            // num_classes = 160 on any data): the classes past them are never labelled.
+            let (found, classes) = (map.num_classes(), settings.segmentation.num_classes);
+            if found > classes {
                 return Err(DataError::Invalid(vec![format!(
-                    "label normalisation found {} label values in TRAIN ({}) but segmentation.num_classes is {}",
-                    map.num_classes(),
+                    "label normalisation found {found} label values in TRAIN ({}) but segmentation.num_classes is {classes}",
                     path.display(),
-                    settings.segmentation.num_classes
                 )]));
+            }
+            if found < classes {
+                tracing::warn!(found, classes, "label normalisation found fewer label values in TRAIN than segmentation.num_classes: the other classes are never labelled");
             }
             p.label_map = Some(Arc::new(map));
         }

@@ -589,3 +589,88 @@ mod tests {
         assert_eq!(HistogramConfig::default().percentiles.len(), 11);
     }
 }
+
+/// NiftyNet's text format of `histogram_ref_file` (`histogram_standardisation.py`): one
+/// line per modality, its name and then its standard landmarks separated by blanks, e.g.
+/// `T1 0.0 8.1 15.3 ... 100.0`. It holds no percentiles, scale or mask: those come from
+/// the configuration ([`HistogramConfig`]).
+impl HistogramModel {
+    /// The model in NiftyNet's text format, channel `c` named `names[c]`.
+    ///
+    /// # Panics
+    /// Fewer names than channels.
+    pub fn to_niftynet_text(&self, names: &[String]) -> String {
+        let line = |(name, y): (&String, &Vec<f64>)| {
+            let values: Vec<String> = y.iter().map(|v| short(*v).to_string()).collect();
+            format!("{name} {}\n", values.join(" "))
+        };
+        names[..self.channels()].iter().zip(&self.landmarks).map(line).collect()
+    }
+
+    /// Reads NiftyNet's text format: the landmarks of each of `names` (compared without
+    /// case; lines of other names, such as NiftyNet's label mappings, are skipped), with
+    /// the percentiles, scale and mask of `config`.
+    ///
+    /// # Errors
+    /// [`PreprocessError::InvalidModel`] for a name with no line, a value that is not a
+    /// number, or landmarks that do not fit `config` (as [`HistogramModel::validate`]).
+    pub fn from_niftynet_text(text: &str, names: &[String], config: HistogramConfig) -> Result<Self, PreprocessError> {
+        let invalid = |reason: String| PreprocessError::InvalidModel { what: WHAT, reason };
+        let landmarks = names
+            .iter()
+            .map(|name| {
+                let line = text.lines().map(str::split_whitespace).find_map(|mut words| {
+                    words.next().filter(|w| w.eq_ignore_ascii_case(name)).map(|_| words.collect::<Vec<_>>())
+                });
+                let words = line.ok_or_else(|| invalid(format!("no line for modality `{name}`")))?;
+                words
+                    .iter()
+                    .map(|w| w.parse::<f64>().map_err(|_| invalid(format!("modality `{name}`: `{w}` is not a number"))))
+                    .collect::<Result<Vec<f64>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let model = HistogramModel {
+            format: HISTOGRAM_FORMAT.to_owned(),
+            version: HISTOGRAM_VERSION,
+            percentiles: config.percentiles,
+            scale: config.scale,
+            mask: config.mask,
+            landmarks,
+            training_volumes: 0,
+        };
+        model.validate()?;
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod niftynet_text_tests {
+    use super::*;
+
+    #[test]
+    fn niftynet_text_round_trip_and_errors() {
+        let config = HistogramConfig::quartiles([0.01, 0.99], [0.0, 100.0], MaskRule::All);
+        let n = config.percentiles.len();
+        let landmarks: Vec<Vec<f64>> = vec![(0..n).map(|i| i as f64 * 25.0).collect(), vec![1.5; n]];
+        let model = HistogramModel {
+            format: HISTOGRAM_FORMAT.to_owned(),
+            version: HISTOGRAM_VERSION,
+            percentiles: config.percentiles.clone(),
+            scale: config.scale,
+            mask: config.mask,
+            landmarks: landmarks.clone(),
+            training_volumes: 0,
+        };
+        let names = vec!["T1".to_owned(), "flair".to_owned()];
+        let text = model.to_niftynet_text(&names);
+        assert!(text.starts_with("T1 0 25 50"), "{text}");
+        // NiftyNet's own lines: other names (label mappings) are skipped, case is ignored.
+        let file = format!("label_from 0 1 2\n{}", text.replace("flair", "FLAIR"));
+        let back = HistogramModel::from_niftynet_text(&file, &names, config.clone()).unwrap();
+        assert_eq!(back, model);
+        let missing = HistogramModel::from_niftynet_text("T1 1 2", &names, config.clone()).unwrap_err();
+        assert!(missing.to_string().contains("modality `T1`") || missing.to_string().contains("flair"), "{missing}");
+        let bad = HistogramModel::from_niftynet_text(&text.replace("25", "x"), &names, config).unwrap_err();
+        assert!(bad.to_string().contains("`x` is not a number"), "{bad}");
+    }
+}

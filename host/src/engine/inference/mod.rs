@@ -94,6 +94,9 @@ pub struct InferenceOptions {
     pub workers: usize,
     /// libtorch threads of each worker when `workers > 1`.
     pub worker_threads: usize,
+    /// Labels go back to the input grid by nearest neighbour from the arg-max on the
+    /// prepared grid (`inference.output_interp_order = 0`), not through probabilities.
+    pub nearest_labels: bool,
     /// Run windows only over the foreground's bounding box widened by this many voxels
     /// ([`foreground`]), the rest being class 0; `None` runs them over the whole volume.
     pub foreground_margin: Option<usize>,
@@ -137,6 +140,7 @@ impl InferenceOptions {
                 border: s.inference_border(),
                 overlap: inf.overlap,
                 batch_size: inf.batch_size.max(1),
+                full_extent_multiple: s.full_extent_multiple(),
             },
             blend: Blend::from(inf.blending),
             mirror_axes: inf.tta_mirror_axes.clone(),
@@ -147,6 +151,7 @@ impl InferenceOptions {
             compute: Compute { precision: inf.precision.on(device), channels_last: inf.channels_last && on_cpu },
             workers,
             worker_threads: (threads / workers).max(1),
+            nearest_labels: inf.output_interp_order == 0,
             // Logits have no value that means "background": they run every window.
             foreground_margin: (inf.crop_to_foreground && output != OutputKind::Logits)
                 .then_some(inf.foreground_margin),
@@ -188,7 +193,7 @@ pub fn predict_volume(
     store: Store,
     device: Device,
 ) -> Result<Predicted, EngineError> {
-    let tiling = &options.tiling;
+    let tiling = &options.tiling.for_volume(volume.dims);
     let kept = tiling.kept();
     let region = match options.foreground_margin {
         None => Some(Region::whole(volume.dims)),
@@ -225,7 +230,10 @@ pub fn segment_subject(
     path: &Path,
     device: Device,
 ) -> Result<(usize, f64), EngineError> {
-    let store = options.output.store(&volume.geometry);
+    let store = match options.output {
+        OutputKind::Labels if options.nearest_labels => Store::Labels,
+        _ => options.output.store(&volume.geometry),
+    };
     let started = std::time::Instant::now();
     let predicted = predict_volume(predictor, &volume, options, store, device)?;
     let windows_seconds = started.elapsed().as_secs_f64();

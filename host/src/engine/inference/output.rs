@@ -18,7 +18,8 @@ use crate::preprocess::{crop, resample_to_grid, Interp, LabelMap};
 pub trait OutputStore {
     /// What the aggregator keeps for this output on `geometry`: labels directly when
     /// nothing is resampled (cropping and reorienting commute with the arg-max),
-    /// quantised probabilities when labels need resampling.
+    /// quantised probabilities when labels need resampling (unless they are resampled by
+    /// nearest neighbour, `inference.output_interp_order = 0`: then labels too).
     fn store(&self, geometry: &Geometry) -> Store;
 }
 
@@ -57,18 +58,16 @@ fn channel_to_original(geometry: &Geometry, data: Vec<f32>, id: &str) -> Result<
 fn label_values(mut classes: Vec<u8>, map: Option<&LabelMap>, id: &str) -> Result<Vec<u8>, EngineError> {
     let Some(map) = map else { return Ok(classes) };
     // The value of each class, or None where it does not fit uint8 (an error only if
-    // the class occurs).
-    let mut table: [Option<u8>; 256] = [None; 256];
+    // the class occurs). A class past the map's (segmentation.num_classes above the
+    // label values found in TRAIN) is 0, as NiftyNet's inverse label mapping writes it.
+    let mut table: [Option<u8>; 256] = [Some(0); 256];
     for (c, t) in table.iter_mut().enumerate().take(map.num_classes()) {
         *t = map.value_of(c).and_then(|v| u8::try_from(v).ok());
     }
     for c in classes.iter_mut() {
         *c = table[usize::from(*c)].ok_or_else(|| {
-            let value = map.value_of(usize::from(*c));
-            EngineError::Other(match value {
-                Some(v) => format!("subject `{id}`: label value {v} does not fit a uint8 segmentation"),
-                None => format!("subject `{id}`: class {c} is beyond the label map's {} classes", map.num_classes()),
-            })
+            let value = map.value_of(usize::from(*c)).unwrap_or_default();
+            EngineError::Other(format!("subject `{id}`: label value {value} does not fit a uint8 segmentation"))
         })?;
     }
     Ok(classes)
@@ -97,6 +96,12 @@ fn classes_on_original(
                 l
             } else {
                 crop(&l, 1, &geometry.prepared, &geometry.padding).map_err(&fail)?.0
+            };
+            // Only with inference.output_interp_order = 0: labels by nearest neighbour.
+            let l = if geometry.resampled == geometry.reoriented {
+                l
+            } else {
+                resample_to_grid(&l, 1, &geometry.resampled, &geometry.reoriented, Interp::Nearest).map_err(&fail)?
             };
             Ok(to_u8(geometry.labels_to_original(l).map_err(fail)?))
         }
@@ -203,4 +208,18 @@ pub fn write_output(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_map_to_label_values_and_classes_past_the_map_to_zero() {
+        let map = LabelMap::learn([[0.0f32, 2.0, 7.0].as_slice()]).unwrap();
+        assert_eq!(label_values(vec![0, 1, 2, 3, 159], Some(&map), "s").unwrap(), [0, 2, 7, 0, 0]);
+        let wide = LabelMap::learn([[0.0f32, 300.0].as_slice()]).unwrap();
+        let err = label_values(vec![1], Some(&wide), "s").unwrap_err().to_string();
+        assert!(err.contains("label value 300 does not fit"), "{err}");
+    }
 }

@@ -72,7 +72,7 @@ const SAMPLES: &[(&str, &str, &str, char)] = &[
     ("inference", "dataset_to_infer", "Training", 'r'),
     ("inference", "save_seg_dir", "./output/seg", 's'),
     ("inference", "output_postfix", "_niftynet_out", 's'),
-    ("inference", "output_interp_order", "0", 'k'),
+    ("inference", "output_interp_order", "0", 's'),
     ("inference", "border", "(5, 5, 5)", 's'),
     ("inference", "fill_constant", "0.0", 'k'),
     ("evaluation", "evaluations", "dice, jaccard, n_pos_ref, hausdorff95_distance", 'k'),
@@ -212,7 +212,8 @@ fn translations_of_the_specification_examples() {
     assert_eq!(pairs("training", "validation_every_n"), one("training.validation_every_n", "0"));
     assert_eq!(pairs("inference", "spatial_window_size"), one("inference.spatial_window_size", "[64, 64, 1]"));
     assert_eq!(pairs("inference", "save_seg_dir"), one("inference.output_dir", "\"./models/m/./output/seg\""));
-    assert_eq!(pairs("inference", "border"), one("inference.border", "[5, 5, 5]"));
+    // The 2-D window (64, 64) is one voxel thick: a border of 5 is clamped to 0 there.
+    assert_eq!(pairs("inference", "border"), one("inference.border", "[5, 5, 0]"));
     assert_eq!(pairs("evaluation", "save_csv_dir"), one("evaluation.output_csv", "\"./models/m/eval/metrics.csv\""));
     assert_eq!(pairs("segmentation", "image"), one("segmentation.image", "[\"t1\", \"flair\"]"));
     assert_eq!(pairs("segmentation", "label"), one("segmentation.label", "\"lesion\""));
@@ -303,4 +304,69 @@ fn niftyhost_checks_the_translated_values() {
         [IniEntry { line: 9, section: "NETWORK".into(), key: "foreground_type".into(), raw: "otsu_pluss".into() }];
     let e = translate(&entries, |k, v| Err(format!("`{k}` refuses {v}")));
     assert_eq!(e[0].outcome, Outcome::Invalid { message: "`network.foreground_type` refuses \"otsu_pluss\"".into() });
+}
+
+#[test]
+fn what_niftynets_own_example_files_write() {
+    let entry = |line, section: &str, key: &str, raw: &str| IniEntry {
+        line,
+        section: section.into(),
+        key: key.into(),
+        raw: raw.into(),
+    };
+    let entries = [
+        entry(1, "SYSTEM", "queue_length", "20"),
+        entry(2, "NETWORK", "batch_size", "4"),
+        entry(3, "NETWORK", "name", "toynet"),
+        entry(4, "NETWORK", "activation_function", "prelu"),
+        entry(5, "T1", "filename_contains", "003"),
+        entry(6, "T1", "filename_not_contains", "01, 0.5"),
+        entry(7, "T1", "csv_file", "007"),
+        entry(8, "SEGMENTATION", "label", "lab"),
+        entry(9, "lab", "spatial_window_size", "(64, 64, 64)"),
+        entry(10, "NETWORK", "activation_function", "dropout"),
+    ];
+    let e = explain(&entries);
+    // default_segmentation.ini's [SYSTEM] queue_length is read as [NETWORK]'s, and says so.
+    assert_eq!(set_keys(&e[0].outcome), vec![("training.queue_length".to_owned(), "5".to_owned())]);
+    assert!(e[0].to_string().contains("read as [NETWORK] queue_length"), "{}", e[0]);
+    assert!(e[1].note.is_none());
+    // toynet takes NiftyNet's activations.
+    assert_eq!(set_keys(&e[3].outcome), vec![("network.params.activation".to_owned(), "\"prelu\"".to_owned())]);
+    assert!(matches!(&e[9].outcome, Outcome::Refused { reason } if reason.contains("dropout")), "{:?}", e[9]);
+    // Names keep their text.
+    assert_eq!(set_keys(&e[4].outcome), vec![("input.t1.filename_contains".to_owned(), "[\"003\"]".to_owned())]);
+    assert_eq!(
+        set_keys(&e[5].outcome),
+        vec![("input.t1.filename_not_contains".to_owned(), "[\"01\", \"0.5\"]".to_owned())]
+    );
+    assert_eq!(set_keys(&e[6].outcome), vec![("input.t1.csv_file".to_owned(), "\"007\"".to_owned())]);
+    // NiftyNet's 0 is the full length.
+    let zero = [entry(1, "INFERENCE", "spatial_window_size", "(0, 0, 3)")];
+    assert_eq!(
+        set_keys(&explain(&zero)[0].outcome),
+        vec![("inference.spatial_window_size".to_owned(), "[0, 0, 3]".to_owned())]
+    );
+    let bad =
+        [entry(1, "INFERENCE", "spatial_window_size", "(a, 3)"), entry(2, "T1", "spatial_window_size", "(0, 0, 3)")];
+    assert!(explain(&bad).iter().all(|e| matches!(e.outcome, Outcome::Invalid { .. })), "{:?}", explain(&bad));
+    // highres3dnet_config.ini's border (5, 5, 5) with the window (0, 0, 3): clamped on k.
+    let border =
+        [entry(1, "INFERENCE", "spatial_window_size", "(0, 0, 3)"), entry(2, "INFERENCE", "border", "(5, 5, 5)")];
+    let e_border = explain(&border);
+    assert_eq!(set_keys(&e_border[1].outcome), vec![("inference.border".to_owned(), "[5, 5, 1]".to_owned())]);
+    assert!(e_border[1].to_string().contains("axis 2: 5 -> 1 (window 3)"), "{}", e_border[1]);
+    assert!(explain(&border[1..])[1..].is_empty() && explain(&border[1..])[0].note.is_none());
+    // unet_config.ini's nonewnet: dynunet with no-new-Net's levels and widths.
+    let nnn = explain(&[entry(1, "NETWORK", "name", "nonewnet")]);
+    let keys = set_keys(&nnn[0].outcome);
+    assert_eq!(keys[0], ("network.name".to_owned(), "\"dynunet\"".to_owned()));
+    assert!(keys.contains(&("network.params.base_channels".to_owned(), "30".to_owned())), "{keys:?}");
+    assert!(keys.contains(&("network.params.max_channels".to_owned(), "480".to_owned())), "{keys:?}");
+    assert!(nnn[0].to_string().contains("linear resizing"), "{}", nnn[0]);
+    // holisticnet_config.ini's network is refused by name, not left to fail at training.
+    let holistic = explain(&[entry(1, "NETWORK", "name", "holisticnet")]);
+    assert!(matches!(&holistic[0].outcome, Outcome::Refused { reason } if reason.contains("HolisticNet")));
+    // A label window with no image window (an evaluation file) is the window.
+    assert_eq!(set_keys(&e[8].outcome), vec![("network.spatial_window_size".to_owned(), "[64, 64, 64]".to_owned())]);
 }

@@ -1,0 +1,78 @@
+//! NiftyNet's own example configuration files (tests/data/niftynet/, only their data
+//! paths changed) train for two iterations and write a segmentation of every subject on
+//! the input grid: `[SYSTEM] queue_length`, `activation_function = prelu` on toynet, a
+//! `(0, 0, 3)` full-extent inference window, `num_classes` above the labels found,
+//! `output_interp_order = 0` and a NiftyNet text `histogram_ref_file` as the files write them.
+
+use std::path::Path;
+
+use niftyhost_tests::{plugin_dir, repo_root, run, text, tissue_cohort, workspace_plugin};
+
+/// Small subjects `a`, `b` in `data`, each file named `<id>_<suffix>.nii.gz` for every
+/// suffix (the T1 image for the image suffixes, the tissue labels for `Label`).
+fn niftynet_subjects(data: &Path, images: &[&str]) {
+    let raw = data.join("raw");
+    tissue_cohort(&raw, &["a", "b"]);
+    for id in ["a", "b"] {
+        for suffix in images {
+            std::fs::copy(raw.join(format!("t1_{id}.nii.gz")), data.join(format!("{id}_{suffix}.nii.gz"))).unwrap();
+        }
+        std::fs::copy(raw.join(format!("tissue_{id}.nii.gz")), data.join(format!("{id}_Label.nii.gz"))).unwrap();
+    }
+    std::fs::remove_dir_all(raw).unwrap();
+}
+
+/// Trains `file` for two iterations and segments with it in `dir`; returns the
+/// segmentations written under `seg_dir` (relative to `dir`).
+fn train_and_segment(dir: &Path, file: &str, seg_dir: &str) -> Vec<std::path::PathBuf> {
+    std::fs::copy(repo_root().join("tests/data/niftynet").join(file), dir.join(file)).unwrap();
+    // NiftyNet's num_gpus = 1 runs on the CPU where there is no GPU; niftyhost's does not.
+    let cpu = ["--set", "system.num_gpus=0"];
+    let out = run(dir, &[&["train", "-c", file, "--set", "training.max_iter=2"][..], &cpu].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{file} train:\n{stdout}\n{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("to iteration 2"), "{stdout}\n{stderr}");
+    let out = run(dir, &[&["inference", "-c", file][..], &cpu].concat());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{file} inference:\n{stdout}\n{stderr}");
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join(seg_dir)).unwrap().map(|e| e.unwrap().path()).collect();
+    segs.sort();
+    segs
+}
+
+#[test]
+fn default_segmentation_ini_trains_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses"), workspace_plugin("augment")]);
+    let data = dir.path().join("data/mono");
+    niftynet_subjects(&data, &["T1"]);
+    let segs = train_and_segment(dir.path(), "default_segmentation.ini", "models/model_monomodal_toy/output/toy");
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    for (seg, id) in segs.iter().zip(["a", "b"]) {
+        assert!(seg.file_name().unwrap().to_str().unwrap().starts_with(id), "{seg:?}");
+        let seg = niftyhost::io::read_volume(seg).unwrap();
+        let image = niftyhost::io::read_volume(&data.join(format!("{id}_T1.nii.gz"))).unwrap();
+        // Resampled to 1 mm and back by nearest neighbour (output_interp_order = 0).
+        assert_eq!(seg.dims, image.dims);
+        // Values are label values of the training labels (0, 1, 2), never class indices past them.
+        assert!(seg.data.iter().all(|v| [0.0, 1.0, 2.0].contains(v)), "label values only");
+    }
+}
+
+#[test]
+fn default_multimodal_segmentation_ini_trains_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin_dir(dir.path(), &[workspace_plugin("toynet"), workspace_plugin("seglosses"), workspace_plugin("augment")]);
+    let data = dir.path().join("data/multi");
+    niftynet_subjects(&data, &["T1", "T2", "T1c", "Flair"]);
+    let segs =
+        train_and_segment(dir.path(), "default_multimodal_segmentation.ini", "models/model_multimodal_toy/output/toy");
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    let image = niftyhost::io::read_volume(&data.join("a_T1.nii.gz")).unwrap();
+    assert_eq!(niftyhost::io::read_volume(&segs[0]).unwrap().dims, image.dims);
+    // normalisation = True: the landmarks are written in NiftyNet's text format.
+    let landmarks = std::fs::read_to_string(data.join("standardisation_models.txt")).unwrap();
+    let names: Vec<&str> = landmarks.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["t1", "t2", "t1c", "flair"], "{landmarks}");
+    assert!(landmarks.lines().all(|l| l.split_whitespace().skip(1).all(|v| v.parse::<f64>().is_ok())), "{landmarks}");
+}
