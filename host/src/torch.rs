@@ -96,6 +96,21 @@ pub fn select_devices(names: &[String]) -> Result<Vec<Device>, DeviceError> {
     Ok(devices)
 }
 
+/// With `system.cpu_fallback` (NiftyNet's configurations turn it on), a job whose CUDA
+/// devices are not there runs on the CPU instead, with a warning naming the devices and
+/// why; without it, [`select_devices`] refuses them. Returns whether it fell back.
+pub fn fall_back_to_cpu(settings: &mut crate::config::Settings) -> bool {
+    if !settings.system.cpu_fallback {
+        return false;
+    }
+    let names = settings.device_names();
+    let Err(why) = select_devices(&names) else { return false };
+    tracing::warn!(devices = ?names, reason = %why, "the CUDA devices asked for are not there: running on the CPU (system.cpu_fallback)");
+    settings.system.num_gpus = 0;
+    settings.system.devices = vec!["cpu".to_owned()];
+    true
+}
+
 /// The device of a job that runs on one (inference); training takes every device of
 /// [`select_devices`] instead, one replica on each.
 ///

@@ -12,8 +12,8 @@ mod explain;
 use anyhow::{Context, Result};
 
 pub use self::explain::{explain, ExplainFailure, ExplainReport};
-pub use niftyhost_core::commands::{check, evaluation, here, info, settings, InfoReport};
-use niftyhost_core::commands::{chosen_folds, load};
+use niftyhost_core::commands::chosen_folds;
+pub use niftyhost_core::commands::{check, evaluation, here, info, InfoReport};
 
 use crate::bench::{self, BenchOptions, BenchReport};
 use crate::bundle::{self, Exported};
@@ -24,6 +24,23 @@ use crate::engine::inference::job::{ImageFiles, InferenceJob, InferenceReport};
 use crate::engine::trainer::{self, TrainReport};
 use crate::help;
 use crate::plugins::Registry;
+
+/// The configuration of a job's arguments, as core's
+/// [`niftyhost_core::commands::settings`] loads it, on the CPU when it asks for CUDA
+/// devices that are not there and allows the fallback ([`crate::torch::fall_back_to_cpu`]).
+///
+/// # Errors
+/// As core's.
+pub fn settings(args: &JobArgs) -> Result<Settings, ConfigError> {
+    load(args, &args.overrides()?)
+}
+
+/// [`settings`] under `overrides`.
+fn load(args: &JobArgs, overrides: &crate::config::Overrides) -> Result<Settings, ConfigError> {
+    let mut s = niftyhost_core::commands::load(args, overrides)?;
+    crate::torch::fall_back_to_cpu(&mut s);
+    Ok(s)
+}
 
 /// Loads plugins; a library named with `--plugin` that fails ends the run.
 ///

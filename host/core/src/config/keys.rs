@@ -22,6 +22,11 @@ pub const KEYS: &[KeySpec] = &[
     k("system.seed", "1", "seed of every random draw (weights are the plugin's: seeded through libtorch)"),
     k("system.devices", "[\"cpu\"]", "devices to run on, one network replica each: \"cpu\", \"cuda:0\", ..."),
     k("system.num_gpus", "0", "train on cuda:0..cuda:n-1 (NiftyNet's num_gpus; 0 = use system.devices)"),
+    k(
+        "system.cpu_fallback",
+        "false",
+        "run on the CPU, with a warning, when the CUDA devices asked for are not there (NiftyNet's behaviour; its INI files turn it on)",
+    ),
     k("system.model_dir", "\"runs/model\"", "folder for checkpoints, logs, inference and evaluation outputs"),
     k("system.loader_threads", "2", "threads that sample and batch windows"),
     k("system.torch_threads", "0", "libtorch intra-op threads (0 = libtorch's default)"),

@@ -586,14 +586,18 @@ fn cuda_devices(ctx: &Context, raw: &str) -> Outcome {
     } else {
         ids[..wanted].iter().map(|i| Value::String(format!("cuda:{i}"))).collect()
     };
-    Outcome::set(vec![("system.devices", Value::Array(devices))])
+    Outcome::set(vec![("system.devices", Value::Array(devices)), ("system.cpu_fallback", Value::Boolean(true))])
 }
 
 fn num_gpus(ctx: &Context, raw: &str) -> Outcome {
     if ctx.given("system", "cuda_devices").is_some_and(|v| !items(v).is_empty()) {
         return Outcome::kept("with cuda_devices, it says how many of them system.devices takes");
     }
-    Outcome::set(vec![("system.num_gpus", typed("system.num_gpus", raw))])
+    // NiftyNet runs on the CPU when the GPUs it asks for are not there.
+    Outcome::set(vec![
+        ("system.num_gpus", typed("system.num_gpus", raw)),
+        ("system.cpu_fallback", Value::Boolean(true)),
+    ])
 }
 
 fn split_file(ctx: &Context, raw: &str) -> Outcome {

@@ -20,6 +20,7 @@ pub struct System {
     pub seed: u64,
     pub devices: Vec<String>,
     pub num_gpus: usize,
+    pub cpu_fallback: bool,
     pub model_dir: PathBuf,
     pub loader_threads: usize,
     pub torch_threads: usize,

@@ -184,7 +184,9 @@ fn translations_of_the_specification_examples() {
     let e = explain(&ini_of(SAMPLES));
     let pairs = |section, key| set_keys(outcome(&e, section, key));
     let one = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
-    assert_eq!(pairs("system", "cuda_devices"), one("system.devices", "[\"cuda:1\"]"), "num_gpus = 1 of 1, 2");
+    let gpus =
+        |k: &str, v: &str| vec![(k.to_owned(), v.to_owned()), ("system.cpu_fallback".to_owned(), "true".to_owned())];
+    assert_eq!(pairs("system", "cuda_devices"), gpus("system.devices", "[\"cuda:1\"]"), "num_gpus = 1 of 1, 2");
     assert_eq!(pairs("system", "num_threads"), one("system.loader_threads", "3"));
     assert_eq!(pairs("system", "dataset_split_file"), one("system.dataset_split_file", "\"./models/m/split.csv\""));
     assert_eq!(
