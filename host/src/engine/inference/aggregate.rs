@@ -59,13 +59,10 @@ pub struct Aggregator {
     fill: Option<Vec<f32>>,
 }
 
-fn zeroed<T: Clone + Default>(n: usize, what: &str) -> Result<Vec<T>, EngineError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        EngineError::Other(format!("cannot allocate {what} ({n} values of {} bytes)", std::mem::size_of::<T>()))
-    })?;
-    v.resize(n, T::default());
-    Ok(v)
+/// `n` zeros within the memory budget ([`crate::budget::try_zeroed`]), the error naming
+/// `what`, its size and the budget.
+fn zeroed<T: crate::budget::Zeroed>(n: usize, what: &str) -> Result<Vec<T>, EngineError> {
+    crate::budget::try_zeroed(n, &|| what.to_owned()).map_err(|e| EngineError::Other(e.to_string()))
 }
 
 impl Aggregator {
