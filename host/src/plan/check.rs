@@ -67,33 +67,63 @@ pub fn forward_backward(
     let mut model = Model::build(registry, settings, channels.clone(), device).map_err(|e| e.to_string())?;
     let shape = [batch as i64, channels.total() as i64, patch[2] as i64, patch[1] as i64, patch[0] as i64];
     let cuda = matches!(device, Device::Cuda(_));
-    let index = if let Device::Cuda(i) = device { i as i64 } else { 0 };
-    if cuda {
-        tch::Cuda::synchronize(index);
-    }
     let free_before = if cuda { cuda_memory().map(|m| m.0) } else { None };
     let rss_before = if !cuda && reset_peak_rss() { peak_rss() } else { None };
-    let start = Instant::now();
-    let result = (|| -> Result<(), String> {
-        let x = Tensor::f_randn(shape, (Kind::Float, device)).map_err(|e| e.to_string())?;
-        // Every output, deep-supervision heads included, as training runs them.
-        let outputs = model.forward_outputs(&x, true).map_err(|e| e.to_string())?;
-        let mut loss = Tensor::f_zeros([], (Kind::Float, device)).map_err(|e| e.to_string())?;
-        for out in &outputs {
-            loss = loss.f_add(&out.f_mean(Kind::Float).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-        }
-        loss.f_backward().map_err(|e| e.to_string())?;
-        if cuda {
-            tch::Cuda::synchronize(index);
-        }
-        Ok(())
-    })();
-    let seconds = start.elapsed().as_secs_f64();
+    let result = timed_pass(&mut model, shape, device);
     let peak_bytes = match (free_before, rss_before) {
         (Some(before), _) => cuda_memory().map(|(free, _)| before.saturating_sub(free)),
         (None, Some(before)) => peak_rss().map(|p| p.saturating_sub(before)),
         _ => None,
     };
     drop(model);
-    result.map(|()| Measured { seconds, peak_bytes })
+    result.map(|seconds| Measured { seconds, peak_bytes })
+}
+
+/// The time of one training step of the planned batch once warm: one forward/backward
+/// pass to warm up (allocator, kernel selection), then `repeats` timed passes; their
+/// median, seconds.
+///
+/// # Errors
+/// As [`forward_backward`].
+pub fn warm_step_seconds(
+    registry: &Registry,
+    settings: &Settings,
+    channels: &ChannelLayout,
+    device: Device,
+    batch: usize,
+    patch: [usize; 3],
+    repeats: usize,
+) -> Result<f64, String> {
+    let mut model = Model::build(registry, settings, channels.clone(), device).map_err(|e| e.to_string())?;
+    let shape = [batch as i64, channels.total() as i64, patch[2] as i64, patch[1] as i64, patch[0] as i64];
+    timed_pass(&mut model, shape, device)?;
+    let mut times =
+        (0..repeats.max(1)).map(|_| timed_pass(&mut model, shape, device)).collect::<Result<Vec<_>, _>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// One forward and backward pass of `model` on random windows of `shape`
+/// `[batch, channels, D, H, W]`, every output (deep-supervision heads included) in the
+/// loss as training runs them; seconds, the device synchronised.
+///
+/// # Errors
+/// The pass fails: the message says why.
+fn timed_pass(model: &mut Model, shape: [i64; 5], device: Device) -> Result<f64, String> {
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    sync();
+    let start = Instant::now();
+    let x = Tensor::f_randn(shape, (Kind::Float, device)).map_err(|e| e.to_string())?;
+    let outputs = model.forward_outputs(&x, true).map_err(|e| e.to_string())?;
+    let mut loss = Tensor::f_zeros([], (Kind::Float, device)).map_err(|e| e.to_string())?;
+    for out in &outputs {
+        loss = loss.f_add(&out.f_mean(Kind::Float).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    loss.f_backward().map_err(|e| e.to_string())?;
+    sync();
+    Ok(start.elapsed().as_secs_f64())
 }
