@@ -301,7 +301,9 @@ fn budget_iterations(
 ) -> Result<Ruled<u64>> {
     let settings = candidate_settings(plan)?;
     let (batch, patch) = (plan.batch.value, plan.topology.patch);
-    let seconds = check::warm_step_seconds(registry, &settings, layout, device, batch, patch, 3)
+    let trial = check::Trial { registry, settings: &settings, channels: layout, device, batch, patch };
+    let seconds = trial
+        .warm_step_seconds(3)
         .map_err(|e| anyhow::anyhow!("timing a step of {batch} windows of {patch:?} on {device:?}: {e}"))?;
     let ruled = rules::iterations_in_budget(minutes, seconds, &format!("{device:?}"));
     let line = format!(
@@ -367,7 +369,8 @@ fn check_batch(
     loop {
         let candidate = candidate_settings(plan)?;
         let (batch, patch) = (plan.batch.value, plan.topology.patch);
-        let result = check::forward_backward(registry, &candidate, layout, device, batch, patch);
+        let trial = check::Trial { registry, settings: &candidate, channels: layout, device, batch, patch };
+        let result = trial.forward_backward();
         let line = match &result {
             Ok(m) => format!(
                 "forward/backward of {batch} windows of {patch:?} on {device:?}: {:.2} s, {}",
