@@ -35,4 +35,6 @@ if [ -n "$LIB" ]; then
 else
     echo "warning: no libtorch found (LIBTORCH unset, no Python with torch): relying on the binary's runpath" >&2
 fi
-[ -n "$TORCH_PY" ] && export GPU_CHECK_TORCH_PYTHON="$TORCH_PY"
+if [ -n "$TORCH_PY" ]; then
+    export GPU_CHECK_TORCH_PYTHON="$TORCH_PY"
+fi
