@@ -74,8 +74,10 @@ fn default_multimodal_segmentation_ini_trains_and_segments() {
     assert_eq!(segs.len(), 2, "{segs:?}");
     let image = niftyhost::io::read_volume(&data.join("a_T1.nii.gz")).unwrap();
     assert_eq!(niftyhost::io::read_volume(&segs[0]).unwrap().dims, image.dims);
-    // normalisation = True: the landmarks are written in NiftyNet's text format.
-    let landmarks = std::fs::read_to_string(data.join("standardisation_models.txt")).unwrap();
+    // normalisation = True: the landmarks are written in NiftyNet's text format, in a
+    // folder made for them (as NiftyNet's file, which names a folder that is not there).
+    let landmarks =
+        std::fs::read_to_string(dir.path().join("data/multimodal_parcellation/standardisation_models.txt")).unwrap();
     let names: Vec<&str> = landmarks.lines().filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(names, ["t1", "t2", "t1c", "flair"], "{landmarks}");
     assert!(landmarks.lines().all(|l| l.split_whitespace().skip(1).all(|v| v.parse::<f64>().is_ok())), "{landmarks}");

@@ -181,3 +181,27 @@ fn refused_and_misspelt_niftynet_keys_exit_2_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("`--explain` explains a NiftyNet .ini file"), "{}", text(&out).1);
 }
+
+/// Every NiftyNet network name a refused network's message lists (`PORTED_NETWORKS`)
+/// translates to a network of the workspace's plugins.
+#[test]
+fn the_networks_a_refusal_lists_are_there() {
+    use niftyhost::config::niftynet::PORTED_NETWORKS;
+    use niftyhost::config::{load, Overrides};
+    use niftyhost::plugins::{Registry, SearchPath};
+    use niftyhost_plugin_api::ComponentKind;
+    let libs = ["toynet", "highres3dnet", "deepmedic", "scalenet", "vnet", "densevnet", "unet3d", "unet2d", "dynunet"];
+    let registry = Registry::load(&SearchPath { files: libs.map(workspace_plugin).to_vec(), dirs: vec![] });
+    let dir = tempfile::tempdir().unwrap();
+    for name in PORTED_NETWORKS {
+        let ini = dir.path().join(format!("{name}.ini"));
+        std::fs::write(
+            &ini,
+            format!("[image]\npath_to_search = d\n[label]\npath_to_search = d\n[NETWORK]\nname = {name}\n"),
+        )
+        .unwrap();
+        let settings = load(Some(&ini), &Overrides::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let found = registry.find(ComponentKind::Network, &settings.network.name);
+        assert!(found.is_ok(), "{name} -> {}: {:?}", settings.network.name, found.err());
+    }
+}

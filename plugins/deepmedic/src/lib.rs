@@ -172,6 +172,9 @@ mod tests {
             &NETWORK,
             &[
                 (valid, &[1, 1, 57, 57, 57], Expect::Shape(&[1, 3, 9, 9, 9])),
+                // NiftyNet's inference windows: its docstring's 105 -> 57, deepmedic_config.ini's 195 -> 147.
+                (valid, &[1, 1, 105, 105, 105], Expect::Shape(&[1, 3, 57, 57, 57])),
+                (valid, &[1, 1, 195, 57, 57], Expect::Shape(&[1, 3, 147, 9, 9])),
                 (valid, &[2, 1, 63, 57, 51], Expect::Shape(&[2, 3, 15, 9, 3])),
                 (r#"{"in_channels": 1, "num_classes": 2, "pad_input": false, "d_factor": 5}"#, &[1, 1, 85, 85, 85], Expect::Shape(&[1, 2, 5, 5, 5])),
                 (same, &[2, 2, 16, 17, 9], Expect::Shape(&[2, 4, 16, 17, 9])),

@@ -74,8 +74,8 @@ pub fn outcome_error(e: &Explained, origin: &str) -> Option<ConfigError> {
 /// value with `check` (which names the niftyhost key and `origin`).
 ///
 /// # Errors
-/// The first key that is unknown, refused or has a value its key does not take, in file
-/// order.
+/// A section of another NiftyNet application (`[REGRESSION]`, `[GAN]`, ...), else the
+/// first key that is unknown, refused or has a value its key does not take, in file order.
 pub fn parse(
     text: &str,
     path: &Path,
@@ -84,7 +84,10 @@ pub fn parse(
     let origin = path.display().to_string();
     let explained = explain(text, path, |_, _| Ok(()))?;
     let mut root = Table::new();
-    for e in &explained {
+    // A file of another NiftyNet application (regression, GAN, ...) is refused as such
+    // rather than at its first key that segmentation lacks.
+    let application = explained.iter().find(|e| niftynet::is_other_application(&e.section));
+    for e in application.into_iter().chain(&explained) {
         if let Some(error) = outcome_error(e, &origin) {
             return Err(error);
         }

@@ -478,6 +478,19 @@ mod tests {
         let (_d, path) = write(&ini.replace("interp_order = 0\naxcodes", "interp_order = 3\naxcodes"), "ini");
         let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("`input.label.interp_order` must be -1 or 0"), "{err}");
+
+        // A file of another application (default_monomodal_regression.ini's RMSE loss on line
+        // 17, its [REGRESSION] section further down) is refused as that application.
+        let regression = ini.replace("Dice_NS", "RMSE") + "[REGRESSION]\noutput = Label\n";
+        let (_d, path) = write(&regression, "ini");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.starts_with("NiftyNet key `[REGRESSION] output` in "), "{err}");
+        assert!(
+            err.ends_with(
+                "refused: [REGRESSION] configures NiftyNet's regression application: niftyhost segments only"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,6 +33,12 @@ const OTHER_APPLICATIONS: &[(&str, &str)] = &[
     ("registration", "label-driven registration"),
 ];
 
+/// Whether `section` configures another NiftyNet application than segmentation (a file
+/// with one is refused as such, before its other keys).
+pub fn is_other_application(section: &str) -> bool {
+    OTHER_APPLICATIONS.iter().any(|(s, _)| s.eq_ignore_ascii_case(section))
+}
+
 /// One key as written in a NiftyNet INI file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IniEntry {
@@ -383,6 +389,16 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
         ),
     ),
     key("input", "pixdim", Same("pixdim")),
+    // Not in NiftyNet 0.6's specification: default_eval_config.ini's `[settings]` section.
+    key(
+        "input",
+        "application_type",
+        Refuse(
+            "the format of NiftyNet's early stand-alone evaluation (run_evaluation.py, removed in September 2017 \
+             before NiftyNet 0.2; NiftyNet 0.6 cannot read it either): evaluate with `niftyhost evaluation` \
+             (evaluation.seg_dir, evaluation.ref_dir)",
+        ),
+    ),
     key("input", "axcodes", Convert("axcodes ((A, R, S) -> \"ARS\")", axcodes)),
     key(
         "input",
@@ -436,8 +452,20 @@ impl Context<'_> {
 
     /// The window of the first image section, if it gives one.
     fn image_window(&self) -> Option<Vec<i64>> {
-        let image = self.get("segmentation", "image").map(items)?.into_iter().next()?.to_ascii_lowercase();
-        self.given(&image, "spatial_window_size").and_then(|w| window(w).ok())
+        self.first_window("image")
+    }
+
+    /// The window of the first section of `[SEGMENTATION] role`, if it gives one.
+    fn first_window(&self, role: &str) -> Option<Vec<i64>> {
+        let section = self.get("segmentation", role).map(items)?.into_iter().next()?.to_ascii_lowercase();
+        self.given(&section, "spatial_window_size").and_then(|w| window(w).ok())
+    }
+
+    /// The label window when it is smaller than the image window (NiftyNet's layout for
+    /// networks with valid convolutions), with the image window.
+    fn smaller_label_window(&self) -> Option<(Vec<i64>, Vec<i64>)> {
+        let (image, label) = (self.image_window()?, self.first_window("label")?);
+        (label != image && (0..3).all(|a| label[a] <= image[a])).then_some((label, image))
     }
 }
 
@@ -649,6 +677,21 @@ const NETWORK_NAMES: &[(&str, Result<&str, &str>)] = &[
     ("interventional_hybrid_net", Err("a registration network: niftyhost segments only")),
 ];
 
+/// The NiftyNet network names niftyhost trains (listed when a network is refused).
+pub const PORTED_NETWORKS: &[&str] = &[
+    "toynet",
+    "highres3dnet",
+    "highres3dnet_small",
+    "highres3dnet_large",
+    "deepmedic",
+    "scalenet",
+    "vnet",
+    "dense_vnet",
+    "unet",
+    "unet_2d",
+    "nonewnet",
+];
+
 /// The niftyhost network a NiftyNet `name` means, with the variant of HighRes3DNet.
 fn mapped_network(raw: &str) -> Result<(String, Option<&'static str>), &'static str> {
     let raw = unquote(raw);
@@ -697,12 +740,35 @@ fn network_name(ctx: &Context, raw: &str) -> Outcome {
         return Outcome::set(no_new_net());
     }
     match mapped_network(raw) {
+        Ok((name, None)) if VALID_NETWORKS.contains(&name.as_str()) => valid_network(ctx, name),
         Ok((name, None)) => Outcome::set(vec![("network.name", Value::String(name))]),
         Ok((name, Some(variant))) => {
             Outcome::set(vec![("network.name", Value::String(name)), ("network.params.variant", text(variant))])
         }
-        Err(why) => Outcome::refused(why),
+        Err(why) => {
+            Outcome::refused(format!("{why}; the NiftyNet networks niftyhost has: {}", PORTED_NETWORKS.join(", ")))
+        }
     }
+}
+
+/// niftyhost networks whose NiftyNet originals (DeepMedic, UNet2D) have valid convolutions
+/// only, and that zero-pad their input unless `network.params.pad_input` is false.
+const VALID_NETWORKS: &[&str] = &["deepmedic", "unet2d"];
+
+/// A network of [`VALID_NETWORKS`]: with a label window smaller than the image window (as
+/// NiftyNet's files give them, deepmedic_config.ini's 9³ of 57³), unpadded, so that it
+/// computes only the label window as NiftyNet does (a padded DeepMedic would compute a
+/// 57³ output and keep its centre); otherwise padded, so that the output keeps the window.
+fn valid_network(ctx: &Context, name: String) -> Outcome {
+    let mut keys = vec![("network.name", Value::String(name))];
+    if let Some((label, image)) = ctx.smaller_label_window() {
+        *ctx.note.borrow_mut() = Some(format!(
+            "valid convolutions as in NiftyNet: the label window {label:?} is smaller than the image window {image:?}: \
+             unpadded, the network computes the label window only"
+        ));
+        keys.push(("network.params.pad_input", Value::Boolean(false)));
+    }
+    Outcome::set(keys)
 }
 
 /// NiftyNet activation names and niftyhost's (`None`: no niftyhost block has it).

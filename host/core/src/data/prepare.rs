@@ -349,6 +349,13 @@ impl Preparation {
                     .collect::<Result<_, DataError>>()?;
                 let model = HistogramModel::learn(config, images.iter().map(|(d, c)| (d.as_slice(), *c)))
                     .map_err(|e| error("histogram standardisation", e))?;
+                // As NiftyNet (`touch_folder`), the file's folder is made: default_multimodal_segmentation.ini
+                // names ./example_volumes/multimodal_parcellation/, which NiftyNet's examples do not have.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| PreprocessError::Io { path: dir.to_owned(), source })
+                        .map_err(|e| error(&path.display().to_string(), e))?;
+                }
                 if is_niftynet_text(&path) {
                     std::fs::write(&path, model.to_niftynet_text(&histogram_names(settings, model.channels())))
                         .map_err(|source| PreprocessError::Io { path: path.clone(), source })

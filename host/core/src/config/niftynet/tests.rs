@@ -105,6 +105,7 @@ const SAMPLES: &[(&str, &str, &str, char)] = &[
     ("input", "interp_order", "3", 's'),
     ("input", "loader", "opencv", 'r'),
     ("input", "pixdim", "(1.0, 1.0, 1.0)", 's'),
+    ("input", "application_type", "segmentation", 'r'),
     ("input", "axcodes", "(A, R, S)", 's'),
     ("input", "spatial_window_size", "(32, 32, 32)", 's'),
 ];
@@ -308,14 +309,13 @@ fn niftyhost_checks_the_translated_values() {
     assert_eq!(e[0].outcome, Outcome::Invalid { message: "`network.foreground_type` refuses \"otsu_pluss\"".into() });
 }
 
+/// `[section] key = raw` on `line`.
+fn entry(line: usize, section: &str, key: &str, raw: &str) -> IniEntry {
+    IniEntry { line, section: section.into(), key: key.into(), raw: raw.into() }
+}
+
 #[test]
 fn what_niftynets_own_example_files_write() {
-    let entry = |line, section: &str, key: &str, raw: &str| IniEntry {
-        line,
-        section: section.into(),
-        key: key.into(),
-        raw: raw.into(),
-    };
     let entries = [
         entry(1, "SYSTEM", "queue_length", "20"),
         entry(2, "NETWORK", "batch_size", "4"),
@@ -369,6 +369,45 @@ fn what_niftynets_own_example_files_write() {
     // holisticnet_config.ini's network is refused by name, not left to fail at training.
     let holistic = explain(&[entry(1, "NETWORK", "name", "holisticnet")]);
     assert!(matches!(&holistic[0].outcome, Outcome::Refused { reason } if reason.contains("HolisticNet")));
+    // ... with the networks that are there.
+    assert!(holistic[0].to_string().contains("niftyhost has: toynet, highres3dnet,"), "{}", holistic[0]);
     // A label window with no image window (an evaluation file) is the window.
     assert_eq!(set_keys(&e[8].outcome), vec![("network.spatial_window_size".to_owned(), "[64, 64, 64]".to_owned())]);
+}
+
+/// deepmedic_config.ini's windows: image (57, 57, 57), label (9, 9, 9).
+fn valid_network_file(name: &str, label: &str) -> Vec<IniEntry> {
+    vec![
+        entry(1, "T1", "spatial_window_size", "(57, 57, 57)"),
+        entry(2, "parcellation", "spatial_window_size", label),
+        entry(3, "NETWORK", "name", name),
+        entry(4, "SEGMENTATION", "image", "T1"),
+        entry(5, "SEGMENTATION", "label", "parcellation"),
+    ]
+}
+
+#[test]
+fn valid_networks_are_unpadded_where_the_label_window_is_smaller() {
+    // NiftyNet's DeepMedic maps 57³ to its 9³ label window: unpadded, as NiftyNet computes it.
+    let e = explain(&valid_network_file("deepmedic", "(9, 9, 9)"));
+    assert_eq!(
+        set_keys(&e[2].outcome),
+        vec![
+            ("network.name".to_owned(), "\"deepmedic\"".to_owned()),
+            ("network.params.pad_input".to_owned(), "false".to_owned())
+        ]
+    );
+    assert!(
+        e[2].to_string().contains("label window [9, 9, 9] is smaller than the image window [57, 57, 57]"),
+        "{}",
+        e[2]
+    );
+    let unet_2d = explain(&valid_network_file("unet_2d", "(9, 9, 9)"));
+    assert!(set_keys(&unet_2d[2].outcome).contains(&("network.params.pad_input".to_owned(), "false".to_owned())));
+    // The same windows: padded (the network's default), so the output keeps the window.
+    for (name, label) in [("deepmedic", "(57, 57, 57)"), ("highres3dnet", "(9, 9, 9)")] {
+        let e = explain(&valid_network_file(name, label));
+        assert_eq!(set_keys(&e[2].outcome).len(), 1, "{name} {label}: {:?}", e[2]);
+        assert!(e[2].note.is_none(), "{:?}", e[2]);
+    }
 }
