@@ -283,3 +283,36 @@ fn the_cohort_subjects_plan_from_niftynet_style_sections() {
     let check = run(dir.path(), &["config", "-c", "planned.toml"]);
     assert!(check.status.success(), "{}", text(&check).1);
 }
+
+#[test]
+fn minutes_give_the_iterations_of_the_measured_step_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = decathlon(dir.path(), 3, 0);
+    let plugins = plugins(dir.path());
+    let base = ["plan", "--dataset", ds.to_str().unwrap(), "--out", "planned.toml", "--plugin-dir", &plugins];
+    let out = run(dir.path(), &[&base[..], &["--memory-gb", "0.5", "--minutes", "0.5"]].concat());
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}\n{e}");
+    // The check's timed line: "a warm step of B windows of [..] on Cpu: S s, N iterations in 0.5 min".
+    let line = e.lines().find(|l| l.contains("a warm step of")).unwrap_or_else(|| panic!("no timed step:\n{e}"));
+    let seconds: f64 = line.split(": ").last().unwrap().split(" s,").next().unwrap().trim().parse().unwrap();
+    let n: f64 = line.split(" s, ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    // S is printed to 2 decimals: N is 30 s over a step within half a hundredth of it.
+    assert!(seconds > 0.0, "{line}");
+    assert!(
+        n <= (30.0 / (seconds - 0.005).max(1e-3)).floor() && n >= (30.0 / (seconds + 0.005)).floor().max(1.0),
+        "{line}"
+    );
+    let planned = std::fs::read_to_string(dir.path().join("planned.toml")).unwrap();
+    let max_iter = planned.lines().find(|l| l.starts_with("max_iter =")).unwrap();
+    assert!(max_iter.starts_with(&format!("max_iter = {n} ")), "{max_iter} against {line}");
+    assert!(max_iter.contains("# rule: the training budget (--minutes 0.5)"), "{max_iter}");
+
+    // Refused before any data is read: a budget that is not positive, and no check to time.
+    let zero = run(dir.path(), &[&base[..], &["--minutes", "0"]].concat());
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero).1);
+    assert!(text(&zero).1.contains("`--minutes` must be a positive number"), "{}", text(&zero).1);
+    let unchecked = run(dir.path(), &[&base[..], &["--minutes", "1", "--no-check"]].concat());
+    assert_eq!(unchecked.status.code(), Some(2), "{}", text(&unchecked).1);
+    assert!(text(&unchecked).1.contains("--no-check"), "{}", text(&unchecked).1);
+}

@@ -93,8 +93,12 @@ pub struct PlanArgs {
     #[arg(long, value_name = "GB")]
     pub memory_gb: Option<f64>,
     /// Training iterations instead of the rule's.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "minutes")]
     pub iterations: Option<u64>,
+    /// Training time budget in minutes: the iterations that fit, from the step time the
+    /// check measures on the first device (instead of the rule's iterations).
+    #[arg(long, value_name = "M", conflicts_with = "no_check")]
+    pub minutes: Option<f64>,
     /// Do not check the batch by a forward/backward pass.
     #[arg(long)]
     pub no_check: bool,

@@ -152,6 +152,9 @@ fn in_axes(subjects: &[SubjectFingerprint], target: AxCodes) -> Result<Vec<([usi
 /// [`DataError`], listing every problem.
 pub fn plan(args: &PlanArgs) -> Result<PlanReport> {
     let started = Instant::now();
+    if let Some(m) = args.minutes.filter(|m| !(m.is_finite() && *m > 0.0)) {
+        return Err(ConfigError::Invalid(format!("`--minutes` must be a positive number of minutes, got {m}")).into());
+    }
     let Source { settings, class_names, described } = source(args)?;
     let needs = Needs { labels: true, ..Needs::default() };
     let subjects = find_subjects(&settings, Path::new("."), needs)?;
@@ -236,12 +239,22 @@ pub fn plan(args: &PlanArgs) -> Result<PlanReport> {
     if let (false, Some(device)) = (args.no_check, device) {
         let registry = crate::commands::registry(&args.job.plugins)?;
         if registry.find(niftyhost_plugin_api::ComponentKind::Network, "dynunet").is_err() {
+            if args.minutes.is_some() {
+                return Err(ConfigError::Invalid(
+                    "`--minutes` needs the step time measured by the `dynunet` network plugin, which was not found"
+                        .into(),
+                )
+                .into());
+            }
             tracing::warn!(
                 "the `dynunet` network plugin was not found: the batch is not checked by a forward/backward pass"
             );
             checks.push("skipped: no dynunet plugin".into());
         } else {
             check_batch(&mut plan, &registry, &layout, device, budget_bytes, median_shape, &mut checks)?;
+            if let Some(minutes) = args.minutes {
+                plan.iterations = budget_iterations(&plan, &registry, &layout, device, minutes, &mut checks)?;
+            }
             write_and_load(&plan, out)?;
         }
     }
@@ -274,6 +287,34 @@ pub fn plan(args: &PlanArgs) -> Result<PlanReport> {
     })
 }
 
+/// The iterations of the checked batch that fit in `minutes`, from its warm step time.
+///
+/// # Errors
+/// The planned config cannot be written, or the timed passes fail.
+fn budget_iterations(
+    plan: &Plan,
+    registry: &crate::plugins::Registry,
+    layout: &ChannelLayout,
+    device: tch::Device,
+    minutes: f64,
+    checks: &mut Vec<String>,
+) -> Result<Ruled<u64>> {
+    let settings = candidate_settings(plan)?;
+    let (batch, patch) = (plan.batch.value, plan.topology.patch);
+    let trial = check::Trial { registry, settings: &settings, channels: layout, device, batch, patch };
+    let seconds = trial
+        .warm_step_seconds(3)
+        .map_err(|e| anyhow::anyhow!("timing a step of {batch} windows of {patch:?} on {device:?}: {e}"))?;
+    let ruled = rules::iterations_in_budget(minutes, seconds, &format!("{device:?}"));
+    let line = format!(
+        "a warm step of {batch} windows of {patch:?} on {device:?}: {seconds:.2} s, {} iterations in {minutes} min",
+        ruled.value
+    );
+    tracing::info!("{line}");
+    checks.push(line);
+    Ok(ruled)
+}
+
 /// The patch's comment.
 fn patch_rule(t: &Topology, median_shape: [f64; 3], budget: &str) -> String {
     let median: Vec<String> = median_shape.iter().map(|m| format!("{m:.0}")).collect();
@@ -297,6 +338,17 @@ fn write_and_load(plan: &Plan, out: &Path) -> Result<Settings> {
         .with_context(|| format!("the planned config {} does not load", out.display()))
 }
 
+/// The settings `plan` describes, written to a temporary file and loaded back.
+///
+/// # Errors
+/// As [`write_and_load`].
+fn candidate_settings(plan: &Plan) -> Result<Settings> {
+    let path = std::env::temp_dir().join(format!("niftyhost-plan-{}.toml", std::process::id()));
+    let loaded = write_and_load(plan, &path);
+    let _ = std::fs::remove_file(&path);
+    loaded
+}
+
 /// Runs one forward/backward pass of the planned batch; while it fails or measures more
 /// than the budget, shrinks the batch (down to 2), then the patch, and writes the config
 /// again. Each try is recorded in `checks` and logged.
@@ -315,12 +367,10 @@ fn check_batch(
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     let out_of_budget = |p: Option<u64>| p.is_some_and(|p| p > budget);
     loop {
-        let path = std::env::temp_dir().join(format!("niftyhost-plan-{}.toml", std::process::id()));
-        let loaded = write_and_load(plan, &path);
-        let _ = std::fs::remove_file(&path);
-        let candidate = loaded?;
+        let candidate = candidate_settings(plan)?;
         let (batch, patch) = (plan.batch.value, plan.topology.patch);
-        let result = check::forward_backward(registry, &candidate, layout, device, batch, patch);
+        let trial = check::Trial { registry, settings: &candidate, channels: layout, device, batch, patch };
+        let result = trial.forward_backward();
         let line = match &result {
             Ok(m) => format!(
                 "forward/backward of {batch} windows of {patch:?} on {device:?}: {:.2} s, {}",

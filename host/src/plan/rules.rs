@@ -287,6 +287,18 @@ pub fn iterations(gpu: bool) -> Ruled<u64> {
     }
 }
 
+/// Training iterations from a wall-clock budget: the iterations of the warm step time
+/// measured by the check that fit in `minutes` (at least 1).
+pub fn iterations_in_budget(minutes: f64, step_seconds: f64, device: &str) -> Ruled<u64> {
+    let n = ((minutes * 60.0) / step_seconds.max(1e-6)).floor().max(1.0) as u64;
+    ruled(
+        n,
+        format!(
+            "the training budget (--minutes {minutes}) over one step's measured time ({step_seconds:.2} s: median of 3 forward/backward passes of the planned batch on {device} after a warm-up; the loss, optimiser and data loading come on top) (ours)"
+        ),
+    )
+}
+
 /// Subjects held out (INFER) for evaluation: 20 % of the labelled subjects when there are
 /// at least 5, else none (every subject is needed to train).
 pub fn held_out_fraction(subjects: usize) -> Ruled<f64> {
@@ -303,6 +315,16 @@ mod tests {
 
     fn stats(mean: f64, std: f64, lo: f64, hi: f64) -> IntensityStats {
         IntensityStats { voxels: 100, mean, std, percentile_00_5: lo, percentile_99_5: hi }
+    }
+
+    #[test]
+    fn budget_iterations_are_the_steps_that_fit() {
+        // 9 minutes of 2.2 s steps: 245.45... steps, floored.
+        let r = iterations_in_budget(9.0, 2.2, "Cpu");
+        assert_eq!(r.value, 245);
+        assert!(r.rule.contains("--minutes 9") && r.rule.contains("2.20 s"), "{}", r.rule);
+        // A step longer than the budget still trains once.
+        assert_eq!(iterations_in_budget(0.01, 5.0, "Cpu").value, 1);
     }
 
     #[test]

@@ -190,10 +190,21 @@ fn values_of(data: &[f32], into: &mut BTreeSet<u32>) {
     }
 }
 
-/// Scores one pair with `options`.
-fn score(pair: &Pair, options: &EvalOptions) -> Result<Vec<MetricRow>, EvaluationError> {
-    let seg = read_labels(&pair.segmentation)?;
-    let reference = read_labels(&pair.reference)?;
+/// The segmentation and the reference of a pair, read side by side.
+///
+/// # Errors
+/// As [`read_labels`]; the segmentation's error first when both fail.
+fn read_pair(pair: &Pair) -> Result<(Volume, Volume), EvaluationError> {
+    let (seg, reference) = rayon::join(|| read_labels(&pair.segmentation), || read_labels(&pair.reference));
+    Ok((seg?, reference?))
+}
+
+/// Scores one pair, given as its `(segmentation, reference)` volumes, with `options`.
+fn score(
+    pair: &Pair,
+    (seg, reference): (Volume, Volume),
+    options: &EvalOptions,
+) -> Result<Vec<MetricRow>, EvaluationError> {
     if seg.dims != reference.dims {
         return Err(EvaluationError::Other(format!(
             "{} is {:?} but reference {} is {:?}",
@@ -222,8 +233,14 @@ fn score(pair: &Pair, options: &EvalOptions) -> Result<Vec<MetricRow>, Evaluatio
 /// The labels to score: `evaluation.labels` when given; else the saved label map's
 /// values with label normalisation; else, for folders, every value found in the
 /// references and segmentations; else `0..segmentation.num_classes`. Label 0 only with
-/// `evaluation.include_background`.
-fn labels(settings: &Settings, pairs: &[Pair], from_folders: bool) -> Result<Vec<u32>, EvaluationError> {
+/// `evaluation.include_background`. Reading the folders' volumes, it keeps the first
+/// pair's in `first_pair` for scoring (it is scored first, so no volume is held longer).
+fn labels(
+    settings: &Settings,
+    pairs: &[Pair],
+    from_folders: bool,
+    first_pair: &mut Option<(Volume, Volume)>,
+) -> Result<Vec<u32>, EvaluationError> {
     let e = &settings.evaluation;
     let keep = |v: &u32| *v != 0 || e.include_background;
     if !e.labels.is_empty() {
@@ -243,10 +260,12 @@ fn labels(settings: &Settings, pairs: &[Pair], from_folders: bool) -> Result<Vec
     }
     if from_folders {
         let mut found = BTreeSet::new();
-        for p in pairs {
-            for file in [&p.reference, &p.segmentation] {
-                values_of(&read_labels(file)?.data, &mut found);
-            }
+        // Last to first: the volumes kept at the end are the first pair's.
+        for p in pairs.iter().rev() {
+            let volumes = read_pair(p)?;
+            values_of(&volumes.0.data, &mut found);
+            values_of(&volumes.1.data, &mut found);
+            *first_pair = Some(volumes);
         }
         tracing::info!(labels = ?found, "labels found in the references and segmentations");
         return Ok(found.into_iter().filter(keep).collect());
@@ -272,10 +291,15 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
     } else {
         pairs::from_dataset(settings, base_dir, &seg_dir)?
     };
-    options.labels = labels(settings, &pairs, from_folders)?;
+    let mut first_pair = None;
+    options.labels = labels(settings, &pairs, from_folders, &mut first_pair)?;
     let mut rows = Vec::new();
     for pair in &pairs {
-        rows.extend(score(pair, &options)?);
+        let volumes = match first_pair.take() {
+            Some(volumes) => volumes,
+            None => read_pair(pair)?,
+        };
+        rows.extend(score(pair, volumes, &options)?);
     }
     let summary = summarise(&rows);
     // The summary's mean is over the subjects where Dice is defined.

@@ -23,6 +23,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::bbox::{bounding_box, crop};
+
 /// Which neighbours connect voxels into one component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Connectivity {
@@ -353,14 +355,22 @@ pub fn match_components(
     connectivity: Connectivity,
     min_overlap: f64,
 ) -> ComponentSummary {
-    let ((seg_labels, n_seg), (ref_labels, n_ref)) =
-        rayon::join(|| label_components(seg, dims, connectivity), || label_components(reference, dims, connectivity));
+    assert_eq!(seg.len(), dims.iter().product::<usize>(), "segmentation mask and dims disagree");
+    assert_eq!(reference.len(), seg.len(), "reference mask and dims disagree");
+    // Labelled on the bounding box of both masks only: the components, their order of
+    // first voxels and their overlaps are those of the whole volume.
+    let (lo, hi) = bounding_box(&[seg, reference], dims).unwrap_or(([0; 3], [0; 3]));
+    let box_dims = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+    let ((seg_labels, n_seg), (ref_labels, n_ref)) = rayon::join(
+        || label_components(&crop(seg, dims, lo, hi), box_dims, connectivity),
+        || label_components(&crop(reference, dims, lo, hi), box_dims, connectivity),
+    );
     let mut seg_side = Side::new(n_seg);
     let mut ref_side = Side::new(n_ref);
     let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
     // Overlapping voxels come in runs of one pair: count runs before hashing.
     let mut run: ((u32, u32), u64) = ((0, 0), 0);
-    let [nx, ny, nz] = dims;
+    let [nx, ny, nz] = box_dims;
     for k in 0..nz {
         for j in 0..ny {
             let row = nx * (j + ny * k);
@@ -369,7 +379,8 @@ pub fn match_components(
                 if s == 0 && r == 0 {
                     continue;
                 }
-                let c = [i as f64, j as f64, k as f64];
+                // Voxel indices in the volume.
+                let c = [(lo[0] + i) as f64, (lo[1] + j) as f64, (lo[2] + k) as f64];
                 seg_side.add(s, c, r != 0);
                 ref_side.add(r, c, s != 0);
                 if s != 0 && r != 0 {

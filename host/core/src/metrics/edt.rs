@@ -68,55 +68,70 @@ pub fn squared_distance_transform(features: &[bool], dims: [usize; 3], spacing: 
 }
 
 /// Euclidean distances in mm from each `true` voxel of `queries` to the nearest `true`
-/// voxel of `features`, in no particular order (`+∞` for each when `features` has none).
+/// voxel of `features` (`+∞` for each when `features` has none), in the order of
+/// [`query_distances_at`].
+///
+/// # Panics
+/// When a mask's length is not `dims[0] * dims[1] * dims[2]`.
+pub fn query_distances(features: &[bool], queries: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+    query_distances_at(features, queries, dims, spacing).into_iter().map(|(_, d)| d).collect()
+}
+
+/// Each `true` voxel of `queries` as `(index, distance)`: its index in the volume and its
+/// Euclidean distance in mm to the nearest `true` voxel of `features` (`+∞` when
+/// `features` has none). Ordered by `j`, then `i`, then `k`: the same masks always give
+/// the same order.
 ///
 /// The transform is complete along `i` and `j`; along `k` it runs only on the columns
 /// that hold a query voxel and is read only at the query voxels.
 ///
 /// # Panics
 /// When a mask's length is not `dims[0] * dims[1] * dims[2]`.
-pub fn query_distances(features: &[bool], queries: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+pub fn query_distances_at(
+    features: &[bool],
+    queries: &[bool],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+) -> Vec<(usize, f64)> {
     let n: usize = dims.iter().product();
     assert_eq!(features.len(), n, "feature mask and dims disagree");
     assert_eq!(queries.len(), n, "query mask and dims disagree");
-    if !features.iter().any(|&f| f) {
-        return vec![f64::INFINITY; queries.iter().filter(|&&q| q).count()];
+    if !features.contains(&true) {
+        return (0..n).filter(|&at| queries[at]).map(|at| (at, f64::INFINITY)).collect();
     }
     let d = first_two_passes(features, dims, spacing);
     let [nx, ny, nz] = dims;
-    (0..ny)
+    let plane_stride = nx * ny;
+    let per_plane: Vec<Vec<(usize, f64)>> = (0..ny)
         .into_par_iter()
         .map(|j| {
             let mut found = Vec::new();
-            let plane_queries = gather_plane(queries, dims, j);
-            if !plane_queries.iter().any(|&q| q) {
+            let rows = |k: usize| k * plane_stride + j * nx..k * plane_stride + (j + 1) * nx;
+            if !(0..nz).any(|k| queries[rows(k)].contains(&true)) {
                 return found;
             }
-            let plane = gather_plane(&d, dims, j);
+            // Columns along k are read in place: neighbouring columns share cache lines.
             let mut env = Envelope::default();
             let mut col = vec![0.0; nz];
             let mut at = Vec::with_capacity(nz);
             for i in 0..nx {
+                let base = j * nx + i;
                 at.clear();
-                at.extend((0..nz).filter(|&k| plane_queries[k * nx + i]));
+                at.extend((0..nz).filter(|&k| queries[base + k * plane_stride]));
                 if at.is_empty() {
                     continue;
                 }
                 for (k, c) in col.iter_mut().enumerate() {
-                    *c = plane[k * nx + i];
+                    *c = d[base + k * plane_stride];
                 }
                 env.build(&col, spacing[2]);
-                found.extend(env.evaluate_at(spacing[2], &at).map(f64::sqrt));
+                let distances = env.evaluate_at(spacing[2], &at).map(f64::sqrt);
+                found.extend(at.iter().map(|&k| base + k * plane_stride).zip(distances));
             }
             found
         })
-        .reduce(Vec::new, |mut a, mut b| {
-            if a.len() < b.len() {
-                std::mem::swap(&mut a, &mut b);
-            }
-            a.extend(b);
-            a
-        })
+        .collect();
+    per_plane.concat()
 }
 
 /// The values of `volume` in the plane of fixed `j`, as `[k][i]` (`i` fastest).
