@@ -210,3 +210,63 @@ fn a_gzip_stream_inflating_past_the_budget_is_refused_naming_file_size_and_budge
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("NIFTYHOST_MEMORY_BUDGET is `lots`"), "{stderr}");
 }
+
+/// The bundled 2 mm tissue task (3 classes) with `sampling` windows, written into `dir`.
+fn tissue_settings(dir: &Path, sampling: &str) -> niftyhost::config::Settings {
+    let extra = format!("batch_size = 2\nspatial_window_size = [16, 16, 16]\nwindow_sampling = \"{sampling}\"\n");
+    let path = niftyhost_tests::tissue_config(dir, "toynet", &extra);
+    niftyhost::config::load(Some(&path), &niftyhost::config::Overrides::default()).unwrap()
+}
+
+#[test]
+fn the_training_cache_holds_labels_as_one_byte_per_voxel_and_a_small_class_index() {
+    use niftyhost::data::cache::CacheSize;
+    use niftyhost::data::phases::training_subjects;
+    use niftyhost::data::prepare::Preparation;
+    use niftyhost::data::{load_subject, LabelVolume, LoadOptions, Prepared};
+    use niftyhost::io::read_volume;
+    let dir = tempfile::tempdir().unwrap();
+    for sampling in ["balanced", "foreground", "uniform"] {
+        let settings = tissue_settings(dir.path(), sampling);
+        let subjects = training_subjects(&settings, Path::new(".")).unwrap().train;
+        let options = LoadOptions::new(&settings, Preparation::learn_or_load(&settings, &subjects).unwrap());
+        let volumes = load_subject(&subjects[0], &options).unwrap();
+        let voxels: usize = volumes.dims.iter().product();
+        // The classes as stored in the file, one byte each in the cache.
+        let stored = read_volume(subjects[0].label.as_ref().unwrap()).unwrap().data;
+        let expected: Vec<u8> = stored.iter().map(|&v| v as u8).collect();
+        assert_eq!(volumes.label, Some(LabelVolume::U8(expected)), "{sampling}");
+        let image_bytes = 4 * volumes.image.len();
+        let cached = Prepared::new(volumes, settings.network.window_sampling, 3).unwrap().bytes();
+        // Before: labels as int16 (2 bytes a voxel) and, for balanced and foreground
+        // sampling, a 4-byte index per indexed voxel.
+        assert!(cached >= image_bytes + voxels, "{sampling}: {cached} bytes");
+        assert!(cached <= image_bytes + voxels + voxels / 100, "{sampling}: {cached} bytes for {voxels} voxels");
+    }
+}
+
+#[test]
+fn a_training_start_over_the_memory_budget_is_refused_naming_the_file_size_and_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        niftyhost_tests::tissue_config(dir.path(), "toynet", "batch_size = 2\nspatial_window_size = [16, 16, 16]\n");
+    let plugins = [niftyhost_tests::workspace_plugin("toynet"), niftyhost_tests::workspace_plugin("seglosses")];
+    niftyhost_tests::plugin_dir(dir.path(), &plugins);
+    let out = Command::new(niftyhost_bin())
+        .args(["train", "-c"])
+        .arg(&config)
+        .args(["--set", "training.max_iter=1"])
+        .current_dir(dir.path())
+        .env_remove("NIFTYHOST_PLUGIN_PATH")
+        .env("NIFTYHOST_MEMORY_BUDGET", "1M")
+        .output()
+        .expect("niftyhost runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "no abort, exit 1: {stderr}");
+    // The 2 mm labels are 99 x 117 x 95 uint8 voxels: 4401540 bytes as float32.
+    assert!(stderr.contains("tissue_2mm.nii.gz") && stderr.contains("4401540 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("memory budget of 1048576 bytes") && stderr.contains("NIFTYHOST_MEMORY_BUDGET"),
+        "{stderr}"
+    );
+}

@@ -35,6 +35,7 @@ use tch::{Kind, Tensor};
 use super::augment::AugmentationChain;
 use super::cache::{CacheSize, VolumeCache};
 use super::dataset::Label;
+use super::labels::{ClassIndex, LabelVolume};
 use super::window::extract;
 use super::{DataError, SubjectVolumes};
 use crate::config::WindowSampling;
@@ -45,12 +46,12 @@ use crate::rng::Stream;
 enum Centres {
     /// No index needed.
     Anywhere,
-    /// Voxel indices of each label class.
-    ByClass(Vec<Vec<u32>>),
+    /// Where the voxels of each label class lie.
+    ByClass(ClassIndex),
     /// Sum of the weight map over each k-slice.
     WeightedSlices(Vec<f64>),
-    /// Voxel indices of the labelled (non-zero) voxels.
-    Foreground(Vec<u32>),
+    /// Where the labelled (non-zero) voxels lie.
+    Foreground(ClassIndex),
 }
 
 /// A subject ready for sampling: its volumes and its sampler's index.
@@ -65,29 +66,20 @@ impl Prepared {
     /// Builds the index `sampling` needs.
     ///
     /// # Errors
-    /// A volume too large for 32-bit voxel indices, or a missing label / weight map.
+    /// A volume too large for 32-bit voxel indices, a missing label / weight map, or an
+    /// index over the memory budget.
     pub fn new(volumes: SubjectVolumes, sampling: WindowSampling, num_classes: usize) -> Result<Prepared, DataError> {
-        let missing =
-            |what: &str| DataError::Invalid(vec![format!("subject `{}` has no {what} for the sampler", volumes.id)]);
-        let indexed_label = || {
-            let label = volumes.label.as_ref().ok_or_else(|| missing("label"))?;
-            if label.len() > u32::MAX as usize {
-                return Err(DataError::Invalid(vec![format!("subject `{}` has more than 2^32 voxels", volumes.id)]));
-            }
-            Ok(label)
-        };
+        let id = &volumes.id;
+        let missing = |what: &str| DataError::Invalid(vec![format!("subject `{id}` has no {what} for the sampler")]);
+        let what = || format!("the labels of subject `{id}`");
+        let fail = |e: String| DataError::Invalid(vec![e]);
+        let label = || volumes.label.as_ref().ok_or_else(|| missing("label"));
         let centres = match sampling {
             WindowSampling::Uniform | WindowSampling::Resize => Centres::Anywhere,
             WindowSampling::Balanced => {
-                let mut by_class = vec![Vec::new(); num_classes];
-                for (i, &v) in indexed_label()?.iter().enumerate() {
-                    by_class[v as usize].push(i as u32);
-                }
-                Centres::ByClass(by_class)
+                Centres::ByClass(ClassIndex::by_class(label()?, num_classes, &what).map_err(fail)?)
             }
-            WindowSampling::Foreground => Centres::Foreground(
-                indexed_label()?.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as u32).collect(),
-            ),
+            WindowSampling::Foreground => Centres::Foreground(ClassIndex::foreground(label()?, &what).map_err(fail)?),
             WindowSampling::Weighted => {
                 let weights = volumes.weights.as_ref().ok_or_else(|| missing("weight map"))?;
                 let slice = volumes.dims[0] * volumes.dims[1];
@@ -96,15 +88,19 @@ impl Prepared {
         };
         Ok(Prepared { volumes, centres })
     }
+
+    /// The labels of a training subject.
+    fn labels(&self) -> &LabelVolume {
+        self.volumes.label.as_ref().expect("training subjects have labels")
+    }
 }
 
 impl CacheSize for Prepared {
     fn bytes(&self) -> usize {
         let index = match &self.centres {
             Centres::Anywhere => 0,
-            Centres::ByClass(c) => c.iter().map(|v| 4 * v.len()).sum(),
+            Centres::ByClass(c) | Centres::Foreground(c) => c.bytes(),
             Centres::WeightedSlices(s) => 8 * s.len(),
-            Centres::Foreground(v) => 4 * v.len(),
         };
         self.volumes.bytes() + index
     }
@@ -301,25 +297,27 @@ impl WindowSampler {
         let v = &p.volumes;
         match &p.centres {
             Centres::Anywhere => self.uniform_corner(v.dims, rng),
-            Centres::Foreground(voxels) => {
+            Centres::Foreground(index) => {
                 if !self.is_foreground_window(g) {
                     return self.uniform_corner(v.dims, rng);
                 }
-                if voxels.is_empty() {
+                let count = index.counts()[0];
+                if count == 0 {
                     let mut warned = self.warned_no_foreground.lock().unwrap_or_else(|e| e.into_inner());
                     if warned.insert(v.id.clone()) {
                         tracing::warn!(subject = %v.id, "subject has no labelled voxel: its foreground windows are placed uniformly");
                     }
                     return self.uniform_corner(v.dims, rng);
                 }
-                let voxel = voxels[rng.below(voxels.len() as u64) as usize] as usize;
-                self.corner_from_centre(v.dims, voxel)
+                let voxel = index.nth(p.labels(), 0, rng.below(count as u64) as usize);
+                self.corner_from_centre(v.dims, voxel.expect("the index counts the voxel"))
             }
-            Centres::ByClass(classes) => {
-                let present: Vec<&Vec<u32>> = classes.iter().filter(|c| !c.is_empty()).collect();
-                let class = present[rng.below(present.len() as u64) as usize];
-                let voxel = class[rng.below(class.len() as u64) as usize] as usize;
-                self.corner_from_centre(v.dims, voxel)
+            Centres::ByClass(index) => {
+                let present: Vec<(usize, usize)> =
+                    index.counts().into_iter().enumerate().filter(|&(_, n)| n > 0).collect();
+                let (class, count) = present[rng.below(present.len() as u64) as usize];
+                let voxel = index.nth(p.labels(), class, rng.below(count as u64) as usize);
+                self.corner_from_centre(v.dims, voxel.expect("the index counts the voxel"))
             }
             Centres::WeightedSlices(slices) => {
                 let weights = v.weights.as_deref().expect("weighted subjects have weights");
@@ -355,8 +353,11 @@ impl WindowSampler {
         images.extend(Vec::<f32>::try_from(image.view([-1])).expect("float32 tensor"));
         let nearest =
             |t: Tensor| t.view([1, 1, dk, dj, di]).upsample_nearest3d([wk, wj, wi], None, None, None).view([-1]);
-        let label = v.label.as_deref().expect("training subjects have labels");
-        let label = nearest(Tensor::from_slice(label).to_kind(Kind::Float)).to_kind(Kind::Int16);
+        let label = match v.label.as_ref().expect("training subjects have labels") {
+            LabelVolume::U8(l) => Tensor::from_slice(l),
+            LabelVolume::I16(l) => Tensor::from_slice(l),
+        };
+        let label = nearest(label.to_kind(Kind::Float)).to_kind(Kind::Int16);
         labels.extend(Vec::<Label>::try_from(label).expect("int16 tensor"));
         if let Some(w) = &v.loss_weight {
             loss_weights.extend(Vec::<f32>::try_from(nearest(Tensor::from_slice(w))).expect("float32 tensor"));
@@ -408,8 +409,7 @@ impl WindowSampler {
                     let corner: [isize; 3] = std::array::from_fn(|a| corner[a] - m[a] as isize);
                     let size: [usize; 3] = std::array::from_fn(|a| self.plan.window[a] + 2 * m[a]);
                     extract(&v.image, v.dims, v.channels, corner, size, 0.0, &mut image);
-                    let l = v.label.as_deref().expect("training subjects have labels");
-                    extract(l, v.dims, 1, corner, size, 0, &mut label);
+                    p.labels().extract(v.dims, corner, size, &mut label);
                     m
                 };
                 self.augmented(chain, v, (&image, &label), margin, g, &mut batch.images, &mut batch.labels)?;
@@ -421,8 +421,7 @@ impl WindowSampler {
             }
             let corner = self.corner(&p, g);
             extract(&v.image, v.dims, v.channels, corner, self.plan.window, 0.0, &mut batch.images);
-            let label = v.label.as_deref().expect("training subjects have labels");
-            extract(label, v.dims, 1, corner, self.plan.window, 0, &mut batch.labels);
+            p.labels().extract(v.dims, corner, self.plan.window, &mut batch.labels);
             if let Some(w) = &v.loss_weight {
                 extract(w, v.dims, 1, corner, self.plan.window, 0.0, &mut batch.loss_weights);
             }

@@ -550,6 +550,11 @@ mod tests {
             )
         );
 
+        // Class indices are held as 16-bit labels.
+        let (_d, path) = write(&BASE.replace("[training]", "[segmentation]\nnum_classes = 32769\n[training]"), "toml");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("`segmentation.num_classes` must be at most 32768 (16-bit labels), got 32769"), "{err}");
+
         let (_d, path) = write(BASE, "toml");
         let o = Overrides { cli: vec![cli("training.fold", "3"), cli("training.k_folds", "2")], ..Default::default() };
         let err = load(Some(&path), &o).unwrap_err().to_string();

@@ -312,6 +312,16 @@ impl Settings {
                 format!("`segmentation.num_classes` must be at least 2, got {}", self.segmentation.num_classes),
             );
         }
+        if self.segmentation.num_classes > crate::data::labels::MAX_CLASSES {
+            return inconsistent(
+                &["segmentation.num_classes"],
+                format!(
+                    "`segmentation.num_classes` must be at most {} (16-bit labels), got {}",
+                    crate::data::labels::MAX_CLASSES,
+                    self.segmentation.num_classes
+                ),
+            );
+        }
         if self.system.devices.is_empty() {
             return inconsistent(&["system.devices"], "`system.devices` lists no device");
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::channels::ChannelLayout;
+use super::labels::LabelVolume;
 use super::prepare::{Geometry, Preparation};
 use crate::config::{InputSection, Settings, WindowSampling};
 use crate::io::nifti::affine::nonfinite_affine;
@@ -247,8 +248,9 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Resu
         .collect())
 }
 
-/// A label value in memory: class indices up to 32767 (libtorch has no unsigned 16-bit
-/// type), half the bytes of float32 for the cache and the loader queue.
+/// A label value in a training window: class indices up to 32767 (libtorch has no
+/// unsigned 16-bit type), half the bytes of float32 for the loader queue. Whole volumes
+/// are held narrower where their classes fit ([`LabelVolume`]).
 pub type Label = i16;
 
 /// A subject's volumes, ready for sampling.
@@ -257,13 +259,21 @@ pub struct SubjectVolumes {
     /// The subject id.
     pub id: String,
     /// Image channels stacked: `[C, k, j, i]` in memory.
+    ///
+    /// Images stay `float32` even when stored narrower (unlike labels): what prepares
+    /// them (whitening, histogram standardisation, intensity clipping and z-scores, linear
+    /// or cubic resampling, scl_slope scaling) makes floats, and whitening is on by
+    /// default and in every bundled config. Keeping the stored type for the rare job that
+    /// does none of these would put a voxel-type parameter through the reader, the check,
+    /// the samplers, augmentation and inference's windows for no saving in the others.
     pub image: Vec<f32>,
     /// Number of image channels.
     pub channels: usize,
     /// Spatial size `(i, j, k)`.
     pub dims: [usize; 3],
-    /// Labels `[k, j, i]`, when loaded.
-    pub label: Option<Vec<Label>>,
+    /// Labels `[k, j, i]` as class indices (one byte per voxel up to 256 classes), when
+    /// loaded.
+    pub label: Option<LabelVolume>,
     /// Window-centre weights `[k, j, i]`, when loaded.
     pub weights: Option<Vec<f32>>,
     /// The loss's voxel weights `[k, j, i]`, when loaded.
@@ -279,7 +289,7 @@ impl SubjectVolumes {
     /// Bytes held in memory.
     pub fn bytes(&self) -> usize {
         let maps = self.weights.as_ref().map_or(0, Vec::len) + self.loss_weight.as_ref().map_or(0, Vec::len);
-        4 * (self.image.len() + maps) + 2 * self.label.as_ref().map_or(0, Vec::len)
+        4 * (self.image.len() + maps) + self.label.as_ref().map_or(0, LabelVolume::bytes)
     }
 }
 
@@ -482,6 +492,15 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         read.label.map(|v| v.data),
         read.weights.map(|v| v.data),
     )?;
+    // Checked: integers in 0..num_classes (after the label map). The float labels are
+    // dropped once converted.
+    let label = match (prepared.label, &subject.label) {
+        (Some(values), Some(path)) => {
+            let what = || format!("the labels of {}", path.display());
+            Some(LabelVolume::from_classes(&values, options.num_classes, &what).map_err(|e| tag(vec![e]))?)
+        }
+        _ => None,
+    };
     let loss_weight = read
         .loss_weight
         .map(|v| prepared.geometry.weight_map(v.data))
@@ -494,8 +513,7 @@ pub fn load_subject(subject: &Subject, options: &LoadOptions) -> Result<SubjectV
         geometry: prepared.geometry,
         reference,
         image: prepared.images,
-        // Checked: integers in 0..num_classes (after the label map), and num_classes fits a Label.
-        label: prepared.label.map(|l| l.iter().map(|&x| x as Label).collect()),
+        label,
         weights: prepared.weights,
         loss_weight,
     })

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod csv;
 pub mod dataset;
 pub mod grid;
+pub mod labels;
 pub mod phases;
 pub mod prepare;
 pub mod split;
@@ -17,4 +18,5 @@ pub use channels::ChannelLayout;
 pub use dataset::{
     check_subjects, find_subjects, load_subject, DataError, Label, LoadOptions, Needs, Subject, SubjectVolumes,
 };
+pub use labels::{ClassIndex, LabelVolume};
 pub use split::{Phase, Split, SplitSpec};

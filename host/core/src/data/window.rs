@@ -1,13 +1,14 @@
 //! Copying windows out of volumes and back into them.
 
-/// Appends to `out` the window of every channel starting at voxel `corner` `(i, j, k)`.
-/// The window may start before or end past the volume: voxels outside are `fill`.
+/// Appends to `out` the window of every channel starting at voxel `corner` `(i, j, k)`,
+/// each value converted to the output's type (`T::from`, exact). The window may start
+/// before or end past the volume: voxels outside are `fill`.
 ///
 /// # Shapes
 /// - `src`: `[channels, k, j, i]` in memory, with `dims = (i, j, k)`
 /// - appended: `[channels, wk, wj, wi]` with `window = (wi, wj, wk)`
-pub fn extract<T: Copy>(
-    src: &[T],
+pub fn extract<S: Copy, T: Copy + From<S>>(
+    src: &[S],
     dims: [usize; 3],
     channels: usize,
     corner: [isize; 3],
@@ -34,7 +35,7 @@ pub fn extract<T: Copy>(
                 let row = (k as usize * dj + j as usize) * di;
                 let start = (corner[0] + i_lo as isize) as usize;
                 out.extend(std::iter::repeat_n(fill, i_lo));
-                out.extend_from_slice(&channel[row + start..row + start + (i_hi - i_lo)]);
+                out.extend(channel[row + start..row + start + (i_hi - i_lo)].iter().map(|&v| T::from(v)));
                 out.extend(std::iter::repeat_n(fill, wi - i_hi));
             }
         }
