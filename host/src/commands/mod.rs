@@ -60,6 +60,7 @@ pub fn registry(args: &PluginArgs) -> Result<Registry> {
 /// A bad configuration, plugins that cannot be loaded, a failing training.
 pub fn train(args: &TrainArgs) -> Result<TrainReport> {
     let s = settings(&args.job)?;
+    s.require_images("training")?;
     let reg = registry(&args.job.plugins)?;
     trainer::train(&s, &reg, here()).context("training failed")
 }
@@ -71,6 +72,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainReport> {
 /// first failing fold.
 pub fn train_all_folds(args: &TrainArgs) -> Result<FoldsReport> {
     let s = settings(&args.job)?;
+    s.require_images("training")?;
     let reg = registry(&args.job.plugins)?;
     folds::train_all(&s, &reg, here()).context("training the folds failed")
 }
@@ -90,6 +92,7 @@ pub fn inference(args: &InferenceArgs) -> Result<InferenceReport> {
     let overrides = args.overrides()?;
     let job = if args.models.is_empty() {
         let mut s = load(&args.job, &overrides)?;
+        s.require_images("inference")?;
         if let Some(chosen) = chosen_folds(&s, &args.folds)? {
             s = folds::with_fold_checkpoints(folds::with_ensemble_outputs(s, &chosen), &chosen)?;
         }
@@ -120,6 +123,7 @@ pub fn inference(args: &InferenceArgs) -> Result<InferenceReport> {
 /// A bad configuration, plugins that cannot be loaded, a failing export.
 pub fn export(args: &ExportArgs) -> Result<Exported> {
     let mut s = settings(&args.job)?;
+    s.require_images("export")?;
     if let Some(chosen) = chosen_folds(&s, &args.folds)? {
         s = folds::with_fold_checkpoints(s, &chosen)?;
     }

@@ -98,6 +98,7 @@ fn source(args: &PlanArgs) -> Result<Source> {
             .into());
         };
         let settings = crate::commands::settings(&args.job)?;
+        settings.require_images("plan")?;
         return Ok(Source { settings, class_names: Vec::new(), described: file.display().to_string() });
     };
     let d = decathlon::read(dir)?;

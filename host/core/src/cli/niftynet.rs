@@ -43,7 +43,9 @@ pub struct NiftyNetArgs {
     pub image_size: Option<usize>,
     /// The label window's edge: `network.label_size` = [s, s, s]. Smaller than
     /// `--image_size`, the loss sees only the centre of each window and inference keeps
-    /// only it (NiftyNet's border, (image - label) / 2 per side, a whole number).
+    /// only it (NiftyNet's border, (image - label) / 2 per side, a whole number); with
+    /// `--net_name deepmedic` or `unet_2d`, the network runs unpadded as in NiftyNet
+    /// (`network.params.pad_input = false`, as for NiftyNet's INI files).
     #[arg(long = "label_size", value_name = "S")]
     pub label_size: Option<usize>,
     /// Shortcut for `segmentation.num_classes`.
@@ -107,6 +109,12 @@ impl NiftyNetArgs {
         if let Some(l) = self.label_size {
             set("label_size", "network.label_size".into(), format!("[{l}, {l}, {l}]"));
         }
+        if let (Some(name), Some(l), Some(s)) = (&self.net_name, self.label_size, self.image_size) {
+            let cube = |e: usize| [i64::try_from(e).unwrap_or(i64::MAX); 3];
+            if let Some((key, value)) = crate::config::niftynet::unpadded_key(name, &cube(l), &cube(s)) {
+                set("label_size", key.into(), value.to_string());
+            }
+        }
         if let Some(k) = self.num_classes {
             set("num_classes", "segmentation.num_classes".into(), k.to_string());
         }
@@ -163,5 +171,30 @@ mod tests {
         assert!(keys.iter().any(|(f, k, v)| f == "--label_size" && k == "network.label_size" && v == "[36, 36, 36]"));
         let alone = NiftyNetArgs { label_size: Some(36), ..NiftyNetArgs::default() }.overrides().unwrap_err();
         assert!(alone.to_string().contains("with no `--image_size`"), "{alone}");
+    }
+
+    #[test]
+    fn valid_convolution_networks_run_unpadded_with_a_smaller_label_window() {
+        let pad_input = |name: &str, label: usize, image: usize| {
+            let args = NiftyNetArgs {
+                net_name: Some(name.into()),
+                label_size: Some(label),
+                image_size: Some(image),
+                ..NiftyNetArgs::default()
+            };
+            let keys = args.overrides().unwrap();
+            keys.into_iter().find(|(_, k, _)| k == "network.params.pad_input").map(|(f, _, v)| (f, v))
+        };
+        // NiftyNet's DeepMedic: 57³ in, 9³ out, as the INI translation runs it.
+        let unpadded = Some(("--label_size".to_owned(), "false".to_owned()));
+        assert_eq!(pad_input("deepmedic", 9, 57), unpadded);
+        assert_eq!(pad_input("unet_2d", 9, 57), unpadded);
+        assert_eq!(pad_input("unet2d", 9, 57), unpadded);
+        // The same window, or a network with padded convolutions: the plugin's default.
+        assert_eq!(pad_input("deepmedic", 57, 57), None);
+        assert_eq!(pad_input("toynet", 9, 57), None);
+        let no_label =
+            NiftyNetArgs { net_name: Some("deepmedic".into()), image_size: Some(57), ..NiftyNetArgs::default() };
+        assert!(no_label.overrides().unwrap().iter().all(|(_, k, _)| k != "network.params.pad_input"));
     }
 }

@@ -70,5 +70,6 @@ pub fn evaluation(args: &EvaluationArgs) -> Result<EvaluationReport> {
 /// A bad configuration, or every problem with the data found.
 pub fn check(args: &JobArgs) -> Result<CheckReport> {
     let s = settings(args)?;
+    s.require_images("check")?;
     Ok(phases::check(&s, here())?)
 }

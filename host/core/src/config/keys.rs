@@ -229,6 +229,11 @@ pub const KEYS: &[KeySpec] = &[
         "reference labels <id>.nii[.gz], paired by name with <seg_dir>/<id><inference.output_postfix>.nii[.gz] (empty = the dataset's labels)",
     ),
     k(
+        "evaluation.seg_section",
+        "\"\"",
+        "an input section whose files are the segmentations to evaluate (NiftyNet's inferred), paired with the label section by subject id (empty = evaluation.seg_dir)",
+    ),
+    k(
         "evaluation.labels",
         "[]",
         "label values to score (empty = 0..num_classes, or every value found when evaluation.ref_dir is set)",

@@ -621,4 +621,45 @@ mod tests {
         let odd = load(Some(&path), &set(&[("network.label_size", "[27, 32, 32]")])).unwrap_err().to_string();
         assert!(odd.contains("`network.spatial_window_size`") && odd.contains("2.5"), "{odd}");
     }
+
+    #[test]
+    fn a_segmentation_section_must_be_an_input_section_of_its_own() {
+        let (_d, path) = write(&format!("{BASE}[input.segs]\npath_to_search = \"s\"\n"), "toml");
+        let with = |pairs: &[(&str, &str)]| {
+            let o = Overrides { cli: pairs.iter().map(|(k, v)| cli(k, v)).collect(), ..Default::default() };
+            load(Some(&path), &o)
+        };
+        let s = with(&[("evaluation.seg_section", "\"segs\"")]).unwrap();
+        assert_eq!(s.evaluation.seg_section, "segs");
+        assert!(!s.evaluation_only() && s.require_images("training").is_ok(), "the config has its image section");
+        let misspelt = with(&[("evaluation.seg_section", "\"seg\"")]).unwrap_err().to_string();
+        assert!(
+            misspelt.contains("`evaluation.seg_section` names input section `seg`")
+                && misspelt.contains("did you mean `segs`?")
+                && misspelt.contains("--set evaluation.seg_section"),
+            "{misspelt}"
+        );
+        for (pairs, wanted) in [
+            (&[("evaluation.seg_section", "\"image\"")][..], "an image section"),
+            (&[("evaluation.seg_section", "\"label\"")][..], "name the section of the reference labels"),
+            (&[("evaluation.seg_section", "\"segs\""), ("segmentation.label", "\"\"")][..], "the label section"),
+            (&[("evaluation.seg_section", "\"segs\""), ("evaluation.ref_dir", "\"r\"")][..], "set one of them"),
+            (&[("evaluation.seg_section", "\"segs\""), ("evaluation.seg_dir", "\"r\"")][..], "set one of them"),
+        ] {
+            let err = with(pairs).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{pairs:?}: {err}");
+        }
+        // Without the image section, the config only evaluates (as NiftyNet's evaluation files).
+        let (_e, path) = write("[input.label]\npath_to_search = \"d\"\n[input.segs]\npath_to_search = \"s\"\n[evaluation]\nseg_section = \"segs\"\n", "toml");
+        let s = load(Some(&path), &Overrides::default()).unwrap();
+        assert!(s.evaluation_only());
+        let err = s.require_images("training").unwrap_err().to_string();
+        assert!(err.contains("training reads the image sections") && err.contains("niftyhost evaluation"), "{err}");
+        let (_f, path) = write("[input.label]\npath_to_search = \"d\"\n", "toml");
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("`segmentation` names input section `image`"),
+            "no seg_section: the images are needed: {err}"
+        );
+    }
 }

@@ -343,12 +343,16 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
     // [SEGMENTATION]
     key("segmentation", "image", Convert("segmentation.image (section names lowercased)", section_names)),
     key("segmentation", "label", Convert("segmentation.label (lowercased)", section_names)),
-    key("segmentation", "weight", Convert("segmentation.weight (lowercased)", section_names)),
+    key(
+        "segmentation",
+        "weight",
+        Convert("segmentation.weight (lowercased; kept in an evaluation file that does not define it)", weight),
+    ),
     key("segmentation", "sampler", Convert("segmentation.sampler (lowercased)", section_names)),
     key(
         "segmentation",
         "inferred",
-        Refuse("the segmentations to evaluate are a folder in niftyhost: set evaluation.seg_dir (or --seg-dir)"),
+        Convert("evaluation.seg_section (lowercased): paired with the label section by subject id", inferred),
     ),
     key("segmentation", "num_classes", Same("segmentation.num_classes")),
     key("segmentation", "output_prob", Same("inference.output_prob")),
@@ -444,7 +448,7 @@ impl Context<'_> {
 
     /// The segmentation role of the current (input) section.
     fn role(&self) -> Option<&'static str> {
-        ["image", "label", "weight", "sampler"].into_iter().find(|role| {
+        ["image", "label", "weight", "sampler", "inferred"].into_iter().find(|role| {
             let names = self.get("segmentation", role).map(items).unwrap_or_default();
             names.iter().any(|n| n.eq_ignore_ascii_case(&self.section))
         })
@@ -461,11 +465,9 @@ impl Context<'_> {
         self.given(&section, "spatial_window_size").and_then(|w| window(w).ok())
     }
 
-    /// The label window when it is smaller than the image window (NiftyNet's layout for
-    /// networks with valid convolutions), with the image window.
-    fn smaller_label_window(&self) -> Option<(Vec<i64>, Vec<i64>)> {
-        let (image, label) = (self.image_window()?, self.first_window("label")?);
-        (label != image && (0..3).all(|a| label[a] <= image[a])).then_some((label, image))
+    /// The label window and the image window, when the file gives both.
+    fn label_and_image_windows(&self) -> Option<(Vec<i64>, Vec<i64>)> {
+        Some((self.first_window("label")?, self.image_window()?))
     }
 }
 
@@ -740,8 +742,7 @@ fn network_name(ctx: &Context, raw: &str) -> Outcome {
         return Outcome::set(no_new_net());
     }
     match mapped_network(raw) {
-        Ok((name, None)) if VALID_NETWORKS.contains(&name.as_str()) => valid_network(ctx, name),
-        Ok((name, None)) => Outcome::set(vec![("network.name", Value::String(name))]),
+        Ok((name, None)) => network_as_niftynet_runs_it(ctx, name),
         Ok((name, Some(variant))) => {
             Outcome::set(vec![("network.name", Value::String(name)), ("network.params.variant", text(variant))])
         }
@@ -755,20 +756,31 @@ fn network_name(ctx: &Context, raw: &str) -> Outcome {
 /// only, and that zero-pad their input unless `network.params.pad_input` is false.
 const VALID_NETWORKS: &[&str] = &["deepmedic", "unet2d"];
 
-/// A network of [`VALID_NETWORKS`]: with a label window smaller than the image window (as
-/// NiftyNet's files give them, deepmedic_config.ini's 9³ of 57³), unpadded, so that it
-/// computes only the label window as NiftyNet does (a padded DeepMedic would compute a
-/// 57³ output and keep its centre); otherwise padded, so that the output keeps the window.
-fn valid_network(ctx: &Context, name: String) -> Outcome {
-    let mut keys = vec![("network.name", Value::String(name))];
-    if let Some((label, image)) = ctx.smaller_label_window() {
+/// The key that runs NiftyNet's network `name` (NiftyNet's name or niftyhost's) as
+/// NiftyNet does with these windows, if one is needed: a network of [`VALID_NETWORKS`]
+/// with a label window smaller than the image window (as NiftyNet's files and command
+/// line give them, deepmedic_config.ini's 9³ of 57³) is unpadded
+/// (`network.params.pad_input = false`), so that it computes only the label window as
+/// NiftyNet does (a padded DeepMedic would compute a 57³ output and keep its centre);
+/// otherwise it stays padded, so that the output keeps the window. Shared by the INI
+/// translation and the NiftyNet command line (`--net_name --label_size --image_size`).
+pub fn unpadded_key(name: &str, label: &[i64], image: &[i64]) -> Option<(&'static str, Value)> {
+    let valid = mapped_network(name).is_ok_and(|(n, _)| VALID_NETWORKS.contains(&n.as_str()));
+    let smaller = label.len() == 3 && image.len() == 3 && label != image && (0..3).all(|a| label[a] <= image[a]);
+    (valid && smaller).then_some(("network.params.pad_input", Value::Boolean(false)))
+}
+
+/// `network.name`, unpadded as [`unpadded_key`] says for the file's windows.
+fn network_as_niftynet_runs_it(ctx: &Context, name: String) -> Outcome {
+    let unpadded = ctx.label_and_image_windows().and_then(|(label, image)| {
+        let key = unpadded_key(&name, &label, &image)?;
         *ctx.note.borrow_mut() = Some(format!(
             "valid convolutions as in NiftyNet: the label window {label:?} is smaller than the image window {image:?}: \
              unpadded, the network computes the label window only"
         ));
-        keys.push(("network.params.pad_input", Value::Boolean(false)));
-    }
-    Outcome::set(keys)
+        Some(key)
+    });
+    Outcome::set([("network.name", Value::String(name))].into_iter().chain(unpadded).collect())
 }
 
 /// NiftyNet activation names and niftyhost's (`None`: no niftyhost block has it).
@@ -1002,6 +1014,29 @@ fn section_names(_: &Context, raw: &str) -> Outcome {
     own(Value::String(unquote(raw).to_ascii_lowercase()))
 }
 
+/// NiftyNet's evaluation reads only the label and `inferred` sections: in an evaluation
+/// file, a `weight` naming a section the file does not define is read by nothing (NiftyNet's
+/// own default_multimodal_segmentation_eval.ini has `weight = T1` and no `[T1]`).
+fn weight(ctx: &Context, raw: &str) -> Outcome {
+    let name = unquote(raw);
+    let defined = ctx.entries.iter().any(|e| e.section.eq_ignore_ascii_case(name));
+    if !defined && ctx.given("segmentation", "inferred").is_some() {
+        return Outcome::kept(format!(
+            "names input section [{name}], which this evaluation file does not define: NiftyNet's evaluation reads \
+             only the label and inferred sections (its training would stop at the missing section)"
+        ));
+    }
+    section_names(ctx, raw)
+}
+
+/// NiftyNet's `inferred`: the one input section of segmentations to evaluate.
+fn inferred(_: &Context, raw: &str) -> Outcome {
+    match items(raw).as_slice() {
+        [name] => Outcome::set(vec![("evaluation.seg_section", Value::String(name.to_ascii_lowercase()))]),
+        names => Outcome::invalid(format!("must name one input section of segmentations, got {names:?}")),
+    }
+}
+
 /// The key's own niftyhost key (`[SEGMENTATION] image` is `segmentation.image`, an input
 /// key `input.<section>.<key>`) takes `value`.
 fn own(value: Value) -> Outcome {
@@ -1051,6 +1086,7 @@ fn input_window(ctx: &Context, raw: &str) -> Outcome {
     };
     let image = ctx.image_window();
     match ctx.role() {
+        Some("inferred") => Outcome::kept("the segmentations to evaluate are scored whole, not by windows"),
         Some("image") => match image {
             Some(first) if first != w => Outcome::invalid(format!(
                 "image sections must share one window: the first image section has {first:?}, this one {w:?}"

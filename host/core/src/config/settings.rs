@@ -235,6 +235,7 @@ impl Inference {
 pub struct Evaluation {
     pub seg_dir: PathBuf,
     pub ref_dir: PathBuf,
+    pub seg_section: String,
     pub labels: Vec<u32>,
     pub output_csv: PathBuf,
     pub evaluation_units: Vec<String>,
@@ -353,10 +354,12 @@ impl Settings {
         if self.training.save_every_n == 0 {
             return inconsistent(&["training.save_every_n"], "`training.save_every_n` must be positive");
         }
-        // Evaluating two folders needs no dataset.
-        if self.evaluation.ref_dir.as_os_str().is_empty() {
+        // Evaluating two folders needs no dataset; an evaluation config needs only its
+        // label and segmentation sections.
+        if self.evaluation.ref_dir.as_os_str().is_empty() && !self.evaluation_only() {
             self.validate_inputs()?;
         }
+        self.validate_seg_section()?;
         self.validate_training()?;
         self.validate_network()
     }
@@ -573,6 +576,82 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// `evaluation.seg_section`: empty, or a defined input section that is neither an image
+    /// section nor the label section, with a defined label section to be scored against;
+    /// not with `evaluation.ref_dir` or `evaluation.seg_dir`, the folders it replaces.
+    fn validate_seg_section(&self) -> Result<(), Inconsistency> {
+        let (e, key) = (&self.evaluation, "evaluation.seg_section");
+        let seg = &e.seg_section;
+        if seg.is_empty() {
+            return Ok(());
+        }
+        for (other, given) in [("evaluation.ref_dir", &e.ref_dir), ("evaluation.seg_dir", &e.seg_dir)]
+            .map(|(k, d)| (k, !d.as_os_str().is_empty()))
+        {
+            if given {
+                return inconsistent(
+                    &[key, other],
+                    format!("`{key}` and `{other}` both say where the segmentations to evaluate are: set one of them"),
+                );
+            }
+        }
+        if let Some(message) = self.undefined_section(key, seg) {
+            return inconsistent(&[key], message);
+        }
+        if self.segmentation.image.contains(seg) {
+            return inconsistent(
+                &[key, "segmentation.image"],
+                format!("`{key}` names `{seg}`, an image section of `segmentation.image`: the segmentations to evaluate are an input section of their own"),
+            );
+        }
+        let label = &self.segmentation.label;
+        if label.is_empty() || label == seg {
+            return inconsistent(
+                &[key, "segmentation.label"],
+                format!("`{key}` = \"{seg}\" is scored against the label section, but `segmentation.label` is \"{label}\": name the section of the reference labels"),
+            );
+        }
+        match self.undefined_section("segmentation.label", label) {
+            Some(message) => inconsistent(&["segmentation.label"], message),
+            None => Ok(()),
+        }
+    }
+
+    /// Why input section `name`, which `key` names, cannot be used: the config does not
+    /// define it (with the nearest section it defines as "did you mean"); `None` if it does.
+    pub fn undefined_section(&self, key: &str, name: &str) -> Option<String> {
+        if self.input.contains_key(name) {
+            return None;
+        }
+        let have: Vec<&str> = self.input.keys().map(String::as_str).collect();
+        let hint = crate::nearest::nearest(name, have.iter().copied())
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+        Some(format!("`{key}` names input section `{name}`, but the config defines only {have:?}{hint}"))
+    }
+
+    /// Whether this is an evaluation config: `evaluation.seg_section` is set and none of
+    /// `segmentation.image`'s sections is defined (NiftyNet's evaluation files have only
+    /// their label and segmentation sections). It runs `niftyhost evaluation` only.
+    pub fn evaluation_only(&self) -> bool {
+        !self.evaluation.seg_section.is_empty() && !self.segmentation.image.iter().any(|n| self.input.contains_key(n))
+    }
+
+    /// Checks that `job` has the image sections it reads.
+    ///
+    /// # Errors
+    /// An evaluation config ([`Self::evaluation_only`]).
+    pub fn require_images(&self, job: &str) -> Result<(), super::ConfigError> {
+        if !self.evaluation_only() {
+            return Ok(());
+        }
+        Err(super::ConfigError::Invalid(format!(
+            "{job} reads the image sections of `segmentation.image` {:?}, which this config does not define: \
+             it is an evaluation config (`evaluation.seg_section` = \"{}\"), run by `niftyhost evaluation`",
+            self.segmentation.image, self.evaluation.seg_section
+        )))
     }
 
     /// The input sections `[segmentation]` names: defined, on one grid.

@@ -188,6 +188,27 @@ fn section_files(
     Ok(files)
 }
 
+/// The files of input section `name` by subject id (its `csv_file`, else the files of its
+/// `path_to_search` folders, and of its `inference_path_to_search` folders when
+/// `inference_folders`), as every job pairs a subject's files across sections: the id is
+/// the file name without the section's `filename_contains` parts.
+///
+/// # Errors
+/// A section the config does not define, a CSV list that cannot be read, a folder that
+/// cannot be listed or holds no file of the section.
+pub fn section_subjects(
+    settings: &Settings,
+    base_dir: &Path,
+    name: &str,
+    inference_folders: bool,
+) -> Result<BTreeMap<String, PathBuf>, DataError> {
+    let Some(section) = settings.input.get(name) else {
+        let message = settings.undefined_section("segmentation", name).unwrap_or_default();
+        return Err(DataError::Invalid(vec![message]));
+    };
+    section_files(base_dir, name, section, inference_folders)
+}
+
 /// Matches the files of the image sections (plus the label and weight-map sections as
 /// `needs` says) by subject id. Relative paths are taken from `base_dir`.
 ///
@@ -213,10 +234,7 @@ pub fn find_subjects(settings: &Settings, base_dir: &Path, needs: Needs) -> Resu
     }
     let found: Vec<(&String, BTreeMap<String, PathBuf>)> = sections
         .iter()
-        .map(|name| {
-            let section = &settings.input[name.as_str()];
-            Ok((*name, section_files(base_dir, name, section, needs.inference_folders)?))
-        })
+        .map(|name| Ok((*name, section_subjects(settings, base_dir, name, needs.inference_folders)?)))
         .collect::<Result<_, DataError>>()?;
     let all_ids: std::collections::BTreeSet<&String> = found.iter().flat_map(|(_, f)| f.keys()).collect();
     let mut missing = Vec::new();

@@ -125,15 +125,14 @@ pub fn held_out_subjects(
     let needs = Needs { labels: with_labels, inference_folders: !with_labels, ..Needs::default() };
     let subjects = find_subjects(settings, base_dir, needs)?;
     let path = settings.split_file();
-    if !path.exists() {
+    let Some(split) = existing_split(settings)? else {
         tracing::warn!(
             "{job}: no split file {}: using all {} subjects, none known to be held out (train first, or write the split file)",
             path.display(),
             subjects.len()
         );
         return Ok(subjects.into_iter().map(|subject| HeldOutSubject { subject, phase: None }).collect());
-    }
-    let split = Split::read(&path, &split_spec(settings))?;
+    };
     let phased: Vec<HeldOutSubject> =
         subjects.into_iter().map(|subject| HeldOutSubject { phase: split.phase(&subject.id), subject }).collect();
     // Subjects the split does not hold were never trained or validated on: new data,
@@ -148,6 +147,18 @@ pub fn held_out_subjects(
         phase_counts(phased.iter().map(|s| s.phase))
     );
     Ok(phased)
+}
+
+/// The split file of `settings`, if there is one (it is never made here).
+///
+/// # Errors
+/// A malformed split file.
+pub fn existing_split(settings: &Settings) -> Result<Option<Split>, DataError> {
+    let path = settings.split_file();
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Split::read(&path, &split_spec(settings))?))
 }
 
 /// How many subjects each phase has, as `2 TRAIN, 1 VALID, 1 not in the split`.

@@ -9,8 +9,9 @@
 //!   overlap and distance columns empty. Undefined values are `NaN`, infinite distances
 //!   `inf` (see [`crate::metrics`] for the definitions and the empty cases). The last
 //!   column, `phase`, is the subject's phase in the split (`INFER`, or `TRAIN` / `VALID`
-//!   when the split has no INFER subject and evaluation fell back to them; empty for
-//!   folders and without a split file).
+//!   when the split has no INFER subject and evaluation fell back to them; any phase for
+//!   `evaluation.seg_section`, which scores every subject it pairs; empty for folders and
+//!   without a split file).
 //! - `metrics_summary.csv`: per unit, label and metric over subjects: the number of
 //!   finite values, their mean, population standard deviation, median, min and max, and
 //!   how many values were NaN or infinite (those are left out of the statistics). Also
@@ -276,7 +277,9 @@ fn labels(
 /// Evaluates segmentations against references and writes the three CSVs; prints the
 /// summary on stderr. With `evaluation.ref_dir` set, every reference file there is
 /// paired by name with `<seg_dir>/<id><postfix>.nii[.gz]` (see [`pairs::from_folders`]);
-/// otherwise each held-out subject of the dataset with `<seg_dir>/<id><postfix>.nii.gz`.
+/// with `evaluation.seg_section` set, every subject with a file in that input section and
+/// in the label section (see [`pairs::from_section`]); otherwise each held-out subject of
+/// the dataset with `<seg_dir>/<id><postfix>.nii.gz`.
 ///
 /// # Errors
 /// Invalid `[evaluation]` options, a missing segmentation (named), unreadable files,
@@ -288,6 +291,8 @@ pub fn evaluate(settings: &Settings, base_dir: &Path) -> Result<EvaluationReport
     let from_folders = !e.ref_dir.as_os_str().is_empty();
     let pairs = if from_folders {
         pairs::from_folders(&seg_dir, &e.ref_dir, &settings.inference.output_postfix)?
+    } else if !e.seg_section.is_empty() {
+        pairs::from_section(settings, base_dir)?
     } else {
         pairs::from_dataset(settings, base_dir, &seg_dir)?
     };

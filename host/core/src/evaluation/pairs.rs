@@ -1,12 +1,14 @@
 //! Which segmentation is scored against which reference: from the config's dataset
-//! (`<seg_dir>/<id><postfix>.nii.gz` for each held-out subject), or from two folders
-//! matched by file name, without a dataset.
+//! (`<seg_dir>/<id><postfix>.nii.gz` for each held-out subject), from an input section of
+//! segmentations paired with the label section by subject id (NiftyNet's `inferred`), or
+//! from two folders matched by file name, without a dataset.
 
 use std::path::{Path, PathBuf};
 
 use super::EvaluationError;
 use crate::config::Settings;
-use crate::data::phases::held_out_subjects;
+use crate::data::dataset::section_subjects;
+use crate::data::phases::{existing_split, held_out_subjects};
 use crate::data::split::Phase;
 
 /// One subject's segmentation and reference label files.
@@ -55,6 +57,48 @@ pub fn from_dataset(settings: &Settings, base_dir: &Path, seg_dir: &Path) -> Res
             missing.len(),
             missing.join("\n  ")
         )));
+    }
+    Ok(pairs)
+}
+
+/// The files of input section `evaluation.seg_section` paired with those of the label
+/// section by subject id (as a subject's files pair across sections), every subject
+/// found in both, with its phase in the split file when there is one. Subjects with only
+/// a segmentation or only a reference are named in a warning.
+///
+/// # Errors
+/// A section that cannot be read, a malformed split file, or no subject in both sections
+/// (the ids of each are named).
+pub fn from_section(settings: &Settings, base_dir: &Path) -> Result<Vec<Pair>, EvaluationError> {
+    let (seg_name, ref_name) = (&settings.evaluation.seg_section, &settings.segmentation.label);
+    let mut segmentations = section_subjects(settings, base_dir, seg_name, false)?;
+    let references = section_subjects(settings, base_dir, ref_name, false)?;
+    let split = existing_split(settings)?;
+    let mut pairs = Vec::new();
+    let mut no_segmentation = Vec::new();
+    for (id, reference) in references {
+        match segmentations.remove(&id) {
+            Some(segmentation) => {
+                let phase = split.as_ref().and_then(|s| s.phase(&id));
+                pairs.push(Pair { id, segmentation, reference, phase });
+            }
+            None => no_segmentation.push(id),
+        }
+    }
+    let no_reference: Vec<String> = segmentations.into_keys().collect();
+    let unpaired = format!(
+        "{} subject(s) of `{seg_name}` have no reference in `{ref_name}`: {no_reference:?}; {} of `{ref_name}` have no segmentation in `{seg_name}`: {no_segmentation:?}",
+        no_reference.len(),
+        no_segmentation.len()
+    );
+    if pairs.is_empty() {
+        return Err(EvaluationError::Other(format!(
+            "no subject has both a segmentation (input section `{seg_name}`, evaluation.seg_section) and a reference \
+             (input section `{ref_name}`, segmentation.label): {unpaired} (ids are file names without the sections' filename_contains parts)"
+        )));
+    }
+    if !(no_reference.is_empty() && no_segmentation.is_empty()) {
+        tracing::warn!("evaluation: scoring the {} subject(s) in both sections; {unpaired}", pairs.len());
     }
     Ok(pairs)
 }

@@ -81,7 +81,7 @@ const SAMPLES: &[(&str, &str, &str, char)] = &[
     ("segmentation", "label", "Lesion", 's'),
     ("segmentation", "weight", "", 'k'),
     ("segmentation", "sampler", "Lesion", 's'),
-    ("segmentation", "inferred", "inferred", 'r'),
+    ("segmentation", "inferred", "inferred", 's'),
     ("segmentation", "num_classes", "2", 's'),
     ("segmentation", "output_prob", "False", 's'),
     ("segmentation", "label_normalisation", "True", 's'),
@@ -410,4 +410,56 @@ fn valid_networks_are_unpadded_where_the_label_window_is_smaller() {
         assert_eq!(set_keys(&e[2].outcome).len(), 1, "{name} {label}: {:?}", e[2]);
         assert!(e[2].note.is_none(), "{:?}", e[2]);
     }
+}
+
+#[test]
+fn niftynets_evaluation_file_translates_inferred_to_the_segmentation_section() {
+    // NiftyNet's default_multimodal_segmentation_eval.ini, only its data paths changed.
+    let text = include_str!("../../../../../tests/data/niftynet/default_multimodal_segmentation_eval.ini");
+    let e = explain(&crate::config::ini::entries(text, "eval.ini").unwrap());
+    let errors: Vec<String> = e.iter().filter(|k| k.outcome.is_error()).map(ToString::to_string).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(
+        set_keys(outcome(&e, "segmentation", "inferred")),
+        vec![("evaluation.seg_section".to_owned(), "\"seg\"".to_owned())]
+    );
+    // `weight = T1` names no section of the file: NiftyNet's evaluation does not read it.
+    assert!(
+        matches!(outcome(&e, "segmentation", "weight"), Outcome::Kept { why } if why.contains("[T1]")),
+        "{:?}",
+        outcome(&e, "segmentation", "weight")
+    );
+    assert!(matches!(outcome(&e, "seg", "spatial_window_size"), Outcome::Kept { why } if why.contains("scored whole")));
+    assert_eq!(
+        set_keys(outcome(&e, "segmentation", "evaluation_units")),
+        vec![("evaluation.evaluation_units".to_owned(), "[\"foreground\"]".to_owned())]
+    );
+    let evaluations = outcome(&e, "evaluation", "evaluations");
+    assert!(
+        matches!(evaluations, Outcome::Kept { why } if why.contains("positive_predictive_values -> ppv") && why.contains("n_pos_seg -> seg_voxels")),
+        "{evaluations:?}"
+    );
+    assert_eq!(
+        set_keys(outcome(&e, "evaluation", "save_csv_dir")),
+        vec![(
+            "evaluation.output_csv".to_owned(),
+            "\"./models/model_multimodal_toy/./NiftyNetTestEval/metrics.csv\"".to_owned()
+        )]
+    );
+    // A `weight` section the file defines, or a file that is not an evaluation file: translated.
+    let defined = [
+        entry(1, "SEGMENTATION", "inferred", "seg"),
+        entry(2, "SEGMENTATION", "weight", "W"),
+        entry(3, "W", "path_to_search", "w"),
+    ];
+    assert_eq!(set_keys(&explain(&defined)[1].outcome), vec![("segmentation.weight".to_owned(), "\"w\"".to_owned())]);
+    let training = explain(&[entry(1, "SEGMENTATION", "weight", "T1")]);
+    assert_eq!(set_keys(&training[0].outcome), vec![("segmentation.weight".to_owned(), "\"t1\"".to_owned())]);
+    // One section of segmentations.
+    let two = explain(&[entry(1, "SEGMENTATION", "inferred", "a, b")]);
+    assert!(
+        matches!(&two[0].outcome, Outcome::Invalid { message } if message.contains("one input section")),
+        "{:?}",
+        two[0]
+    );
 }
