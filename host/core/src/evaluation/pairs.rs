@@ -180,4 +180,48 @@ mod tests {
         assert!(err.contains("2 reference(s)") && err.contains("`a`") && err.contains("`b`"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }
+
+    #[test]
+    fn a_segmentation_section_pairs_by_subject_id_with_the_split_phase() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        // NiftyNet's eval file's layout: both sections in one folder, told apart by name.
+        touch(&dir.join("d"), &["seg_a_x.nii.gz", "seg_b_x.nii", "seg_d_x.nii.gz", "ref_a.nii.gz", "ref_b.nii.gz"]);
+        touch(&dir.join("d"), &["ref_c.nii.gz"]);
+        let config = |extra: &str| {
+            let text = format!(
+                "[input.label]\npath_to_search = \"d\"\nfilename_contains = [\"ref_\"]\n\
+                 [input.segs]\npath_to_search = \"d\"\nfilename_contains = [\"seg_\", \"_x\"]\n\
+                 [system]\nmodel_dir = \"{}\"\n[evaluation]\nseg_section = \"segs\"\n{extra}",
+                dir.join("m").display()
+            );
+            let path = dir.join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            crate::config::load(Some(&path), &Default::default()).unwrap()
+        };
+        let s = config("");
+        let pairs = from_section(&s, dir).unwrap();
+        let got: Vec<(&str, String, String, Option<Phase>)> = pairs
+            .iter()
+            .map(|p| {
+                let name = |f: &Path| f.file_name().unwrap().to_str().unwrap().to_owned();
+                (p.id.as_str(), name(&p.segmentation), name(&p.reference), p.phase)
+            })
+            .collect();
+        let expected = [("a", "seg_a_x.nii.gz", "ref_a.nii.gz"), ("b", "seg_b_x.nii", "ref_b.nii.gz")];
+        let expected: Vec<_> = expected.iter().map(|(i, s, r)| (*i, s.to_string(), r.to_string(), None)).collect();
+        assert_eq!(got, expected);
+        // With a split file, each subject's phase (any phase: every pair is scored).
+        std::fs::create_dir_all(dir.join("m")).unwrap();
+        std::fs::write(dir.join("m/dataset_split.csv"), "subject_id,phase\na,TRAIN\nb,INFER\n").unwrap();
+        let phases: Vec<Option<Phase>> = from_section(&s, dir).unwrap().iter().map(|p| p.phase).collect();
+        assert_eq!(phases, [Some(Phase::Train), Some(Phase::Infer)]);
+        // No subject in both: an error naming each section's unpaired ids.
+        let s = config("[input.label2]\npath_to_search = \"d\"\nfilename_contains = [\"ref_c\"]\n[segmentation]\nlabel = \"label2\"\n");
+        let err = from_section(&s, dir).unwrap_err().to_string();
+        assert!(
+            err.contains("no subject has both") && err.contains("[\"a\", \"b\", \"d\"]") && err.contains("ref_c"),
+            "{err}"
+        );
+    }
 }
