@@ -95,17 +95,46 @@ impl Predictor {
     /// # Errors
     /// A plugin failure, or models that disagree on the output shape.
     pub fn predict(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
-        match self.predict_once(input) {
+        self.predict_falling_back(input, true)
+    }
+
+    /// The averaged output of every model run once on `input`, unmirrored: a probe of
+    /// whether the models take windows of its size. With `fall_back`, a model that fails
+    /// in bf16 (`inference.precision = "auto"`) makes the predictor fall back to float32
+    /// as [`Predictor::predict`] does; without, the predictor is left as it was.
+    ///
+    /// # Shapes
+    /// `[N, C, D, H, W]` → `[N, K, D, H, W]`
+    ///
+    /// # Errors
+    /// As [`Predictor::predict`].
+    pub fn probe(&mut self, input: &Tensor, fall_back: bool) -> Result<Tensor, EngineError> {
+        if fall_back {
+            self.predict_falling_back(input, false)
+        } else {
+            self.predict_once(input, false)
+        }
+    }
+
+    /// Whether a failure in bf16 would still make the predictor fall back to float32
+    /// (`inference.precision = "auto"` before a first batch ran).
+    pub fn may_fall_back_to_fp32(&self) -> bool {
+        self.fp32_copies.is_some()
+    }
+
+    /// [`Predictor::predict_once`], falling back to float32 once when a model fails in
+    /// bf16 and `inference.precision = "auto"`.
+    fn predict_falling_back(&mut self, input: &Tensor, mirrored: bool) -> Result<Tensor, EngineError> {
+        match self.predict_once(input, mirrored) {
             Err(EngineError::Plugin { error, .. }) if self.fp32_copies.is_some() => {
                 let name = self.models.first().map(|m| m.name.clone()).unwrap_or_default();
                 tracing::warn!(
                     network = %name,
-                    // libtorch's message up to its C++ backtrace.
-                    error = %error.message.as_str().split(['\n']).next().unwrap_or_default().split("\\n").next().unwrap_or_default(),
+                    error = %first_line(&error.message),
                     "the network does not run in bf16 here: float32 instead (`inference.precision = \"fp32\"` says so up front)"
                 );
                 self.fall_back_to_fp32();
-                self.predict_once(input)
+                self.predict_once(input, mirrored)
             }
             Ok(out) => {
                 self.fp32_copies = None;
@@ -115,9 +144,13 @@ impl Predictor {
         }
     }
 
-    fn predict_once(&mut self, input: &Tensor) -> Result<Tensor, EngineError> {
+    /// The averaged output of every model on `input`, and on each of its mirrorings when
+    /// `mirrored`, in the current precision.
+    fn predict_once(&mut self, input: &Tensor, mirrored: bool) -> Result<Tensor, EngineError> {
         let identity = [Vec::new()];
-        let mirrorings: &[Vec<i64>] = if self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
+        let mirrorings: &[Vec<i64>] =
+            if !mirrored || self.mirrorings.is_empty() { &identity } else { &self.mirrorings };
+        let passes = self.models.len() * mirrorings.len();
         let input = self.compute.prepare_input(input);
         let mut sum: Option<Tensor> = None;
         for model in &mut self.models {
@@ -157,10 +190,16 @@ impl Predictor {
             }
         }
         let sum = sum.ok_or_else(|| EngineError::Other("no model to predict with".into()))?;
-        let mean = if self.passes() == 1 { sum } else { sum / (self.passes() as f64) };
+        let mean = if passes == 1 { sum } else { sum / (passes as f64) };
         let mean = to_device(&mean, tch::Device::Cpu, "the network's output")?;
         Ok(mean.f_to_kind(Kind::Float).map_err(torch_error("the network's output as float32"))?.contiguous())
     }
+}
+
+/// A plugin's error message up to its first line break (libtorch's messages go on with
+/// a C++ backtrace, sometimes with escaped line breaks).
+pub(super) fn first_line(message: &str) -> &str {
+    message.split('\n').next().unwrap_or_default().split("\\n").next().unwrap_or_default()
 }
 
 /// Warns when a plugin library the checkpoint `weights` names differs (by sha256) from
