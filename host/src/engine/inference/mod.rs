@@ -1,4 +1,5 @@
-//! Sliding-window inference: windows on a grid with overlap ([`tiling`]) over the
+//! Sliding-window inference: windows on a grid with overlap ([`tiling`]; a window the
+//! network does not take is enlarged before any volume is read, [`fit`]) over the
 //! foreground's bounding box ([`foreground`]), run in batches on one or more workers
 //! (`pipeline`) through a [`predictor`](mod@predictor) (an ensemble of models with
 //! test-time mirroring, [`tta`]), blended with constant or Gaussian weights ([`blend`])
@@ -11,6 +12,7 @@
 pub mod aggregate;
 pub mod blend;
 pub mod compute;
+pub mod fit;
 pub mod foreground;
 pub mod job;
 pub mod output;
@@ -28,6 +30,7 @@ use tch::Device;
 pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
 pub use self::compute::{Compute, InferencePrecision, PrecisionOnDevice};
+pub use self::fit::fit_window;
 pub use self::foreground::Region;
 pub use self::output::{OutputKind, OutputStore};
 use self::pipeline::{Batches, Blender};
@@ -260,6 +263,21 @@ pub fn segment_subject(
     Ok((windows, network_seconds))
 }
 
+/// The tiling of `options` with a window the predictor takes ([`fit_window`]), probed
+/// with the channels its models take (one per image section when they record none).
+///
+/// # Errors
+/// As [`fit_window`].
+fn fitted_tiling(
+    settings: &Settings,
+    predictor: &mut Predictor,
+    options: &InferenceOptions,
+    device: Device,
+) -> Result<Tiling, EngineError> {
+    let channels = predictor.channels().map_or(settings.segmentation.image.len(), |c| c.total());
+    fit_window(predictor, options, channels, settings.train_window(), device)
+}
+
 /// Segments one subject given by its image files (one per modality; a 4D file gives
 /// its channels) and writes `out`.
 ///
@@ -274,7 +292,7 @@ pub fn infer_files(
     out: &Path,
     device: Device,
 ) -> Result<Segmented, EngineError> {
-    let options = InferenceOptions::from_settings(settings)?;
+    let mut options = InferenceOptions::from_settings(settings)?;
     let modalities = &settings.segmentation.image;
     let channels = predictor.channels().cloned();
     if images.len() != modalities.len() {
@@ -285,6 +303,7 @@ pub fn infer_files(
             images.len()
         ))));
     }
+    options.tiling = fitted_tiling(settings, predictor, &options, device)?;
     let started = std::time::Instant::now();
     let id = out
         .file_name()
@@ -311,8 +330,9 @@ pub fn infer_files(
 pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Result<Vec<Segmented>, EngineError> {
     let shard = settings.inference.shard.unwrap_or(Shard::ALL);
     let device = crate::torch::single_device(&settings.device_names())?;
-    let options = InferenceOptions::from_settings(settings)?;
+    let mut options = InferenceOptions::from_settings(settings)?;
     let mut predictor = predictor(settings, registry, device)?;
+    options.tiling = fitted_tiling(settings, &mut predictor, &options, device)?;
     let cohort: Vec<_> = held_out_subjects(settings, base_dir, false)?.into_iter().map(|h| h.subject).collect();
     let total = cohort.len();
     let subjects = shard.select(cohort, |s| s.id.as_str());

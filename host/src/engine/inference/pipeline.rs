@@ -198,7 +198,7 @@ impl Blender {
 /// window smaller by the same on both sides of each axis by at most `border` (a network
 /// with valid convolutions; the kept region must lie inside it). Returns the output
 /// window `(oi, oj, ok)`.
-fn check_output(
+pub(super) fn check_output(
     size: &[i64],
     shape: &[i64; 5],
     num_classes: usize,
