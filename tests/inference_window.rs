@@ -1,6 +1,7 @@
 //! Inference windows a network cannot take (issue 18: NiftyNet's `unet_config.ini` and
 //! `vnet_config.ini` infer on windows their networks cannot divide): probed before any
-//! volume is read, enlarged to the training window's divisor with a warning, a window the
+//! volume is read, enlarged as little as it takes (up to the training window's divisor) with
+//! a warning, a window the
 //! network takes left as it is, and a window no enlargement fixes reported with the
 //! network's error.
 
@@ -61,7 +62,9 @@ fn a_window_the_network_takes_is_kept_even_off_the_training_multiple() {
     let (asked, got) = fitted(dir.path(), "dynunet", dynunet, "spatial_window_size = [20, 12, 24]");
     assert_eq!((asked.full_extent_multiple, got.unwrap()), ([16; 3], asked));
     let (_, got) = fitted(dir.path(), "dynunet", dynunet, "spatial_window_size = [20, 18, 24]");
-    assert_eq!(got.unwrap().window, [32, 32, 32], "every axis off the multiple grows");
+    // The smallest enlargement it takes: 18 → 20 (a multiple of 4; 2 is not enough), the
+    // other axes unchanged, not the training multiple's [32, 32, 32].
+    assert_eq!(got.unwrap().window, [20, 20, 24], "the smallest enlargement that runs");
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Fitting the inference window to the network before any volume is read: one forward
 //! pass of a zero window (batch 1) shows whether the network takes it. A window it does
 //! not take (a size its downsampling cannot divide, as in NiftyNet's own
-//! `unet_config.ini` and `vnet_config.ini`) is enlarged to the next multiple of the
-//! divisor the network trained with ([`Tiling::full_extent_multiple`]), keeping the
-//! border, with a warning; a window no such enlargement fixes is reported with the
+//! `unet_config.ini` and `vnet_config.ini`) is enlarged as little as it takes: to the
+//! next multiple of 2, 4, 8, … up to the divisor the network trained with
+//! ([`Tiling::full_extent_multiple`]), the first the network takes, keeping the border,
+//! with a warning; a window no such enlargement fixes is reported with the
 //! network's own error, before any volume is read. A window the network takes is never
 //! changed.
 
@@ -18,9 +19,8 @@ use super::{InferenceOptions, Tiling};
 const WINDOW_KEY: &str = "inference.spatial_window_size";
 
 /// The tiling of `options` with a window the predictor's models take, probed with a zero
-/// window of `channels` on `device`: the configured one when it runs, else that window
-/// enlarged on each axis that is not a multiple of `options.tiling.full_extent_multiple`
-/// to the next multiple (the border stays, so the kept centre grows), with a warning
+/// window of `channels` on `device`: the configured one when it runs, else the first of
+/// its [`enlargements`] that runs (the border stays, so the kept centre grows), with a warning
 /// naming [`WINDOW_KEY`], both windows and the network's error. Full-extent axes (0) are
 /// probed with `train_window`'s size and stay 0. A window that is the training window
 /// (full-extent axes aside) is taken without a probe: the network trained on it.
@@ -52,11 +52,7 @@ pub fn fit_window(
         return Ok(tiling);
     }
     let multiple = tiling.full_extent_multiple.map(|m| m.max(1));
-    let enlarged: [usize; 3] = std::array::from_fn(|a| tiling.window[a].next_multiple_of(multiple[a]));
-    let mut candidates = vec![tiling.window];
-    if enlarged != tiling.window {
-        candidates.push(enlarged);
-    }
+    let candidates = enlargements(tiling.window, multiple);
     let target = Target { device, num_classes: options.num_classes, border: tiling.border };
     let rounds: &[bool] = if predictor.may_fall_back_to_fp32() { &[false, true] } else { &[false] };
     let mut first_error = None;
@@ -73,8 +69,9 @@ pub fn fit_window(
                         network = %network_name(predictor),
                         %reason,
                         "the network does not take the inference window (i, j, k; 0 = the volume's full extent): \
-                         enlarged to the next multiple of {multiple:?}, the divisor of the training window \
-                         `network.spatial_window_size` {train_window:?}; the border stays, so each window keeps more"
+                         enlarged to the smallest window it takes among the multiples of powers of two up to \
+                         {multiple:?}, the divisor of the training window `network.spatial_window_size` \
+                         {train_window:?}; the border stays, so each window keeps more"
                     );
                     return Ok(Tiling { window, ..tiling });
                 }
@@ -86,6 +83,23 @@ pub fn fit_window(
     }
     let error = first_error.unwrap_or_else(|| EngineError::Other("no inference window was probed".into()));
     Err(naming_windows(error, tiling.window, probed(tiling.window), &candidates[1..]))
+}
+
+/// The windows to probe, smallest growth first: `window` itself, then `window` rounded up
+/// on every axis to a multiple of 2, 4, 8, … (each axis at most to its `multiple`, the
+/// training window's divisor), each distinct window once. Full-extent axes (0) stay 0.
+fn enlargements(window: [usize; 3], multiple: [usize; 3]) -> Vec<[usize; 3]> {
+    let mut windows = vec![window];
+    let largest = multiple.iter().copied().max().unwrap_or(1);
+    let mut step = 2;
+    while step <= largest {
+        let next: [usize; 3] = std::array::from_fn(|a| window[a].next_multiple_of(step.min(multiple[a])));
+        if !windows.contains(&next) {
+            windows.push(next);
+        }
+        step *= 2;
+    }
+    windows
 }
 
 /// Runs one zero window of `window` `(i, j, k)` through `predictor` and checks its output
@@ -126,5 +140,23 @@ fn naming_windows(error: EngineError, window: [usize; 3], probed: [usize; 3], en
     EngineError::Plugin {
         context: format!("{context} on the inference window {window:?}{tried} (i, j, k; `{WINDOW_KEY}`{probed})"),
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enlargements;
+
+    #[test]
+    fn enlargements_grow_as_little_as_possible_first() {
+        // 104 (NiftyNet's unet_config.ini) trained at 96 (divisor 32): 104 is already a
+        // multiple of 2, 4 and 8, so 112 (16) then 128 (32).
+        assert_eq!(enlargements([104, 104, 104], [32, 32, 32]), vec![[104; 3], [112; 3], [128; 3]]);
+        // Full-extent axes stay 0; each axis stops at its own divisor.
+        assert_eq!(enlargements([0, 0, 3], [32, 32, 4]), vec![[0, 0, 3], [0, 0, 4]]);
+        assert_eq!(
+            enlargements([20, 18, 24], [16, 16, 16]),
+            vec![[20, 18, 24], [20, 20, 24], [24, 24, 24], [32, 32, 32]]
+        );
     }
 }
