@@ -225,7 +225,11 @@ pub const NIFTYNET_KEYS: &[NiftyNetKey] = &[
         Convert("network.name (NiftyNet's names and module paths mapped; nonewnet: dynunet with its topology)", network_name),
     ),
     key("network", "activation_function", Convert("network.params.activation", activation)),
-    key("network", "batch_size", Same("network.batch_size")),
+    key(
+        "network",
+        "batch_size",
+        Convert("network.batch_size and inference.batch_size (NiftyNet's grid sampler batches by it too)", batch_size),
+    ),
     key(
         "network",
         "smaller_final_batch_mode",
@@ -812,6 +816,16 @@ fn activation(_: &Context, raw: &str) -> Outcome {
 
 fn reg_type(_: &Context, raw: &str) -> Outcome {
     Outcome::set(vec![("training.weight_decay_norm", Value::String(unquote(raw).to_ascii_lowercase()))])
+}
+
+fn batch_size(_: &Context, raw: &str) -> Outcome {
+    match unquote(raw).parse::<u64>() {
+        Ok(b) if b > 0 => {
+            let b = Value::Integer(b as i64);
+            Outcome::set(vec![("network.batch_size", b.clone()), ("inference.batch_size", b)])
+        }
+        _ => Outcome::invalid(format!("must be a positive number of windows, got `{raw}`")),
+    }
 }
 
 fn queue_length(ctx: &Context, raw: &str) -> Outcome {

@@ -200,6 +200,10 @@ fn translations_of_the_specification_examples() {
     assert_eq!(pairs("network", "reg_type"), one("training.weight_decay_norm", "\"l1\""));
     assert_eq!(pairs("network", "volume_padding_size"), one("network.volume_padding_size", "[21, 21, 21]"));
     assert_eq!(pairs("network", "queue_length"), one("training.queue_length", "5"), "20 windows / batch 4");
+    // NiftyNet's grid sampler batches inference windows by [NETWORK] batch_size too.
+    let batch =
+        vec![("network.batch_size".to_owned(), "4".to_owned()), ("inference.batch_size".to_owned(), "4".to_owned())];
+    assert_eq!(pairs("network", "batch_size"), batch);
     assert_eq!(pairs("network", "multimod_foreground_type"), one("network.multimod_foreground_type", "\"or\""));
     assert_eq!(
         pairs("network", "foreground_type"),
