@@ -301,7 +301,7 @@ impl WindowSampler {
                 if !self.is_foreground_window(g) {
                     return self.uniform_corner(v.dims, rng);
                 }
-                let count = index.counts()[0];
+                let count = index.count(0);
                 if count == 0 {
                     let mut warned = self.warned_no_foreground.lock().unwrap_or_else(|e| e.into_inner());
                     if warned.insert(v.id.clone()) {

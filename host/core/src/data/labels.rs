@@ -181,21 +181,26 @@ impl ClassIndex {
         &self.before[group * (self.blocks + 1)..(group + 1) * (self.blocks + 1)]
     }
 
+    /// The number of voxels of `group` (0 for a group past the last).
+    pub fn count(&self, group: usize) -> usize {
+        if group >= self.groups {
+            return 0;
+        }
+        self.run(group)[self.blocks] as usize
+    }
+
     /// The number of voxels of each group.
     pub fn counts(&self) -> Vec<usize> {
-        (0..self.groups).map(|g| self.run(g)[self.blocks] as usize).collect()
+        (0..self.groups).map(|g| self.count(g)).collect()
     }
 
     /// The voxel index of the `r`-th voxel of `group` in index order (`r` below its
     /// count), or `None`.
     pub fn nth(&self, labels: &LabelVolume, group: usize, r: usize) -> Option<usize> {
-        if group >= self.groups {
+        if r >= self.count(group) {
             return None;
         }
         let run = self.run(group);
-        if r >= run[self.blocks] as usize {
-            return None;
-        }
         // The last block whose preceding count is <= r holds the voxel.
         let block = run.partition_point(|&n| n as usize <= r) - 1;
         let mut left = r - run[block] as usize;
@@ -279,6 +284,8 @@ mod tests {
             let lists: Vec<Vec<usize>> = (0..4).map(|c| (0..n).filter(|&i| class(i) == c).collect()).collect();
             assert_eq!(index.counts(), lists.iter().map(Vec::len).collect::<Vec<_>>());
             assert_eq!(index.counts()[2], 0);
+            // A group past the last has no voxel.
+            assert_eq!((index.count(4), index.nth(&labels, 4, 0)), (0, None));
             for (c, list) in lists.iter().enumerate() {
                 for (r, &i) in list.iter().enumerate() {
                     assert_eq!(index.nth(&labels, c, r), Some(i), "class {c}, r {r}");
