@@ -6,8 +6,8 @@ use niftyhost::data::ChannelLayout;
 use niftyhost::engine::inference::output::OutputKind;
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::{
-    mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, InferenceOptions, InferencePrecision,
-    Postprocess, Predicted, Predictor, Region, Store, Tiling,
+    memory, mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, Concurrency, InferenceOptions,
+    InferencePrecision, Postprocess, Predicted, Predictor, Region, Store, Tiling, WindowMemory,
 };
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
@@ -243,6 +243,7 @@ fn options(batch_size: usize, compute: Compute) -> InferenceOptions {
         workers: 1,
         worker_threads: 1,
         foreground_margin: None,
+        window_memory: None,
     }
 }
 
@@ -290,6 +291,20 @@ fn constant_windows_share_one_pass_and_workers_blend_what_one_predictor_blends()
     assert_eq!(two.helpers.len(), 1, "the replicas come back after the volume");
     let max = reference.iter().zip(&parallel).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-5, "workers differ by {max}");
+    // Measured, a window of 8³ costs at least twice its float32 output, and three per
+    // batch on two workers fit this machine.
+    let configured = Concurrency { batch: 3, workers: 2 };
+    let measured = memory::measure(&mut two, [8, 8, 8], 1, configured, Device::Cpu).unwrap();
+    assert!(measured.host_per_voxel >= 2.0 * 3.0 * 4.0, "{measured:?}");
+    assert_eq!((measured.voxels, measured.fitted), (512, configured));
+    // Windows too large for the memory run one at a time, on one worker, blending the same.
+    let tight = WindowMemory { host_per_voxel: 1e18, host_usable: Some(1 << 30), ..measured };
+    assert_eq!(tight.fit([8, 8, 8], configured), Concurrency { batch: 1, workers: 1 });
+    let opts = InferenceOptions { window_memory: Some(tight), ..options(3, Compute::default()) };
+    let one_at_a_time = float(predict_volume(&mut two, &v, &opts, Store::Float, Device::Cpu).unwrap());
+    assert_eq!(two.helpers.len(), 1, "the unused replica stays");
+    let max = reference.iter().zip(&one_at_a_time).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-5, "one window at a time differs by {max}");
     // bf16 channels-last passes stay close to float32.
     let fast = Compute { precision: InferencePrecision::Bf16, channels_last: true };
     let mut bf = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, fast);

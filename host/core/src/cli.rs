@@ -132,12 +132,18 @@ pub struct InferenceArgs {
 }
 
 impl InferenceArgs {
-    /// The job's overrides with `--shard` before `--set`, so `--set` wins.
+    /// The job's overrides with `--shard` before `--set`, so `--set` wins; `--batch-size`
+    /// sets the inference batch, `inference.batch_size`.
     ///
     /// # Errors
     /// As [`JobArgs::overrides`].
     pub fn overrides(&self) -> Result<Overrides, ConfigError> {
         let mut overrides = self.job.overrides()?;
+        for (flag, key, _) in &mut overrides.cli {
+            if flag == "--batch-size" {
+                "inference.batch_size".clone_into(key);
+            }
+        }
         if let Some(shard) = &self.shard {
             let value = toml::Value::String(shard.clone()).to_string();
             overrides.cli.insert(0, ("--shard".to_owned(), "inference.shard".to_owned(), value));
@@ -315,7 +321,8 @@ pub struct JobArgs {
     /// Set any key: `--set training.lr=0.01` (repeatable; values are TOML literals).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Shortcut for `network.batch_size` (NiftyNet's `--batch_size` too).
+    /// Shortcut for `network.batch_size`; for `inference`, `inference.batch_size` (as
+    /// NiftyNet's `--batch_size`, which is accepted too).
     #[arg(long, alias = "batch_size")]
     pub batch_size: Option<usize>,
     /// Shortcut for `training.lr`.
@@ -389,5 +396,35 @@ impl JobArgs {
             cli.push((format!("--set {s}"), k, v));
         }
         Ok(Overrides { cli, ..Overrides::default() }.with_env(std::env::vars()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// The keys `args` (after `niftyhost`) set, in order, with their values.
+    fn keys(args: &[&str]) -> Vec<(String, String)> {
+        let cli = Cli::try_parse_from(std::iter::once("niftyhost").chain(args.iter().copied())).unwrap();
+        let overrides = match &cli.command {
+            Command::Train(t) => t.job.overrides(),
+            Command::Inference(i) => i.overrides(),
+            other => panic!("not a job of this test: {other:?}"),
+        };
+        overrides.unwrap().cli.into_iter().map(|(_, k, v)| (k, v)).collect()
+    }
+
+    #[test]
+    fn batch_size_is_the_training_batch_for_train_and_the_inference_batch_for_inference() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(keys(&["train", "--batch-size", "3"]), vec![pair("network.batch_size", "3")]);
+        assert_eq!(keys(&["inference", "--batch_size", "5"]), vec![pair("inference.batch_size", "5")]);
+        // `--set` still comes last and wins.
+        assert_eq!(
+            keys(&["inference", "--batch-size", "5", "--set", "inference.batch_size=2"]),
+            vec![pair("inference.batch_size", "5"), pair("inference.batch_size", "2")]
+        );
     }
 }

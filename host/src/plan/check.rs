@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::Settings;
 use crate::data::ChannelLayout;
 use crate::engine::Model;
+use crate::memory::PeakProbe;
 use crate::plugins::Registry;
 
 /// What one forward/backward pass took.
@@ -19,35 +20,6 @@ pub struct Measured {
     pub seconds: f64,
     /// Bytes the pass used at its peak, when they could be measured.
     pub peak_bytes: Option<u64>,
-}
-
-/// Free and total memory of the current CUDA device, from the CUDA runtime libtorch
-/// loaded (`None` without it).
-pub fn cuda_memory() -> Option<(u64, u64)> {
-    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> libc::c_int;
-    // SAFETY: dlsym with RTLD_DEFAULT only looks the name up; a C string.
-    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"cudaMemGetInfo".as_ptr()) };
-    if f.is_null() {
-        return None;
-    }
-    // SAFETY: cudaMemGetInfo has this C signature and writes two size_t.
-    let f: MemGetInfo = unsafe { std::mem::transmute::<*mut libc::c_void, MemGetInfo>(f) };
-    let (mut free, mut total) = (0usize, 0usize);
-    // SAFETY: both pointers are valid for writes.
-    let rc = unsafe { f(&mut free, &mut total) };
-    (rc == 0).then_some((free as u64, total as u64))
-}
-
-/// The peak resident set of this process (VmHWM), bytes.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
-}
-
-/// Resets the peak resident set to the current one (Linux `clear_refs` 5).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// One planned training step to try: the network of `settings` on `device`, `batch`
@@ -75,15 +47,9 @@ impl Trial<'_> {
     /// cannot take): the message says which.
     pub fn forward_backward(&self) -> Result<Measured, String> {
         let (mut model, shape) = self.model()?;
-        let cuda = matches!(self.device, Device::Cuda(_));
-        let free_before = if cuda { cuda_memory().map(|m| m.0) } else { None };
-        let rss_before = if !cuda && reset_peak_rss() { peak_rss() } else { None };
+        let probe = PeakProbe::start(matches!(self.device, Device::Cuda(_)));
         let result = timed_pass(&mut model, shape, self.device);
-        let peak_bytes = match (free_before, rss_before) {
-            (Some(before), _) => cuda_memory().map(|(free, _)| before.saturating_sub(free)),
-            (None, Some(before)) => peak_rss().map(|p| p.saturating_sub(before)),
-            _ => None,
-        };
+        let peak_bytes = probe.peak_bytes();
         drop(model);
         result.map(|seconds| Measured { seconds, peak_bytes })
     }

@@ -132,7 +132,7 @@ fn budget(args: &PlanArgs, gpu: bool) -> (u64, String) {
         return (gib(g), format!("--memory-gb {g}"));
     }
     if gpu {
-        if let Some((_, total)) = check::cuda_memory() {
+        if let Some((_, total)) = crate::memory::cuda_memory() {
             return (total, "the GPU's memory".into());
         }
     }

@@ -254,8 +254,12 @@ impl ConvBlock {
         } else {
             // The normalised maps are a fresh tensor that no backward pass reads (the
             // norms and the convolution keep their inputs): outside training, ReLU runs
-            // in place.
-            self.activation.forward_owned(self.norm.forward_t(&self.conv.forward(x), train), !train)
+            // in place. The convolution's maps go before the activation's are made (in
+            // training the norm's backward pass keeps them anyway).
+            let convolved = self.conv.forward(x);
+            let normalised = self.norm.forward_t(&convolved, train);
+            drop(convolved);
+            self.activation.forward_owned(normalised, !train)
         }
     }
 }
@@ -287,6 +291,16 @@ impl ConvStack {
     /// # Shapes
     /// `[N, channels[0], *S]` → `[N, channels[last], *S']`
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.0.iter().fold(x.shallow_clone(), |h, b| b.forward_t(&h, train))
+        self.forward_owned(x.shallow_clone(), train)
+    }
+
+    /// Runs the blocks on `x`, which goes as soon as the first block has run (unless the
+    /// caller or a backward pass holds it too): each block's input is freed once its
+    /// output is made.
+    ///
+    /// # Shapes
+    /// As [`ConvStack::forward_t`].
+    pub fn forward_owned(&self, x: Tensor, train: bool) -> Tensor {
+        self.0.iter().fold(x, |h, b| b.forward_t(&h, train))
     }
 }

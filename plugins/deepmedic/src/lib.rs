@@ -81,10 +81,14 @@ impl DeepMedic {
     fn valid_forward(&self, x: &Tensor, train: bool) -> Tensor {
         let out: Vec<i64> = x.size()[2..].iter().map(|s| s - PATHWAY_SHRINK * self.d_factor).collect();
         let normal_in: Vec<i64> = out.iter().map(|s| s + PATHWAY_SHRINK).collect();
-        let normal = self.normal.forward_t(&centre_crop(x, &normal_in), train);
-        let coarse = self.subsampled.forward_t(&self.subsample.forward(x), train);
-        let both = Tensor::cat(&[&normal, &self.upsample.forward(&coarse)], 1);
-        self.classifier.forward(&self.fully_connected.forward_t(&both, train))
+        // Each map goes as soon as the next is made: at 195³ windows with 160 classes
+        // (NiftyNet's deepmedic_config.ini) every one of the last layers' is gigabytes.
+        let both = {
+            let normal = self.normal.forward_t(&centre_crop(x, &normal_in), train);
+            let coarse = self.upsample.forward(&self.subsampled.forward_t(&self.subsample.forward(x), train));
+            Tensor::cat(&[&normal, &coarse], 1)
+        };
+        self.classifier.forward(&self.fully_connected.forward_owned(both, train))
     }
 }
 

@@ -301,6 +301,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("system.seed", "--seed"),
     ("system.devices", "--devices"),
     ("inference.shard", "--shard"),
+    ("inference.batch_size", "--batch-size"),
     ("evaluation.seg_dir", "--seg-dir"),
     ("evaluation.ref_dir", "--ref-dir"),
     ("evaluation.output_csv", "--out"),

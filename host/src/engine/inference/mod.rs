@@ -1,5 +1,6 @@
 //! Sliding-window inference: windows on a grid with overlap ([`tiling`]; a window the
-//! network does not take is enlarged before any volume is read, [`fit`]) over the
+//! network does not take is enlarged before any volume is read, [`fit`]; as many run at
+//! once as fit in memory, [`memory`](mod@memory)) over the
 //! foreground's bounding box ([`foreground`]), run in batches on one or more workers
 //! (`pipeline`) through a [`predictor`](mod@predictor) (an ensemble of models with
 //! test-time mirroring, [`tta`]), blended with constant or Gaussian weights ([`blend`])
@@ -15,6 +16,7 @@ pub mod compute;
 pub mod fit;
 pub mod foreground;
 pub mod job;
+pub mod memory;
 pub mod output;
 mod pipeline;
 pub mod postprocess;
@@ -31,6 +33,7 @@ pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
 pub use self::compute::{Compute, InferencePrecision, PrecisionOnDevice};
 pub use self::fit::fit_window;
+pub use self::memory::{Concurrency, WindowMemory};
 pub use self::foreground::Region;
 pub use self::output::{OutputKind, OutputStore};
 use self::pipeline::{Batches, Blender};
@@ -103,6 +106,9 @@ pub struct InferenceOptions {
     /// Run windows only over the foreground's bounding box widened by this many voxels
     /// ([`foreground`]), the rest being class 0; `None` runs them over the whole volume.
     pub foreground_margin: Option<usize>,
+    /// What one window costs in memory, once measured ([`memory::measure`]): the
+    /// windows run at once are then as many as fit; `None` runs them as configured.
+    pub window_memory: Option<WindowMemory>,
 }
 
 impl InferenceOptions {
@@ -158,6 +164,7 @@ impl InferenceOptions {
             // Logits have no value that means "background": they run every window.
             foreground_margin: (inf.crop_to_foreground && output != OutputKind::Logits)
                 .then_some(inf.foreground_margin),
+            window_memory: None,
         })
     }
 }
@@ -196,7 +203,11 @@ pub fn predict_volume(
     store: Store,
     device: Device,
 ) -> Result<Predicted, EngineError> {
-    let tiling = &options.tiling.for_volume(volume.dims);
+    let mut tiling = options.tiling.for_volume(volume.dims);
+    let configured = Concurrency { batch: tiling.batch_size, workers: 1 + predictor.helpers.len() };
+    let at_once = options.window_memory.map_or(configured, |m| m.fit(tiling.window, configured));
+    tiling.batch_size = at_once.batch;
+    let tiling = &tiling;
     let kept = tiling.kept();
     let region = match options.foreground_margin {
         None => Some(Region::whole(volume.dims)),
@@ -215,7 +226,7 @@ pub fn predict_volume(
     let mut blender = Blender::new(agg, tiling, options.num_classes);
     let batches = Batches::new(volume, tiling, &grid);
     let target = pipeline::Target { device, num_classes: options.num_classes, border: tiling.border };
-    let network = pipeline::run(predictor, batches, &mut blender, target)?;
+    let network = pipeline::run(predictor, batches, &mut blender, target, at_once.workers)?;
     Ok(Predicted { volume: blender.into_volume()?, windows: grid.len(), network_seconds: network.as_secs_f64() })
 }
 
@@ -263,19 +274,27 @@ pub fn segment_subject(
     Ok((windows, network_seconds))
 }
 
-/// The tiling of `options` with a window the predictor takes ([`fit_window`]), probed
-/// with the channels its models take (one per image section when they record none).
+/// Fits `options` to the predictor before any volume is read: a window it takes
+/// ([`fit_window`]), and what one such window costs in memory ([`memory::measure`]),
+/// probed with the channels its models take (one per image section when they record
+/// none).
 ///
 /// # Errors
-/// As [`fit_window`].
-fn fitted_tiling(
+/// As [`fit_window`] and [`memory::measure`].
+fn fit_to_predictor(
     settings: &Settings,
     predictor: &mut Predictor,
-    options: &InferenceOptions,
+    options: &mut InferenceOptions,
     device: Device,
-) -> Result<Tiling, EngineError> {
+) -> Result<(), EngineError> {
     let channels = predictor.channels().map_or(settings.segmentation.image.len(), |c| c.total());
-    fit_window(predictor, options, channels, settings.train_window(), device)
+    let train_window = settings.train_window();
+    options.tiling = fit_window(predictor, options, channels, train_window, device)?;
+    let window = options.tiling.window;
+    let measured: [usize; 3] = std::array::from_fn(|a| if window[a] == 0 { train_window[a] } else { window[a] });
+    let configured = Concurrency { batch: options.tiling.batch_size, workers: 1 + predictor.helpers.len() };
+    options.window_memory = Some(memory::measure(predictor, measured, channels, configured, device)?);
+    Ok(())
 }
 
 /// Segments one subject given by its image files (one per modality; a 4D file gives
@@ -303,7 +322,7 @@ pub fn infer_files(
             images.len()
         ))));
     }
-    options.tiling = fitted_tiling(settings, predictor, &options, device)?;
+    fit_to_predictor(settings, predictor, &mut options, device)?;
     let started = std::time::Instant::now();
     let id = out
         .file_name()
@@ -332,7 +351,7 @@ pub fn infer(settings: &Settings, registry: &Registry, base_dir: &Path) -> Resul
     let device = crate::torch::single_device(&settings.device_names())?;
     let mut options = InferenceOptions::from_settings(settings)?;
     let mut predictor = predictor(settings, registry, device)?;
-    options.tiling = fitted_tiling(settings, &mut predictor, &options, device)?;
+    fit_to_predictor(settings, &mut predictor, &mut options, device)?;
     let cohort: Vec<_> = held_out_subjects(settings, base_dir, false)?.into_iter().map(|h| h.subject).collect();
     let total = cohort.len();
     let subjects = shard.select(cohort, |s| s.id.as_str());

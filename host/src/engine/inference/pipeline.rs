@@ -259,7 +259,8 @@ fn run_batch(
 }
 
 /// Runs every batch through `predictor` (on its workers' threads too, when it has
-/// helpers) and blends the outputs in grid order. Returns the time spent in forward
+/// helpers and `workers` > 1: at most `workers` batches at once) and blends the outputs
+/// in grid order. Returns the time spent in forward
 /// passes, summed over the workers.
 ///
 /// # Errors
@@ -270,9 +271,10 @@ pub(super) fn run(
     batches: Batches<'_>,
     blender: &mut Blender,
     target: Target,
+    workers: usize,
 ) -> Result<Duration, EngineError> {
-    if !predictor.helpers.is_empty() {
-        return run_on_workers(predictor, batches, blender, target);
+    if workers > 1 && !predictor.helpers.is_empty() {
+        return run_on_workers(predictor, batches, blender, target, workers);
     }
     let mut network = Duration::ZERO;
     for batch in batches {
@@ -337,21 +339,22 @@ fn stopped() -> EngineError {
     EngineError::Other("the inference workers stopped".into())
 }
 
-/// [`run`] with one thread per worker (`predictor` and its helpers) running batches
-/// while this thread cuts windows and blends outputs in grid order.
+/// [`run`] with one thread per worker (`predictor` and its first `workers - 1` helpers)
+/// running batches while this thread cuts windows and blends outputs in grid order.
 fn run_on_workers(
     predictor: &mut Predictor,
     batches: Batches<'_>,
     blender: &mut Blender,
     target: Target,
+    workers: usize,
 ) -> Result<Duration, EngineError> {
     let threads = predictor.worker_threads;
     let mut helpers = std::mem::take(&mut predictor.helpers);
-    let workers = 1 + helpers.len();
+    let workers = workers.min(1 + helpers.len());
     let result = std::thread::scope(|scope| -> Result<Duration, EngineError> {
         let (jobs, job_rx) = crossbeam_channel::unbounded::<(usize, Vec<f32>, [i64; 5])>();
         let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
-        for p in std::iter::once(&mut *predictor).chain(helpers.iter_mut()) {
+        for p in std::iter::once(&mut *predictor).chain(helpers.iter_mut().take(workers - 1)) {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             scope.spawn(move || {
                 crate::torch::with_torch_threads(threads, || {

@@ -1,0 +1,237 @@
+//! Fitting the windows run at once to memory. The configured batch and workers say how
+//! many windows run at the same time (`inference.batch_size` per worker); NiftyNet files
+//! take the training batch for it (`batch_size = 128` in its `deepmedic_config.ini`,
+//! whose 195³ inference windows with 160 classes take gigabytes each). Before any volume
+//! is read, one window of the fitted size runs alone while its peak memory is measured
+//! ([`measure`]); each volume then runs at most as many windows at once as fit in 80 % of
+//! the memory available before it (fewer windows per batch first, then fewer workers), with a
+//! warning naming the keys when that is fewer than configured. A window that does not fit
+//! alone fails as it is measured, with an error naming the window and its key.
+//!
+//! What a window costs is counted per voxel of its input, so that windows that take a
+//! volume's full extent (0 in `inference.spatial_window_size`) are costed at their size
+//! for each volume:
+//! - on the CPU, the pass's peak (libtorch's activations, the output) and twice its
+//!   float32 output (the copy the blending reads and the batch waiting to be blended);
+//! - on a GPU, the pass's peak in device memory, and twice the output in host memory.
+//!
+//! Where the windows at once take more than half the memory, large blocks get pages of
+//! their own ([`memory::map_large_blocks`]).
+
+use tch::{Device, Kind, Tensor};
+
+use super::super::EngineError;
+use super::predictor::Predictor;
+use crate::memory::{self, PeakProbe};
+
+/// The fraction of the available memory that the windows run at once may take.
+const USABLE: f64 = 0.8;
+
+/// The share of the usable memory above which the windows at once take large blocks
+/// on their own pages ([`memory::map_large_blocks`]): a heap that keeps freed memory
+/// fragments under blocks of gigabytes.
+const TIGHT: f64 = 0.5;
+
+/// The configuration keys that set how many windows run at once.
+const KEYS: &str = "`inference.batch_size` (windows per batch) and `inference.workers`";
+
+/// What one inference window costs, measured on a window of the fitted size, and the
+/// memory the windows may take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowMemory {
+    /// Host bytes per voxel of the input window.
+    pub host_per_voxel: f64,
+    /// Device bytes per voxel of the input window (on a GPU).
+    pub device_per_voxel: Option<f64>,
+    /// Host memory the windows may take (80 % of what was available before the
+    /// measurement), bytes; `None` where it is not known.
+    pub host_usable: Option<u64>,
+    /// Device memory the windows may take (80 % of what was free before the measurement,
+    /// on a GPU), bytes.
+    pub device_usable: Option<u64>,
+    /// Voxels of the window measured.
+    pub voxels: usize,
+    /// The windows at once chosen for the measured window ([`WindowMemory::fit`] warns
+    /// again only below it).
+    pub fitted: Concurrency,
+}
+
+/// How many windows run at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    /// Windows per batch.
+    pub batch: usize,
+    /// Workers, each running its own batch.
+    pub workers: usize,
+}
+
+impl Concurrency {
+    /// Windows in memory at once.
+    pub fn windows(&self) -> usize {
+        self.batch * self.workers
+    }
+}
+
+/// At most `configured` windows at once, as many as `fit` (at least one): fewer windows
+/// per batch first, then fewer workers.
+pub fn limit(configured: Concurrency, fit: usize) -> Concurrency {
+    let fit = fit.max(1);
+    if configured.windows() <= fit {
+        return configured;
+    }
+    let batch = (fit / configured.workers).max(1).min(configured.batch);
+    let workers = (fit / batch).clamp(1, configured.workers);
+    Concurrency { batch, workers }
+}
+
+/// The part of `bytes` the windows may take.
+fn usable(bytes: u64) -> u64 {
+    (bytes as f64 * USABLE) as u64
+}
+
+/// Host memory the windows may take now: 80 % of the smaller of the system's available
+/// memory and the memory budget ([`crate::budget`]); `None` where neither is known.
+fn host_usable() -> Option<u64> {
+    let budget = crate::budget::budget().ok().map(|b| b.bytes);
+    [memory::available(), budget].into_iter().flatten().min().map(usable)
+}
+
+/// Measures the memory of one zero window of `window` `(i, j, k)` with `channels` input
+/// channels through `predictor` on `device`, and the windows at once that fit for it out
+/// of `configured`, warning when that is fewer.
+///
+/// # Shapes
+/// The window runs as `[1, channels, wk, wj, wi]`.
+///
+/// # Errors
+/// The predictor's error; when it ran out of memory, the message says that one window
+/// of `window` does not fit and names `inference.spatial_window_size`.
+pub fn measure(
+    predictor: &mut Predictor,
+    window: [usize; 3],
+    channels: usize,
+    configured: Concurrency,
+    device: Device,
+) -> Result<WindowMemory, EngineError> {
+    let [i, j, k] = window.map(|w| w as i64);
+    let cuda = matches!(device, Device::Cuda(_));
+    // Before the pass: the memory it frees stays with malloc (or libtorch's caching
+    // allocator) and is reused by the windows, but no longer counts as available.
+    let host_usable = host_usable();
+    let probe = PeakProbe::start(cuda);
+    let x = Tensor::zeros([1, channels as i64, k, j, i], (Kind::Float, device));
+    let out = predictor.probe(&x, true).map_err(|e| out_of_memory_hint(e, window))?;
+    let peak = probe.peak_bytes().unwrap_or(0) as f64;
+    drop(x);
+    let out_bytes = (out.numel() * 4) as f64;
+    let voxels = window.iter().product::<usize>().max(1);
+    let per_voxel = |bytes: f64| bytes / voxels as f64;
+    let mut measured = WindowMemory {
+        host_per_voxel: per_voxel(if cuda { 2.0 * out_bytes } else { peak + 2.0 * out_bytes }),
+        device_per_voxel: cuda.then(|| per_voxel(peak)),
+        host_usable,
+        device_usable: probe.cuda_free_before().map(usable),
+        voxels,
+        fitted: configured,
+    };
+    measured.fitted = measured.concurrency(voxels, configured);
+    if measured.fitted != configured {
+        warn_lowered(&measured, window, configured, measured.fitted);
+    }
+    let (host_bytes, _) = measured.bytes(voxels);
+    let at_once = (host_bytes as f64) * measured.fitted.windows() as f64;
+    if measured.host_usable.is_some_and(|usable| at_once > TIGHT * usable as f64) {
+        tracing::debug!(at_once_mb = (at_once as u64) >> 20, "the windows take most of the memory: large blocks are mapped on their own");
+        memory::map_large_blocks();
+    }
+    Ok(measured)
+}
+
+impl WindowMemory {
+    /// Windows at once of `voxels` each that fit in memory now, out of `configured`.
+    pub fn concurrency(&self, voxels: usize, configured: Concurrency) -> Concurrency {
+        let fits = |usable: Option<u64>, per_voxel: Option<f64>| match (usable, per_voxel) {
+            (Some(usable), Some(per_voxel)) if per_voxel > 0.0 => {
+                (usable as f64 / (per_voxel * voxels as f64)).floor() as usize
+            }
+            _ => usize::MAX,
+        };
+        let fit = fits(self.host_usable, Some(self.host_per_voxel)).min(fits(self.device_usable, self.device_per_voxel));
+        limit(configured, fit)
+    }
+
+    /// The windows at once for a volume whose windows are `window` `(i, j, k)` (the
+    /// measured size, or larger on full-extent axes), warning when that is fewer than
+    /// both `configured` and what the measured window got.
+    pub fn fit(&self, window: [usize; 3], configured: Concurrency) -> Concurrency {
+        let voxels = window.iter().product::<usize>();
+        let chosen = self.concurrency(voxels, configured);
+        if chosen != configured && chosen.windows() < self.fitted.windows() {
+            warn_lowered(self, window, configured, chosen);
+        }
+        chosen
+    }
+
+    /// Bytes per window of `voxels`: host, and device on a GPU.
+    fn bytes(&self, voxels: usize) -> (u64, Option<u64>) {
+        let of = |per_voxel: f64| (per_voxel * voxels as f64) as u64;
+        (of(self.host_per_voxel), self.device_per_voxel.map(of))
+    }
+}
+
+/// Warns that fewer windows run at once than configured, and why.
+fn warn_lowered(memory: &WindowMemory, window: [usize; 3], configured: Concurrency, chosen: Concurrency) {
+    let (host, device) = memory.bytes(window.iter().product());
+    tracing::warn!(
+        ?window,
+        window_host_mb = host >> 20,
+        window_device_mb = device.map(|d| d >> 20),
+        host_usable_mb = memory.host_usable.map(|u| u >> 20),
+        device_usable_mb = memory.device_usable.map(|u| u >> 20),
+        from_batch = configured.batch,
+        from_workers = configured.workers,
+        to_batch = chosen.batch,
+        to_workers = chosen.workers,
+        "fewer inference windows at once than {KEYS} ask for: that many do not fit in 80 % of the memory \
+         available (measured on one window; NIFTYHOST_MEMORY_BUDGET bounds it)"
+    );
+}
+
+/// `error` with a hint when it says the pass ran out of memory.
+fn out_of_memory_hint(error: EngineError, window: [usize; 3]) -> EngineError {
+    let EngineError::Plugin { context, error } = error else { return error };
+    let message = error.message.to_ascii_lowercase();
+    let oom = ["out of memory", "can't allocate memory", "cannot allocate memory"].iter().any(|m| message.contains(m));
+    if !oom {
+        return EngineError::Plugin { context, error };
+    }
+    EngineError::Plugin {
+        context: format!(
+            "{context}: one inference window of {window:?} (i, j, k) does not fit in memory on its own; \
+             a smaller `inference.spatial_window_size` does"
+        ),
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{limit, Concurrency};
+
+    const fn c(batch: usize, workers: usize) -> Concurrency {
+        Concurrency { batch, workers }
+    }
+
+    #[test]
+    fn fewer_windows_per_batch_first_then_fewer_workers() {
+        assert_eq!(limit(c(4, 2), 8), c(4, 2));
+        assert_eq!(limit(c(4, 2), 100), c(4, 2));
+        assert_eq!(limit(c(4, 2), 7), c(3, 2));
+        assert_eq!(limit(c(4, 2), 2), c(1, 2));
+        assert_eq!(limit(c(4, 2), 1), c(1, 1));
+        assert_eq!(limit(c(128, 1), 3), c(3, 1));
+        assert_eq!(limit(c(1, 4), 3), c(1, 3));
+        // One window always runs: what does not fit alone failed when it was measured.
+        assert_eq!(limit(c(128, 2), 0), c(1, 1));
+    }
+}
