@@ -2,7 +2,7 @@
 //! CLI, as a user runs it.
 
 use niftyhost::io::read_volume;
-use niftyhost_tests::{plugin_dir, repo_root, run, text, tissue_config, workspace_plugin};
+use niftyhost_tests::{niftyhost_bin, plugin_dir, repo_root, run, text, tissue_config, workspace_plugin};
 
 #[test]
 fn unet3d_trains_segments_in_the_input_geometry_and_reaches_a_real_dice() {
@@ -36,6 +36,23 @@ fn unet3d_trains_segments_in_the_input_geometry_and_reaches_a_real_dice() {
     assert_eq!(seg.affine, input.affine);
     assert_eq!(h.datatype, 2, "labels are stored as uint8");
     assert!(seg.data.iter().all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
+
+    // With memory for fewer windows than 4 per batch on each worker, fewer run at once
+    // (said in a warning) and the segmentation is the same. 24 MB: the largest volume
+    // buffer fits; eight 64³ windows, each at least twice its 3-class float output, do not.
+    let out = std::process::Command::new(niftyhost_bin())
+        .args(["inference", "-c", c, "--set", "inference.output_dir=\"tight\""])
+        .current_dir(dir.path())
+        .env_remove("NIFTYHOST_PLUGIN_PATH")
+        .env("NIFTYHOST_MEMORY_BUDGET", "24M")
+        .output()
+        .unwrap();
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "inference under a 24 MB budget failed:\n{stderr}");
+    assert!(stderr.contains("fewer inference windows at once"), "{stderr}");
+    assert!(stderr.contains("to_batch=1"), "{stderr}");
+    let tight = read_volume(&dir.path().join("tight/2mm_seg.nii.gz")).unwrap();
+    assert!(tight.data == seg.data, "one window at a time segments differently");
 
     // Evaluation: per-label Dice in the CSV; grey and white matter are really learned.
     // The label unit's rows (column 11, `unit`); foreground and component rows follow.
