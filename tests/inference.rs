@@ -243,6 +243,7 @@ fn options(batch_size: usize, compute: Compute) -> InferenceOptions {
         workers: 1,
         worker_threads: 1,
         foreground_margin: None,
+        resize_to_window: false,
         window_memory: None,
     }
 }
@@ -373,4 +374,35 @@ fn cropping_to_the_foreground_runs_fewer_windows_blends_the_same_inside_and_give
         predict_volume(&mut predictor, &volume(dims, vec![0.25; voxels]), &opts, Store::Labels, Device::Cpu).unwrap();
     assert_eq!(empty.windows, 0);
     assert_eq!(empty.volume, Aggregated::Labels(vec![0; voxels]));
+}
+
+#[test]
+fn resize_sampling_runs_the_volume_resized_to_one_window_and_resizes_the_scores_back() {
+    tch::manual_seed(11);
+    let dir = tempfile::tempdir().unwrap();
+    let mut predictor = Predictor::new(vec![toynet(dir.path())], mirrorings(&[]).unwrap(), false, Compute::default());
+    // 20 × 12 × 6 resized to the 8³ window: shrunk along i and j, stretched along k.
+    let dims = [20, 12, 6];
+    let voxels = 20 * 12 * 6;
+    let image = Vec::<f32>::try_from(Tensor::rand([voxels as i64], (Kind::Float, Device::Cpu))).unwrap();
+    let mut opts = options(4, Compute::default());
+    opts.resize_to_window = true;
+    opts.tiling.border = [1, 1, 1]; // not used: the whole window is kept
+    opts.foreground_margin = Some(0); // not used: the whole volume is resized
+    let got = predict_volume(&mut predictor, &volume(dims, image.clone()), &opts, Store::Float, Device::Cpu).unwrap();
+    assert_eq!(got.windows, 1);
+    let Aggregated::Float(got) = got.volume else { panic!("a float store gives floats") };
+    // The same by hand: trilinear down to 8³, class probabilities, trilinear back up.
+    let small = Tensor::from_slice(&image).view([1, 1, 6, 12, 20]).upsample_trilinear3d([8, 8, 8], false, None, None, None);
+    let scores = predictor.predict(&small).unwrap();
+    let want = scores.upsample_trilinear3d([6, 12, 20], false, None, None, None);
+    let want = Vec::<f32>::try_from(want.view([-1])).unwrap();
+    assert_eq!(got.len(), 3 * voxels);
+    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-5, "differs from resizing by hand by {max}");
+    // Labels are the arg-max of those scores.
+    let labels = predict_volume(&mut predictor, &volume(dims, image), &opts, Store::Labels, Device::Cpu).unwrap();
+    let Aggregated::Labels(labels) = labels.volume else { panic!("a label store gives labels") };
+    let argmax = |v: usize| (0..3).max_by(|&a, &b| want[a * voxels + v].total_cmp(&want[b * voxels + v])).unwrap();
+    assert!((0..voxels).all(|v| usize::from(labels[v]) == argmax(v)));
 }

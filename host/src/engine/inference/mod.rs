@@ -21,6 +21,7 @@ pub mod output;
 mod pipeline;
 pub mod postprocess;
 pub mod predictor;
+mod resize;
 pub mod tiling;
 pub mod tta;
 
@@ -45,7 +46,7 @@ pub use self::shard::Shard;
 pub use self::tiling::Tiling;
 pub use self::tta::mirrorings;
 use super::EngineError;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Settings, WindowSampling};
 use crate::data::phases::held_out_subjects;
 use crate::data::prepare::Preparation;
 use crate::data::{load_subject, LoadOptions, Subject, SubjectVolumes};
@@ -106,6 +107,10 @@ pub struct InferenceOptions {
     /// Run windows only over the foreground's bounding box widened by this many voxels
     /// ([`foreground`]), the rest being class 0; `None` runs them over the whole volume.
     pub foreground_margin: Option<usize>,
+    /// Each volume is resized to the window and run as one window, its scores resized
+    /// back ([`resize`](mod@resize)): the network trained on whole volumes resized so
+    /// (`network.window_sampling = "resize"`).
+    pub resize_to_window: bool,
     /// What one window costs in memory, once measured ([`memory::measure`]): the
     /// windows run at once are then as many as fit; `None` runs them as configured.
     pub window_memory: Option<WindowMemory>,
@@ -164,6 +169,7 @@ impl InferenceOptions {
             // Logits have no value that means "background": they run every window.
             foreground_margin: (inf.crop_to_foreground && output != OutputKind::Logits)
                 .then_some(inf.foreground_margin),
+            resize_to_window: s.network.window_sampling == WindowSampling::Resize,
             window_memory: None,
         })
     }
@@ -188,7 +194,8 @@ pub struct Predicted {
 /// voxels outside it are class 0 ([`foreground`]). Windows whose input is constant all
 /// have the same output: it is computed once per constant. With helpers
 /// ([`Predictor::with_workers`]) batches run on one thread per worker while this thread
-/// cuts windows and blends the outputs, in grid order.
+/// cuts windows and blends the outputs, in grid order. With `options.resize_to_window`
+/// the volume is resized to one window instead ([`resize`](mod@resize)).
 ///
 /// # Shapes
 /// `volume.image`: `[C, k, j, i]`; windows fed as `[N, C, wk, wj, wi]`
@@ -203,6 +210,9 @@ pub fn predict_volume(
     store: Store,
     device: Device,
 ) -> Result<Predicted, EngineError> {
+    if options.resize_to_window {
+        return resize::predict_resized(predictor, volume, options, store, device);
+    }
     let mut tiling = options.tiling.for_volume(volume.dims);
     let configured = Concurrency { batch: tiling.batch_size, workers: 1 + predictor.helpers.len() };
     let at_once = options.window_memory.map_or(configured, |m| m.fit(tiling.window, configured));
