@@ -12,6 +12,7 @@ use niftyhost::engine::inference::{
 use niftyhost::engine::Model;
 use niftyhost::metrics::components::Connectivity;
 use niftyhost::plugins::{Registry, SearchPath};
+use niftyhost_tests::fixtures::sdk_fixture;
 use niftyhost_tests::{identity_volume as volume, tissue_config, workspace_plugin};
 use tch::{Device, Kind, Tensor};
 
@@ -405,4 +406,22 @@ fn resize_sampling_runs_the_volume_resized_to_one_window_and_resizes_the_scores_
     let Aggregated::Labels(labels) = labels.volume else { panic!("a label store gives labels") };
     let argmax = |v: usize| (0..3).max_by(|&a, &b| want[a * voxels + v].total_cmp(&want[b * voxels + v])).unwrap();
     assert!((0..voxels).all(|v| usize::from(labels[v]) == argmax(v)));
+}
+
+#[test]
+fn a_batch_that_runs_out_of_memory_runs_again_in_halves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tissue_config(dir.path(), "one_window_memory", "");
+    let settings = load(Some(&config), &Overrides::default()).unwrap();
+    let reg = Registry::load(&SearchPath { files: vec![sdk_fixture("badoutput")], dirs: vec![] });
+    let channels = ChannelLayout::one_per_section(&settings.segmentation.image);
+    let model = Model::build(&reg, &settings, channels, Device::Cpu).unwrap();
+    let mut predictor = Predictor::new(vec![model], mirrorings(&[]).unwrap(), false, Compute::default());
+    // Four windows of 8³, none constant, in one batch of 4: out of memory, then two
+    // batches of 2 (out of memory), then one window at a time.
+    let v = volume([32, 8, 8], (0..2048).map(|v| v as f32 / 2048.0).collect());
+    let halved = predict_volume(&mut predictor, &v, &options(4, Compute::default()), Store::Float, Device::Cpu).unwrap();
+    assert_eq!(halved.windows, 4);
+    let one = predict_volume(&mut predictor, &v, &options(1, Compute::default()), Store::Float, Device::Cpu).unwrap();
+    assert_eq!(halved.volume, one.volume);
 }

@@ -16,7 +16,9 @@
 //! - on a GPU, the pass's peak in device memory, and twice the output in host memory.
 //!
 //! Where the windows at once take more than half the memory, large blocks get pages of
-//! their own ([`memory::map_large_blocks`]).
+//! their own ([`memory::map_large_blocks`]). A batch that runs out of memory all the same
+//! (the measurement is one pass's; a GPU's caching allocator can hide what an earlier
+//! probe left) runs again in halves ([`predict_halving`]).
 
 use tch::{Device, Kind, Tensor};
 
@@ -197,14 +199,20 @@ fn warn_lowered(memory: &WindowMemory, window: [usize; 3], configured: Concurren
     );
 }
 
+/// Whether `error` is a network's forward pass that ran out of memory (libtorch's CPU
+/// allocator or CUDA's).
+pub fn is_out_of_memory(error: &EngineError) -> bool {
+    let EngineError::Plugin { error, .. } = error else { return false };
+    let message = error.message.to_ascii_lowercase();
+    ["out of memory", "can't allocate memory", "cannot allocate memory"].iter().any(|m| message.contains(m))
+}
+
 /// `error` with a hint when it says the pass ran out of memory.
 fn out_of_memory_hint(error: EngineError, window: [usize; 3]) -> EngineError {
-    let EngineError::Plugin { context, error } = error else { return error };
-    let message = error.message.to_ascii_lowercase();
-    let oom = ["out of memory", "can't allocate memory", "cannot allocate memory"].iter().any(|m| message.contains(m));
-    if !oom {
-        return EngineError::Plugin { context, error };
+    if !is_out_of_memory(&error) {
+        return error;
     }
+    let EngineError::Plugin { context, error } = error else { return error };
     EngineError::Plugin {
         context: format!(
             "{context}: one inference window of {window:?} (i, j, k) does not fit in memory on its own; \
@@ -233,5 +241,34 @@ mod tests {
         assert_eq!(limit(c(1, 4), 3), c(1, 3));
         // One window always runs: what does not fit alone failed when it was measured.
         assert_eq!(limit(c(128, 2), 0), c(1, 1));
+    }
+}
+
+/// The predictor's output for `input`; a batch of several windows that runs out of
+/// memory runs again as two halves (each halved again as needed), with one warning per
+/// process.
+///
+/// # Shapes
+/// `[N, C, D, H, W]` → `[N, K, D', H', W']`
+///
+/// # Errors
+/// As [`Predictor::predict`]; running out of memory on one window.
+pub fn predict_halving(predictor: &mut Predictor, input: &Tensor) -> Result<Tensor, EngineError> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let n = input.size()[0];
+    match predictor.predict(input) {
+        Err(e) if n > 1 && is_out_of_memory(&e) => {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    windows = n,
+                    "a batch of inference windows ran out of memory: it runs again in halves (`inference.batch_size` \
+                     sets the batch; this is said once)"
+                );
+            }
+            let first = predict_halving(predictor, &input.narrow(0, 0, n / 2))?;
+            let second = predict_halving(predictor, &input.narrow(0, n / 2, n - n / 2))?;
+            Tensor::f_cat(&[first, second], 0).map_err(super::super::tensors::torch_error("joining the halves of a batch"))
+        }
+        result => result,
     }
 }

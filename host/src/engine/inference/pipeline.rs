@@ -248,7 +248,7 @@ fn run_batch(
     let x = Tensor::from_slice(input).f_view(shape).map_err(torch_error("shaping a batch of windows"))?;
     let x = to_device(&x, target.device, "a batch of windows")?;
     let started = std::time::Instant::now();
-    let out = predictor.predict(&x)?;
+    let out = super::memory::predict_halving(predictor, &x)?;
     let elapsed = started.elapsed();
     let dims = check_output(&out.size(), &shape, target.num_classes, target.border)?;
     let values = out
