@@ -6,7 +6,7 @@ use niftyhost::data::ChannelLayout;
 use niftyhost::engine::inference::output::OutputKind;
 use niftyhost::engine::inference::postprocess::{fill_holes, keep_largest_component, remove_small_components};
 use niftyhost::engine::inference::{
-    memory, mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, Concurrency, InferenceOptions,
+    memory, mirrorings, predict_volume, Aggregated, Aggregator, Blend, Compute, Concurrency, Cost, InferenceOptions,
     InferencePrecision, Postprocess, Predicted, Predictor, Region, Store, Tiling, WindowMemory,
 };
 use niftyhost::engine::Model;
@@ -296,11 +296,12 @@ fn constant_windows_share_one_pass_and_workers_blend_what_one_predictor_blends()
     // Measured, a window of 8³ costs at least twice its float32 output, and three per
     // batch on two workers fit this machine.
     let configured = Concurrency { batch: 3, workers: 2 };
-    let measured = memory::measure(&mut two, [8, 8, 8], 1, configured, Device::Cpu).unwrap();
-    assert!(measured.host_per_voxel >= 2.0 * 3.0 * 4.0, "{measured:?}");
+    let measured = memory::measure(&mut two, &[[8, 8, 8]], 1, configured, Device::Cpu).unwrap();
+    assert!(measured.host.per_voxel >= 2.0 * 3.0 * 4.0, "{measured:?}");
     assert_eq!((measured.voxels, measured.fitted), (512, configured));
     // Windows too large for the memory run one at a time, on one worker, blending the same.
-    let tight = WindowMemory { host_per_voxel: 1e18, host_usable: Some(1 << 30), ..measured };
+    let huge = Cost { fixed: 0.0, per_voxel: 1e18 };
+    let tight = WindowMemory { host: huge, host_usable: Some(1 << 30), ..measured };
     assert_eq!(tight.fit([8, 8, 8], configured), Concurrency { batch: 1, workers: 1 });
     let opts = InferenceOptions { window_memory: Some(tight), ..options(3, Compute::default()) };
     let one_at_a_time = float(predict_volume(&mut two, &v, &opts, Store::Float, Device::Cpu).unwrap());

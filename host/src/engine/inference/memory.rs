@@ -8,9 +8,10 @@
 //! warning naming the keys when that is fewer than configured. A window that does not fit
 //! alone fails as it is measured, with an error naming the window and its key.
 //!
-//! What a window costs is counted per voxel of its input, so that windows that take a
-//! volume's full extent (0 in `inference.spatial_window_size`) are costed at their size
-//! for each volume:
+//! What a window costs is a fixed part and a part per voxel of its input, so that windows
+//! that take a volume's full extent (0 in `inference.spatial_window_size`) are costed at
+//! their size for each volume (a second, larger window is measured to tell the two parts
+//! apart):
 //! - on the CPU, the pass's peak (libtorch's activations, the output) and twice its
 //!   float32 output (the copy the blending reads and the batch waiting to be blended);
 //! - on a GPU, the pass's peak in device memory, and twice the output in host memory.
@@ -37,25 +38,57 @@ const TIGHT: f64 = 0.5;
 /// The configuration keys that set how many windows run at once.
 const KEYS: &str = "`inference.batch_size` (windows per batch) and `inference.workers`";
 
-/// What one inference window costs, measured on a window of the fitted size, and the
+/// What one inference window costs, measured on windows of the fitted size, and the
 /// memory the windows may take.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowMemory {
-    /// Host bytes per voxel of the input window.
-    pub host_per_voxel: f64,
-    /// Device bytes per voxel of the input window (on a GPU).
-    pub device_per_voxel: Option<f64>,
+    /// Host bytes of a window.
+    pub host: Cost,
+    /// Device bytes of a window (on a GPU).
+    pub device: Option<Cost>,
     /// Host memory the windows may take (80 % of what was available before the
     /// measurement), bytes; `None` where it is not known.
     pub host_usable: Option<u64>,
     /// Device memory the windows may take (80 % of what was free before the measurement,
     /// on a GPU), bytes.
     pub device_usable: Option<u64>,
-    /// Voxels of the window measured.
+    /// Voxels of the (first) window measured.
     pub voxels: usize,
     /// The windows at once chosen for the measured window ([`WindowMemory::fit`] warns
     /// again only below it).
     pub fitted: Concurrency,
+}
+
+/// The bytes of a window as a function of its voxels: a part that does not grow with
+/// the window (weights reordered for the pass, libtorch's workspaces) and one per voxel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Bytes whatever the window.
+    pub fixed: f64,
+    /// Bytes per voxel of the input window.
+    pub per_voxel: f64,
+}
+
+impl Cost {
+    /// Bytes of a window of `voxels`.
+    pub fn of(&self, voxels: usize) -> f64 {
+        self.fixed + self.per_voxel * voxels as f64
+    }
+
+    /// The cost through the measured `(voxels, bytes)`: one point is all per voxel; two
+    /// (of different sizes) give the part per voxel from their difference, at least
+    /// `min_per_voxel`, the rest fixed (never negative).
+    pub fn through(points: &[(usize, f64)], min_per_voxel: f64) -> Cost {
+        match points {
+            [(v1, b1), (v2, b2), ..] if v1 != v2 => {
+                let per_voxel = ((b2 - b1) / (*v2 as f64 - *v1 as f64)).max(min_per_voxel);
+                let (v, b) = if v1 > v2 { (*v1, *b1) } else { (*v2, *b2) };
+                Cost { fixed: (b - per_voxel * v as f64).max(0.0), per_voxel }
+            }
+            [(v, b), ..] => Cost { fixed: 0.0, per_voxel: (b / (*v).max(1) as f64).max(min_per_voxel) },
+            [] => Cost { fixed: 0.0, per_voxel: min_per_voxel },
+        }
+    }
 }
 
 /// How many windows run at the same time.
@@ -98,50 +131,60 @@ fn host_usable() -> Option<u64> {
     [memory::available(), budget].into_iter().flatten().min().map(usable)
 }
 
-/// Measures the memory of one zero window of `window` `(i, j, k)` with `channels` input
-/// channels through `predictor` on `device`, and the windows at once that fit for it out
-/// of `configured`, warning when that is fewer.
+/// Measures the memory of a zero window of each of `windows` `(i, j, k)` (the fitted
+/// one; a second, larger one where the volumes set the size of full-extent axes, so that
+/// the part of the cost that does not grow with the window is told apart) with
+/// `channels` input channels through `predictor` on `device`, and the windows at once that
+/// fit for the first out of `configured`, warning when that is fewer.
 ///
 /// # Shapes
-/// The window runs as `[1, channels, wk, wj, wi]`.
+/// Each window runs as `[1, channels, wk, wj, wi]`.
 ///
 /// # Errors
 /// The predictor's error; when it ran out of memory, the message says that one window
-/// of `window` does not fit and names `inference.spatial_window_size`.
+/// does not fit and names `inference.spatial_window_size`.
 pub fn measure(
     predictor: &mut Predictor,
-    window: [usize; 3],
+    windows: &[[usize; 3]],
     channels: usize,
     configured: Concurrency,
     device: Device,
 ) -> Result<WindowMemory, EngineError> {
-    let [i, j, k] = window.map(|w| w as i64);
     let cuda = matches!(device, Device::Cuda(_));
-    // Before the pass: the memory it frees stays with malloc (or libtorch's caching
+    // Before the passes: the memory they free stays with malloc (or libtorch's caching
     // allocator) and is reused by the windows, but no longer counts as available.
     let host_usable = host_usable();
-    let probe = PeakProbe::start(cuda);
-    let x = Tensor::zeros([1, channels as i64, k, j, i], (Kind::Float, device));
-    let out = predictor.probe(&x, true).map_err(|e| out_of_memory_hint(e, window))?;
-    let peak = probe.peak_bytes().unwrap_or(0) as f64;
-    drop(x);
-    let out_bytes = (out.numel() * 4) as f64;
-    let voxels = window.iter().product::<usize>().max(1);
-    let per_voxel = |bytes: f64| bytes / voxels as f64;
+    let mut device_usable = None;
+    let (mut host, mut on_device, mut min_per_voxel) = (Vec::new(), Vec::new(), 0.0f64);
+    for &window in windows {
+        let [i, j, k] = window.map(|w| w as i64);
+        let probe = PeakProbe::start(cuda);
+        device_usable = device_usable.or(probe.cuda_free_before().map(usable));
+        let x = Tensor::zeros([1, channels as i64, k, j, i], (Kind::Float, device));
+        let out = predictor.probe(&x, true).map_err(|e| out_of_memory_hint(e, window))?;
+        let peak = probe.peak_bytes().unwrap_or(0) as f64;
+        let voxels = window.iter().product::<usize>().max(1);
+        // The output twice: the copy blended and the batch waiting.
+        let outputs = 2.0 * (out.numel() * 4) as f64;
+        min_per_voxel = min_per_voxel.max(outputs / voxels as f64);
+        host.push((voxels, if cuda { outputs } else { peak + outputs }));
+        on_device.push((voxels, peak));
+    }
+    let voxels = host.first().map_or(1, |p| p.0);
     let mut measured = WindowMemory {
-        host_per_voxel: per_voxel(if cuda { 2.0 * out_bytes } else { peak + 2.0 * out_bytes }),
-        device_per_voxel: cuda.then(|| per_voxel(peak)),
+        host: Cost::through(&host, min_per_voxel),
+        device: cuda.then(|| Cost::through(&on_device, 0.0)),
         host_usable,
-        device_usable: probe.cuda_free_before().map(usable),
+        device_usable,
         voxels,
         fitted: configured,
     };
     measured.fitted = measured.concurrency(voxels, configured);
+    let window = windows.first().copied().unwrap_or_default();
     if measured.fitted != configured {
         warn_lowered(&measured, window, configured, measured.fitted);
     }
-    let (host_bytes, _) = measured.bytes(voxels);
-    let at_once = (host_bytes as f64) * measured.fitted.windows() as f64;
+    let at_once = measured.host.of(voxels) * measured.fitted.windows() as f64;
     if measured.host_usable.is_some_and(|usable| at_once > TIGHT * usable as f64) {
         tracing::debug!(at_once_mb = (at_once as u64) >> 20, "the windows take most of the memory: large blocks are mapped on their own");
         memory::map_large_blocks();
@@ -152,13 +195,11 @@ pub fn measure(
 impl WindowMemory {
     /// Windows at once of `voxels` each that fit in memory now, out of `configured`.
     pub fn concurrency(&self, voxels: usize, configured: Concurrency) -> Concurrency {
-        let fits = |usable: Option<u64>, per_voxel: Option<f64>| match (usable, per_voxel) {
-            (Some(usable), Some(per_voxel)) if per_voxel > 0.0 => {
-                (usable as f64 / (per_voxel * voxels as f64)).floor() as usize
-            }
+        let fits = |usable: Option<u64>, cost: Option<Cost>| match (usable, cost.map(|c| c.of(voxels))) {
+            (Some(usable), Some(bytes)) if bytes > 0.0 => (usable as f64 / bytes).floor() as usize,
             _ => usize::MAX,
         };
-        let fit = fits(self.host_usable, Some(self.host_per_voxel)).min(fits(self.device_usable, self.device_per_voxel));
+        let fit = fits(self.host_usable, Some(self.host)).min(fits(self.device_usable, self.device));
         limit(configured, fit)
     }
 
@@ -176,8 +217,7 @@ impl WindowMemory {
 
     /// Bytes per window of `voxels`: host, and device on a GPU.
     fn bytes(&self, voxels: usize) -> (u64, Option<u64>) {
-        let of = |per_voxel: f64| (per_voxel * voxels as f64) as u64;
-        (of(self.host_per_voxel), self.device_per_voxel.map(of))
+        (self.host.of(voxels) as u64, self.device.map(|d| d.of(voxels) as u64))
     }
 }
 
@@ -224,10 +264,22 @@ fn out_of_memory_hint(error: EngineError, window: [usize; 3]) -> EngineError {
 
 #[cfg(test)]
 mod tests {
-    use super::{limit, Concurrency};
+    use super::{limit, Concurrency, Cost};
 
     const fn c(batch: usize, workers: usize) -> Concurrency {
         Concurrency { batch, workers }
+    }
+
+    #[test]
+    fn two_windows_tell_the_fixed_cost_from_the_cost_per_voxel() {
+        // 100 MB whatever the window, 1 kB per voxel.
+        let cost = Cost::through(&[(1000, 101e6), (3000, 103e6)], 0.0);
+        assert!((cost.per_voxel - 1000.0).abs() < 1e-6 && (cost.fixed - 100e6).abs() < 1.0, "{cost:?}");
+        assert!((cost.of(10_000) - 110e6).abs() < 1.0);
+        // Measurement noise cannot make the part per voxel smaller than the outputs'.
+        assert_eq!(Cost::through(&[(1000, 5e6), (2000, 4e6)], 24.0), Cost { fixed: 4e6 - 48_000.0, per_voxel: 24.0 });
+        // One window: all per voxel.
+        assert_eq!(Cost::through(&[(1000, 5e6)], 24.0), Cost { fixed: 0.0, per_voxel: 5000.0 });
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use self::aggregate::{Aggregated, Aggregator, Store};
 pub use self::blend::Blend;
 pub use self::compute::{Compute, InferencePrecision, PrecisionOnDevice};
 pub use self::fit::fit_window;
-pub use self::memory::{Concurrency, WindowMemory};
+pub use self::memory::{Concurrency, Cost, WindowMemory};
 pub use self::foreground::Region;
 pub use self::output::{OutputKind, OutputStore};
 use self::pipeline::{Batches, Blender};
@@ -300,10 +300,14 @@ fn fit_to_predictor(
     let channels = predictor.channels().map_or(settings.segmentation.image.len(), |c| c.total());
     let train_window = settings.train_window();
     options.tiling = fit_window(predictor, options, channels, train_window, device)?;
+    // Full-extent axes (0) at the training window's size, then at twice it.
     let window = options.tiling.window;
-    let measured: [usize; 3] = std::array::from_fn(|a| if window[a] == 0 { train_window[a] } else { window[a] });
+    let sized = |scale: usize| -> [usize; 3] {
+        std::array::from_fn(|a| if window[a] == 0 { scale * train_window[a] } else { window[a] })
+    };
+    let windows = if window.contains(&0) { vec![sized(1), sized(2)] } else { vec![sized(1)] };
     let configured = Concurrency { batch: options.tiling.batch_size, workers: 1 + predictor.helpers.len() };
-    options.window_memory = Some(memory::measure(predictor, measured, channels, configured, device)?);
+    options.window_memory = Some(memory::measure(predictor, &windows, channels, configured, device)?);
     Ok(())
 }
 
