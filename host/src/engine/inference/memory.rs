@@ -161,7 +161,8 @@ pub fn measure(
         let probe = PeakProbe::start(cuda);
         device_usable = device_usable.or(probe.cuda_free_before().map(usable));
         let x = Tensor::zeros([1, channels as i64, k, j, i], (Kind::Float, device));
-        let out = predictor.probe(&x, true).map_err(|e| out_of_memory_hint(e, window))?;
+        // As a batch runs: every model of the ensemble on every test-time mirroring.
+        let out = predictor.predict(&x).map_err(|e| out_of_memory_hint(e, window))?;
         let peak = probe.peak_bytes().unwrap_or(0) as f64;
         let voxels = window.iter().product::<usize>().max(1);
         // The output twice: the copy blended and the batch waiting.
