@@ -348,9 +348,7 @@ impl WindowSampler {
     fn resized(&self, v: &SubjectVolumes, images: &mut Vec<f32>, labels: &mut Vec<Label>, loss_weights: &mut Vec<f32>) {
         let [di, dj, dk] = v.dims.map(|d| d as i64);
         let [wi, wj, wk] = self.plan.window.map(|w| w as i64);
-        let image = Tensor::from_slice(&v.image).view([1, v.channels as i64, dk, dj, di]);
-        let image = image.upsample_trilinear3d([wk, wj, wi], false, None, None, None);
-        images.extend(Vec::<f32>::try_from(image.view([-1])).expect("float32 tensor"));
+        images.extend(resize_trilinear(&v.image, v.channels, v.dims, self.plan.window).expect("float32 maps"));
         let nearest =
             |t: Tensor| t.view([1, 1, dk, dj, di]).upsample_nearest3d([wk, wj, wi], None, None, None).view([-1]);
         let label = match v.label.as_ref().expect("training subjects have labels") {
@@ -459,4 +457,27 @@ pub fn training_sampler(
         foreground_oversample: settings.network.foreground_oversample,
     };
     Ok(WindowSampler::new(Arc::new(cache), n, plan))
+}
+
+/// `values` (`channels` maps of `from` `(i, j, k)`) resized to `to` by trilinear
+/// interpolation with half-pixel centres: how `window_sampling = "resize"` shrinks a
+/// volume to the training window, and so how inference must resize it too.
+///
+/// # Shapes
+/// `[channels, fk, fj, fi]` → `[channels, tk, tj, ti]`
+///
+/// # Errors
+/// `values` do not hold `channels` maps of `from`.
+pub fn resize_trilinear(
+    values: &[f32],
+    channels: usize,
+    from: [usize; 3],
+    to: [usize; 3],
+) -> Result<Vec<f32>, tch::TchError> {
+    let [fi, fj, fk] = from.map(|d| d as i64);
+    let [ti, tj, tk] = to.map(|d| d as i64);
+    let resized = Tensor::from_slice(values)
+        .f_view([1, channels as i64, fk, fj, fi])?
+        .f_upsample_trilinear3d([tk, tj, ti], false, None, None, None)?;
+    Vec::<f32>::try_from(resized.f_view([-1])?)
 }

@@ -6,11 +6,10 @@
 //! probabilities, as NiftyNet's resize aggregator does. The border is not used: the whole
 //! window is kept.
 
-use tch::{Kind, Tensor};
-
 use super::super::tensors::torch_error;
 use super::super::EngineError;
 use super::{predict_volume, Aggregated, Aggregator, Blend, Device, InferenceOptions, Predicted, Predictor, Store};
+use crate::data::sampler::resize_trilinear;
 use crate::data::SubjectVolumes;
 
 /// [`predict_volume`] for `options.resize_to_window`: the volume resized to the window,
@@ -64,22 +63,10 @@ pub(super) fn predict_resized(
     Ok(Predicted { volume: aggregator.finish()?, ..predicted })
 }
 
-/// `values` (`channels` maps of `from` `(i, j, k)`) resized to `to` by trilinear
-/// interpolation (half-pixel centres, as the training sampler resizes).
-///
-/// # Shapes
-/// `[channels, fk, fj, fi]` → `[channels, tk, tj, ti]`
+/// [`resize_trilinear`] (the training sampler's resize), the error naming `what`.
 fn resize(values: &[f32], channels: usize, from: [usize; 3], to: [usize; 3], what: &str) -> Result<Vec<f32>, EngineError> {
     if from == to {
         return Ok(values.to_vec());
     }
-    let [fi, fj, fk] = from.map(|d| d as i64);
-    let [ti, tj, tk] = to.map(|d| d as i64);
-    let resized = Tensor::from_slice(values)
-        .f_view([1, channels as i64, fk, fj, fi])
-        .and_then(|t| t.f_upsample_trilinear3d([tk, tj, ti], false, None, None, None))
-        .and_then(|t| t.f_to_kind(Kind::Float))
-        .and_then(|t| Vec::<f32>::try_from(t.view([-1])))
-        .map_err(torch_error(what))?;
-    Ok(resized)
+    resize_trilinear(values, channels, from, to).map_err(torch_error(what))
 }
