@@ -245,10 +245,7 @@ fn system_memory() -> Budget {
     static FOUND: OnceLock<Budget> = OnceLock::new();
     *FOUND.get_or_init(|| {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let field = |name: &str| -> Option<u64> {
-            let line = meminfo.lines().find(|l| l.starts_with(name))?;
-            line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)
-        };
+        let field = |name: &str| crate::memory::proc_kb_field(&meminfo, name);
         let mut best = match (field("MemTotal:"), field("SwapTotal:")) {
             (Some(mem), swap) => Budget { bytes: mem + swap.unwrap_or(0), source: "physical memory and swap" },
             (None, _) => Budget { bytes: u64::MAX, source: "no memory limit found" },

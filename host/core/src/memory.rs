@@ -72,19 +72,22 @@ pub fn cuda_memory() -> Option<(u64, u64)> {
     (rc == 0).then_some((free as u64, total as u64))
 }
 
+/// The field `name` (with its colon: `MemTotal:`) of a `/proc` file's `text`
+/// (`/proc/meminfo`, `/proc/self/status`), given in kB, as bytes.
+pub(crate) fn proc_kb_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
 /// The memory the system can give now without swapping (`MemAvailable` of
 /// `/proc/meminfo`), bytes; `None` where it is not known.
 pub fn available() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    proc_kb_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable:")
 }
 
 /// The peak resident set of this process (`VmHWM`), bytes.
 fn peak_resident() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    proc_kb_field(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM:")
 }
 
 /// Gives the heap's free pages back to the system and resets the peak resident set to
