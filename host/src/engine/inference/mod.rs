@@ -214,7 +214,7 @@ pub fn predict_volume(
         return resize::predict_resized(predictor, volume, options, store, device);
     }
     let mut tiling = options.tiling.for_volume(volume.dims);
-    let configured = Concurrency { batch: tiling.batch_size, workers: 1 + predictor.helpers.len() };
+    let configured = Concurrency { batch: tiling.batch_size, workers: predictor.workers() };
     let at_once = options.window_memory.map_or(configured, |m| m.fit(tiling.window, configured));
     tiling.batch_size = at_once.batch;
     let tiling = &tiling;
@@ -306,7 +306,7 @@ fn fit_to_predictor(
         std::array::from_fn(|a| if window[a] == 0 { scale * train_window[a] } else { window[a] })
     };
     let windows = if window.contains(&0) { vec![sized(1), sized(2)] } else { vec![sized(1)] };
-    let configured = Concurrency { batch: options.tiling.batch_size, workers: 1 + predictor.helpers.len() };
+    let configured = Concurrency { batch: options.tiling.batch_size, workers: predictor.workers() };
     options.window_memory = Some(memory::measure(predictor, &windows, channels, configured, device)?);
     Ok(())
 }

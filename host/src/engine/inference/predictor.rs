@@ -82,6 +82,11 @@ impl Predictor {
         self.models.first().map(|m| &m.channels)
     }
 
+    /// Batches it can run at once: itself and each of its helpers.
+    pub fn workers(&self) -> usize {
+        1 + self.helpers.len()
+    }
+
     /// Number of forward passes per batch.
     pub fn passes(&self) -> usize {
         self.models.len() * self.mirrorings.len().max(1)
