@@ -263,6 +263,35 @@ fn out_of_memory_hint(error: EngineError, window: [usize; 3]) -> EngineError {
     }
 }
 
+/// The predictor's output for `input`; a batch of several windows that runs out of
+/// memory runs again as two halves (each halved again as needed), with one warning per
+/// process.
+///
+/// # Shapes
+/// `[N, C, D, H, W]` → `[N, K, D', H', W']`
+///
+/// # Errors
+/// As [`Predictor::predict`]; running out of memory on one window.
+pub fn predict_halving(predictor: &mut Predictor, input: &Tensor) -> Result<Tensor, EngineError> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let n = input.size()[0];
+    match predictor.predict(input) {
+        Err(e) if n > 1 && is_out_of_memory(&e) => {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    windows = n,
+                    "a batch of inference windows ran out of memory: it runs again in halves (`inference.batch_size` \
+                     sets the batch; this is said once)"
+                );
+            }
+            let first = predict_halving(predictor, &input.narrow(0, 0, n / 2))?;
+            let second = predict_halving(predictor, &input.narrow(0, n / 2, n - n / 2))?;
+            Tensor::f_cat(&[first, second], 0).map_err(super::super::tensors::torch_error("joining the halves of a batch"))
+        }
+        result => result,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{limit, Concurrency, Cost};
@@ -294,34 +323,5 @@ mod tests {
         assert_eq!(limit(c(1, 4), 3), c(1, 3));
         // One window always runs: what does not fit alone failed when it was measured.
         assert_eq!(limit(c(128, 2), 0), c(1, 1));
-    }
-}
-
-/// The predictor's output for `input`; a batch of several windows that runs out of
-/// memory runs again as two halves (each halved again as needed), with one warning per
-/// process.
-///
-/// # Shapes
-/// `[N, C, D, H, W]` → `[N, K, D', H', W']`
-///
-/// # Errors
-/// As [`Predictor::predict`]; running out of memory on one window.
-pub fn predict_halving(predictor: &mut Predictor, input: &Tensor) -> Result<Tensor, EngineError> {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let n = input.size()[0];
-    match predictor.predict(input) {
-        Err(e) if n > 1 && is_out_of_memory(&e) => {
-            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!(
-                    windows = n,
-                    "a batch of inference windows ran out of memory: it runs again in halves (`inference.batch_size` \
-                     sets the batch; this is said once)"
-                );
-            }
-            let first = predict_halving(predictor, &input.narrow(0, 0, n / 2))?;
-            let second = predict_halving(predictor, &input.narrow(0, n / 2, n - n / 2))?;
-            Tensor::f_cat(&[first, second], 0).map_err(super::super::tensors::torch_error("joining the halves of a batch"))
-        }
-        result => result,
     }
 }
