@@ -3,7 +3,7 @@
 # training time, on the cohort's held-out subjects (scripts/bench_plan.py says how).
 #
 #   scripts/bench-plan.sh [--minutes M] [--device cpu|cuda:0] [--cohort DIR] [--out DIR]
-#                         [--memory-gb G] [--loader-threads N] [--bundle DIR]
+#                         [--memory-gb G] [--loader-threads N] [--seed S] [--bundle DIR]
 #
 # Without --bundle it builds the release binaries and plugins here (as scripts/run-example.sh).
 # On a device machine: build here with scripts/build-gpu-bundle.sh, copy the cohort into

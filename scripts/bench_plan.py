@@ -2,9 +2,11 @@
 from the cohort's input sections alone against the hand-written configs/cohort.toml, at the
 same training time, scored on the same held-out subjects (configs/cohort_split.csv).
 
-For each config: a short probe training measures the time of one iteration (the median of
-`step_s + data_wait_s` in train_log.jsonl after a warm-up), the budget over it gives the
-iterations, then training, inference and evaluation run one after the other. Prints a
+For each config: short probe trainings measure the time of one iteration (the median of
+`step_s + data_wait_s` in train_log.jsonl after a warm-up, over two probes per config run
+in turn, so that both are timed under the same load: this machine's speed drifts by a
+quarter over minutes), the budget over it gives the iterations, then training, inference
+and evaluation run one after the other. Prints a
 table and writes OUT/bench-plan.json (the plan, each config's measured step, iterations,
 training wall time, and GM / WM Dice and HD95 over the INFER subjects, mean and std).
 
@@ -27,7 +29,8 @@ SPLIT = os.path.join(ROOT, "configs", "cohort_split.csv")
 SECTIONS = ("t1", "t2", "label")
 # The cohort's classes: 0 other (background, CSF), 1 grey matter, 2 white matter.
 TISSUES = {"1": "GM", "2": "WM"}
-PROBE_WARMUP = 5
+PROBE_WARMUP = 10
+PROBE_ROUNDS = 2
 # metrics_summary.csv's names of the reported metrics.
 METRICS = {"dice": "dice", "hausdorff95_mm": "hd95"}
 
@@ -41,7 +44,8 @@ def arguments():
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_plan"))
     p.add_argument("--memory-gb", help="plan's step memory budget (default: 0.5 on a CPU, the GPU's memory on a GPU)")
     p.add_argument("--loader-threads", type=int, default=min(8, os.cpu_count() or 2), help="both configs' loader threads")
-    p.add_argument("--probe-iterations", type=int, default=20, help="timed iterations of each probe (default 20)")
+    p.add_argument("--seed", type=int, default=1, help="system.seed of both configs (default 1)")
+    p.add_argument("--probe-iterations", type=int, default=30, help="timed iterations of each probe (default 30)")
     return p.parse_args()
 
 
@@ -75,8 +79,8 @@ def sets(pairs):
     return [a for k, v in pairs for a in ("--set", f"{k}={v}")]
 
 
-def step_seconds(train_log):
-    """The median time of an iteration after the warm-up, seconds."""
+def timed_steps(train_log):
+    """The times of the iterations after the warm-up, seconds."""
     rows = []
     with open(train_log) as f:
         for line in f:
@@ -85,7 +89,7 @@ def step_seconds(train_log):
                 rows.append(row["step_s"] + row.get("data_wait_s", 0.0))
     if not rows:
         sys.exit(f"error: no timed iterations in {train_log}")
-    return statistics.median(rows)
+    return rows
 
 
 def scores(model_dir):
@@ -108,7 +112,7 @@ def main():
     os.makedirs(args.out)
     run = Runner(args)
     device = f'["{args.device}"]'
-    common = [("system.devices", device), ("system.loader_threads", args.loader_threads)]
+    common = [("system.devices", device), ("system.loader_threads", args.loader_threads), ("system.seed", args.seed)]
 
     # The plan, from what plan cannot know: where the files are, which are images, the classes.
     data = os.path.join(args.out, "data.toml")
@@ -126,22 +130,28 @@ def main():
         + sets((f"input.{s}.path_to_search", f'"{cohort}"') for s in SECTIONS),
         "planned": ["-c", planned],
     }
-    report = {"device": args.device, "minutes": args.minutes, "plan_seconds": plan_seconds, "configs": {}}
+    report = {"device": args.device, "minutes": args.minutes, "seed": args.seed, "plan_seconds": plan_seconds, "configs": {}}
+    probe_iterations = PROBE_WARMUP + args.probe_iterations
+    steps = {name: [] for name in configs}
+    for turn in range(PROBE_ROUNDS):
+        for name, config in configs.items():
+            tag = f"{name.split('.')[0]}_probe{turn}"
+            probe_dir = os.path.join(args.out, tag)
+            probe = sets(
+                common
+                + [
+                    ("system.model_dir", f'"{probe_dir}"'),
+                    ("system.dataset_split_file", f'"{SPLIT}"'),
+                    ("training.max_iter", probe_iterations),
+                    ("training.save_every_n", probe_iterations),
+                    ("training.validation_every_n", 0),
+                ]
+            )
+            run(tag, "train", config + probe)
+            steps[name] += timed_steps(os.path.join(probe_dir, "train_log.jsonl"))
     for name, config in configs.items():
         tag = name.split(".")[0]
-        probe_dir = os.path.join(args.out, tag + "_probe")
-        probe_iterations = PROBE_WARMUP + args.probe_iterations
-        probe = sets(
-            common
-            + [
-                ("system.model_dir", f'"{probe_dir}"'),
-                ("training.max_iter", probe_iterations),
-                ("training.save_every_n", probe_iterations),
-                ("training.validation_every_n", 0),
-            ]
-        )
-        run(tag + "_probe", "train", config + probe)
-        step = step_seconds(os.path.join(probe_dir, "train_log.jsonl"))
+        step = statistics.median(steps[name])
         iterations = max(1, int(args.minutes * 60.0 / step))
         model_dir = os.path.join(args.out, tag)
         job = config + sets(common + [("system.model_dir", f'"{model_dir}"'), ("system.dataset_split_file", f'"{SPLIT}"')])
