@@ -6,9 +6,9 @@ For each config: short probe trainings measure the time of one iteration (the me
 `step_s + data_wait_s` in train_log.jsonl after a warm-up, over two probes per config run
 in turn, so that both are timed under the same load: this machine's speed drifts by a
 quarter over minutes), the budget over it gives the iterations, then training, inference
-and evaluation run one after the other. Prints a
-table and writes OUT/bench-plan.json (the plan, each config's measured step, iterations,
-training wall time, and GM / WM Dice and HD95 over the INFER subjects, mean and std).
+and evaluation run one after the other. Prints a table and writes OUT/bench-plan.json
+(the plan, each config's measured step, iterations, training wall time, and GM / WM Dice
+and HD95 over the INFER subjects, mean and std).
 
 Standard library only, so it runs on a device machine from a bundle
 (scripts/build-gpu-bundle.sh) as well as here from target/release.
@@ -131,6 +131,8 @@ def main():
         "planned": ["-c", planned],
     }
     report = {"device": args.device, "minutes": args.minutes, "seed": args.seed, "plan_seconds": plan_seconds, "configs": {}}
+    # Probes and trainings: the same subjects (the split's TRAIN ones, INFER held out).
+    on_split = common + [("system.dataset_split_file", f'"{SPLIT}"')]
     probe_iterations = PROBE_WARMUP + args.probe_iterations
     steps = {name: [] for name in configs}
     for turn in range(PROBE_ROUNDS):
@@ -138,10 +140,9 @@ def main():
             tag = f"{name.split('.')[0]}_probe{turn}"
             probe_dir = os.path.join(args.out, tag)
             probe = sets(
-                common
+                on_split
                 + [
                     ("system.model_dir", f'"{probe_dir}"'),
-                    ("system.dataset_split_file", f'"{SPLIT}"'),
                     ("training.max_iter", probe_iterations),
                     ("training.save_every_n", probe_iterations),
                     ("training.validation_every_n", 0),
@@ -154,7 +155,7 @@ def main():
         step = statistics.median(steps[name])
         iterations = max(1, int(args.minutes * 60.0 / step))
         model_dir = os.path.join(args.out, tag)
-        job = config + sets(common + [("system.model_dir", f'"{model_dir}"'), ("system.dataset_split_file", f'"{SPLIT}"')])
+        job = config + sets(on_split + [("system.model_dir", f'"{model_dir}"')])
         train = job + sets([("training.max_iter", iterations), ("training.save_every_n", iterations)])
         train_seconds = run(tag + "_train", "train", train)
         run(tag + "_inference", "inference", job)
